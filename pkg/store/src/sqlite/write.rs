@@ -1,0 +1,173 @@
+//! Writes: batches, compaction and reclaiming space, on the writer connection.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::{Connection, SqliteConnection};
+
+use super::SqliteEngine;
+use crate::engine::{Engine, Latest, NewRow, Op, OpOutcome, decide};
+use crate::error::{Error, Result};
+use crate::types::{Event, KeyRange, KeyValue};
+
+async fn latest(conn: &mut SqliteConnection, key: &str) -> Result<Option<Latest>> {
+    let row: Option<(i64, i64, bool, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, created, deleted, value FROM kv WHERE name = ? ORDER BY id DESC LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    Ok(
+        row.map(|(revision, create_revision, deleted, value)| Latest {
+            revision,
+            create_revision,
+            deleted,
+            value: Bytes::from(value),
+        }),
+    )
+}
+
+async fn insert(conn: &mut SqliteConnection, row: &NewRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO kv (id, name, created, deleted, prev_revision, value)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.revision)
+    .bind(&row.key)
+    .bind(row.create_revision)
+    .bind(row.deleted)
+    .bind(row.prev_revision)
+    .bind(row.value.as_ref())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl SqliteEngine {
+    async fn with_writer<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = self.writer.lock().await;
+        let conn = guard.as_mut().ok_or(Error::Closed)?;
+        f(conn).await
+    }
+}
+
+#[async_trait]
+impl Engine for SqliteEngine {
+    async fn revisions(&self) -> Result<(i64, i64)> {
+        self.with_writer(async |conn| {
+            let max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM kv")
+                .fetch_one(&mut *conn)
+                .await?;
+            let compacted: Option<i64> =
+                sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let compacted = compacted.unwrap_or(0);
+            Ok((max.unwrap_or(0).max(compacted), compacted))
+        })
+        .await
+    }
+
+    async fn apply(&self, ops: &[Op], first_revision: i64) -> Result<Vec<OpOutcome>> {
+        self.with_writer(async |conn| {
+            let mut tx = conn.begin().await?;
+            let mut next = first_revision;
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                let current = latest(&mut tx, op.key()).await?;
+                match decide(op, current.as_ref(), next) {
+                    Ok((row, event)) => {
+                        insert(&mut tx, &row).await?;
+                        next += 1;
+                        out.push(Ok(event));
+                    }
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str, revision: i64) -> Result<Option<Latest>> {
+        self.read_get(key, revision).await
+    }
+
+    async fn list(
+        &self,
+        range: &KeyRange,
+        after: Option<&str>,
+        limit: usize,
+        revision: i64,
+    ) -> Result<Vec<KeyValue>> {
+        self.read_list(range, after, limit, revision).await
+    }
+
+    async fn count(&self, range: &KeyRange, revision: i64) -> Result<i64> {
+        self.read_count(range, revision).await
+    }
+
+    async fn history(
+        &self,
+        range: &KeyRange,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        self.read_history(range, from, to, limit).await
+    }
+
+    async fn set_compacted(&self, revision: i64) -> Result<()> {
+        self.with_writer(async |conn| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('compacted', ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(revision)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn compact_range(&self, from: i64, to: i64, upto: i64) -> Result<u64> {
+        self.with_writer(async |conn| {
+            let done = sqlx::query(
+                "DELETE FROM kv WHERE id > ? AND id <= ? AND (deleted = 1 OR EXISTS (
+                    SELECT 1 FROM kv n WHERE n.name = kv.name AND n.id > kv.id AND n.id <= ?))",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(upto)
+            .execute(conn)
+            .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn reclaim(&self) -> Result<()> {
+        self.with_writer(async |conn| {
+            sqlx::query("PRAGMA incremental_vacuum")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.size().await)
+    }
+
+    async fn close(&self) {
+        self.shutdown().await;
+    }
+}

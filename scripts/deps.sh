@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install the system packages minik's build, tests and benchmarks need. Idempotent: when
+# everything is present it installs nothing and does not touch the network.
+set -euo pipefail
+
+# Debian packages, each with why it is here.
+PACKAGES=(
+  build-essential   # cc for bundled SQLite and other -sys crates
+  pkg-config
+  protobuf-compiler # protoc for tonic/prost code generation (etcd client, CRI)
+  etcd-server       # etcd 3.4: the peer of the store benchmark (make bench-store)
+  etcd-client       # etcdctl, to inspect the benchmark's etcd by hand
+  sqlite3           # to inspect state.db by hand
+  procps            # ps/pkill used by scripts
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: missing packages: ${missing[*]}; run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "deps: cargo (Rust 1.95+) is required and cannot be installed by this script" >&2
+  exit 1
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "deps: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
