@@ -15,5 +15,11 @@ pub fn minik_bin() -> PathBuf {
         .parent()
         .and_then(|d| d.parent())
         .expect("test executable lives in target/<profile>/deps");
-    profile_dir.join("minik")
+    let bin = profile_dir.join("minik");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p minik) or set MINIK_BIN",
+        bin.display()
+    );
+    bin
 }

@@ -34,10 +34,10 @@ pub(crate) async fn run(handle: Handle, options: StoreOptions) {
         tick.tick().await;
         let now = Instant::now();
         samples.push_back((now, handle.current()));
-        if let Some(target) = due(&mut samples, now, options.retention) {
-            if let Err(e) = handle.compact(target).await {
-                tracing::warn!(error = %e, revision = target, "background compaction failed");
-            }
+        if let Some(target) = due(&mut samples, now, options.retention)
+            && let Err(e) = handle.compact(target).await
+        {
+            tracing::warn!(error = %e, revision = target, "background compaction failed");
         }
     }
 }

@@ -104,10 +104,11 @@ impl SqliteEngine {
     }
 
     async fn shutdown(&self) {
-        if let Some(conn) = self.writer.lock().await.take() {
-            if let Err(e) = conn.close().await {
-                tracing::warn!(error = %e, "closing the SQLite writer");
-            }
+        let writer = self.writer.lock().await.take();
+        if let Some(conn) = writer
+            && let Err(e) = conn.close().await
+        {
+            tracing::warn!(error = %e, "closing the SQLite writer");
         }
         self.readers.close().await;
         self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();

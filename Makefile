@@ -1,0 +1,26 @@
+# Every target calls a script in scripts/; see README.md.
+.PHONY: server test bench bench-store lint release e2e deps
+
+server:
+	bash scripts/server.sh
+
+test:
+	bash scripts/test.sh
+
+bench:
+	bash scripts/bench.sh
+
+bench-store:
+	bash scripts/bench.sh store
+
+lint:
+	bash scripts/lint.sh
+
+release:
+	bash scripts/release.sh
+
+e2e:
+	bash scripts/e2e.sh
+
+deps:
+	bash scripts/deps.sh

@@ -1,0 +1,111 @@
+//! Flags of `minik server` and `minik agent` (k3s's names and defaults).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Flags both a server and an agent take.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Where minik keeps its state: datastore, certificates, kubelet data.
+    #[arg(
+        long,
+        short = 'd',
+        default_value = "/var/lib/minik",
+        env = "MINIK_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// This node's name (default: the host name).
+    #[arg(long, env = "MINIK_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Append a random id to the node name, so clones of one machine can join.
+    #[arg(long)]
+    pub with_node_id: bool,
+
+    /// A YAML file with the same keys as these flags.
+    #[arg(
+        long,
+        short = 'c',
+        default_value = "/etc/minik/config.yaml",
+        env = "MINIK_CONFIG_FILE"
+    )]
+    pub config: PathBuf,
+}
+
+/// `minik server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub https_listen_port: u16,
+
+    /// Write the admin kubeconfig here.
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "/etc/minik/minik.yaml",
+        env = "MINIK_KUBECONFIG_OUTPUT"
+    )]
+    pub write_kubeconfig: PathBuf,
+
+    /// File mode of the written kubeconfig (octal).
+    #[arg(long, default_value = "0600", env = "MINIK_KUBECONFIG_MODE")]
+    pub write_kubeconfig_mode: String,
+
+    /// Datastore: sqlite:// (default, in the data dir), or a later backend's URL.
+    #[arg(long, default_value = "sqlite://", env = "MINIK_DATASTORE_ENDPOINT")]
+    pub datastore_endpoint: String,
+
+    /// Shared secret agents use to join (generated when not given).
+    #[arg(long, short = 't', env = "MINIK_TOKEN")]
+    pub token: Option<String>,
+
+    /// Extra names and IPs for the serving certificate.
+    #[arg(long)]
+    pub tls_san: Vec<String>,
+
+    /// Do not deploy a packaged component (repeatable), e.g. local-storage.
+    #[arg(long)]
+    pub disable: Vec<String>,
+
+    /// Pod network (a /24 per node is taken from it).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+
+    /// Service ClusterIP range.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+
+    /// ClusterIP of the cluster DNS service.
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
+
+    /// Cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+/// `minik agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    /// The server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long, short = 's', env = "MINIK_URL")]
+    pub server: Option<String>,
+
+    /// The token printed by the server (or a bootstrap token).
+    #[arg(long, short = 't', env = "MINIK_TOKEN")]
+    pub token: Option<String>,
+}

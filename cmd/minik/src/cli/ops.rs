@@ -1,0 +1,83 @@
+//! Operator subcommands: images, certificates, tokens, snapshots.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI-layout or docker-archive tarball into the node's image store.
+    Import {
+        /// The tarball.
+        file: PathBuf,
+    },
+    /// List the images in the store.
+    Ls,
+    /// Pull an image from its registry.
+    Pull {
+        /// Image reference, e.g. 127.0.0.1:5000/busybox:latest.
+        image: String,
+    },
+    /// Remove images.
+    Rm {
+        /// Image references or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertificateCommand {
+    /// Show each certificate's subject and expiry.
+    Check,
+    /// Issue new leaf certificates (the CA stays).
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bootstrap token.
+    Create,
+    /// List bootstrap tokens.
+    List,
+    /// Delete bootstrap tokens.
+    Delete {
+        /// Token ids.
+        #[arg(required = true)]
+        tokens: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save a consistent snapshot of the datastore.
+    Save {
+        /// Name of the snapshot (default: a timestamp).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Restore the datastore from a snapshot (server stopped).
+    Restore {
+        /// The snapshot file.
+        file: PathBuf,
+    },
+    /// List saved snapshots.
+    Ls,
+}
+
+macro_rules! names {
+    ($($ty:ident { $($variant:ident => $name:literal),* $(,)? })*) => {$(
+        impl $ty {
+            pub fn name(&self) -> &'static str {
+                match self { $(Self::$variant { .. } => $name),* }
+            }
+        }
+    )*};
+}
+
+names! {
+    ImageCommand { Import => "import", Ls => "ls", Pull => "pull", Rm => "rm" }
+    CertificateCommand { Check => "check", Rotate => "rotate" }
+    TokenCommand { Create => "create", List => "list", Delete => "delete" }
+    SnapshotCommand { Save => "save", Restore => "restore", Ls => "ls" }
+}

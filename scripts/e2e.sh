@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Only the end-to-end tests (the real binary, real processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cargo build -p minik
+cargo nextest run -p minik-tests -E 'binary(e2e_cli) | binary(store_crash) | binary(store_sqlite)' "$@"

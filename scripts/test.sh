@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every test tier: lint (fmt, clippy), then unit, integration and end-to-end tests (nextest
+# runs them all; the e2e tests drive the real minik binary it builds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+
+echo "== lint"
+bash scripts/lint.sh
+
+echo "== unit, integration and e2e tests"
+profile=default
+[[ -n "${CI:-}" ]] && profile=ci
+cargo nextest run --workspace --exclude minik-bench --profile "$profile" "$@"
