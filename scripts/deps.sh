@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential   # cc for bundled SQLite and other -sys crates
   pkg-config
   protobuf-compiler # protoc for tonic/prost code generation (etcd client, CRI)
+  libprotobuf-dev   # the well-known .proto files protoc imports (google/protobuf/*.proto)
   etcd-server       # etcd 3.4: the peer of the store benchmark (make bench-store)
   etcd-client       # etcdctl, to inspect the benchmark's etcd by hand
   sqlite3           # to inspect state.db by hand

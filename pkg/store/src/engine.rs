@@ -56,6 +56,18 @@ pub(crate) struct NewRow {
     pub value: Bytes,
 }
 
+impl NewRow {
+    /// The row as the newest row of its key, for ops later in the same batch.
+    pub fn as_latest(&self) -> Latest {
+        Latest {
+            revision: self.revision,
+            create_revision: self.create_revision,
+            deleted: self.deleted,
+            value: self.value.clone(),
+        }
+    }
+}
+
 /// Decide what `op` does given the key's newest row: the row to append and its event, or
 /// the error for the caller. Shared by every engine so the semantics cannot drift.
 pub(crate) fn decide(op: &Op, latest: Option<&Latest>, revision: i64) -> Result<(NewRow, Event)> {

@@ -2,43 +2,71 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::{Connection, SqliteConnection};
+use std::collections::HashMap;
+
+use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 
 use super::SqliteEngine;
 use crate::engine::{Engine, Latest, NewRow, Op, OpOutcome, decide};
 use crate::error::{Error, Result};
 use crate::types::{Event, KeyRange, KeyValue};
 
-async fn latest(conn: &mut SqliteConnection, key: &str) -> Result<Option<Latest>> {
-    let row: Option<(i64, i64, bool, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, created, deleted, value FROM kv WHERE name = ? ORDER BY id DESC LIMIT 1",
-    )
-    .bind(key)
-    .fetch_optional(conn)
-    .await?;
-    Ok(
-        row.map(|(revision, create_revision, deleted, value)| Latest {
-            revision,
-            create_revision,
-            deleted,
-            value: Bytes::from(value),
-        }),
-    )
+/// Names per `IN (...)` lookup and rows per multi-row `INSERT`: few distinct SQL texts, so
+/// every statement stays in the connection's cache.
+const CHUNK: usize = 32;
+
+fn placeholders(n: usize, row: &str) -> String {
+    vec![row; n].join(",")
 }
 
-async fn insert(conn: &mut SqliteConnection, row: &NewRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO kv (id, name, created, deleted, prev_revision, value)
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(row.revision)
-    .bind(&row.key)
-    .bind(row.create_revision)
-    .bind(row.deleted)
-    .bind(row.prev_revision)
-    .bind(row.value.as_ref())
-    .execute(conn)
-    .await?;
+/// The newest row of each of `keys`, in one query per chunk.
+async fn latest_many(
+    conn: &mut SqliteConnection,
+    keys: &[&str],
+) -> Result<HashMap<String, Latest>> {
+    let mut out = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT name, id, created, deleted, value FROM kv WHERE id IN
+               (SELECT MAX(id) FROM kv WHERE name IN ({}) GROUP BY name)",
+            placeholders(chunk.len(), "?")
+        );
+        let mut q = sqlx::query_as::<_, (String, i64, i64, bool, Vec<u8>)>(AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        for (name, revision, create_revision, deleted, value) in q.fetch_all(&mut *conn).await? {
+            let latest = Latest {
+                revision,
+                create_revision,
+                deleted,
+                value: Bytes::from(value),
+            };
+            out.insert(name, latest);
+        }
+    }
+    Ok(out)
+}
+
+/// Append `rows` with one multi-row INSERT per chunk.
+async fn insert_many(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO kv (id, name, created, deleted, prev_revision, value) VALUES {}",
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?)")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for row in chunk {
+            q = q
+                .bind(row.revision)
+                .bind(row.key.as_str())
+                .bind(row.create_revision)
+                .bind(row.deleted)
+                .bind(row.prev_revision)
+                .bind(row.value.as_ref());
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -73,19 +101,27 @@ impl Engine for SqliteEngine {
     async fn apply(&self, ops: &[Op], first_revision: i64) -> Result<Vec<OpOutcome>> {
         self.with_writer(async |conn| {
             let mut tx = conn.begin().await?;
+            let mut keys: Vec<&str> = ops.iter().map(Op::key).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            // The newest row of every key the batch touches; later ops in the batch see the
+            // rows earlier ones add.
+            let mut newest = latest_many(&mut tx, &keys).await?;
             let mut next = first_revision;
+            let mut rows = Vec::with_capacity(ops.len());
             let mut out = Vec::with_capacity(ops.len());
             for op in ops {
-                let current = latest(&mut tx, op.key()).await?;
-                match decide(op, current.as_ref(), next) {
+                match decide(op, newest.get(op.key()), next) {
                     Ok((row, event)) => {
-                        insert(&mut tx, &row).await?;
+                        newest.insert(row.key.clone(), row.as_latest());
+                        rows.push(row);
                         next += 1;
                         out.push(Ok(event));
                     }
                     Err(e) => out.push(Err(e)),
                 }
             }
+            insert_many(&mut tx, &rows).await?;
             tx.commit().await?;
             Ok(out)
         })
