@@ -120,9 +120,11 @@ impl Kv for Etcd {
     }
 
     async fn list(&self, prefix: &str) -> usize {
+        // 10,000 values of 1 KiB are over the client's default 4 MiB response limit.
         let r = self
             .0
-            .clone()
+            .kv_client()
+            .max_decoding_message_size(256 << 20)
             .get(prefix, Some(GetOptions::new().with_prefix()))
             .await
             .expect("etcd range");

@@ -26,10 +26,13 @@ async fn latest_many(
 ) -> Result<HashMap<String, Latest>> {
     let mut out = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
+        // One index seek per name (the MAX optimisation); `IN (...) GROUP BY name` would
+        // walk every row of each name's history instead.
         let sql = format!(
-            "SELECT name, id, created, deleted, value FROM kv WHERE id IN
-               (SELECT MAX(id) FROM kv WHERE name IN ({}) GROUP BY name)",
-            placeholders(chunk.len(), "?")
+            "WITH keys(n) AS (VALUES {})
+             SELECT k.name, k.id, k.created, k.deleted, k.value
+             FROM keys JOIN kv k ON k.id = (SELECT MAX(id) FROM kv WHERE name = keys.n)",
+            placeholders(chunk.len(), "(?)")
         );
         let mut q = sqlx::query_as::<_, (String, i64, i64, bool, Vec<u8>)>(AssertSqlSafe(sql));
         for k in chunk {
