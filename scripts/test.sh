@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Every test tier: lint (fmt, clippy), then unit, integration and end-to-end tests (nextest
-# runs them all; the e2e tests drive the real minik binary it builds).
+# runs them all; the e2e tests drive the real minik binary built first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 
 echo "== lint"
 bash scripts/lint.sh
+
+echo "== build (the e2e tests drive target/debug/minik)"
+cargo build --locked -p minik
 
 echo "== unit, integration and e2e tests"
 profile=default
