@@ -26,6 +26,8 @@ async fn private_files_and_exclusive_lock() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("db")), 0o700);
     assert_eq!(mode(&data.join("db/state.db")), 0o600);
+    assert_eq!(mode(&data.join("db/state.db-wal")), 0o600);
+    assert_eq!(mode(&data.join("db/lock")), 0o600);
     let second = minik_store::open("sqlite://", &data, quiet()).await;
     match second {
         Err(e @ Error::Locked { .. }) => {

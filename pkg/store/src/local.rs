@@ -221,10 +221,31 @@ async fn commit(shared: &Shared, ops: &[Op], replies: Vec<oneshot::Sender<OpOutc
         }
         Err(e) => {
             tracing::error!(error = %e, writes = ops.len(), "store commit failed");
+            resync(shared).await;
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+/// After a failed commit, take the revision from the engine: a commit that failed late (an
+/// fsync error, say) may have landed after all. If it did, watchers missed its events, so
+/// they are ended and re-watch from the database.
+async fn resync(shared: &Shared) {
+    let ours = shared.current.load(Ordering::Acquire);
+    match shared.engine.revisions().await {
+        Ok((stored, _)) if stored != ours => {
+            tracing::error!(
+                ours,
+                stored,
+                "revision moved in a failed commit; ending watches"
+            );
+            shared.hub.reset(stored);
+            shared.current.store(stored, Ordering::Release);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot read the store's revision"),
     }
 }
 
@@ -377,3 +398,7 @@ impl Backend for LocalStore {
         self.shared.engine.close().await;
     }
 }
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;

@@ -9,7 +9,8 @@ pub struct StoreOptions {
     pub retention: Duration,
     /// How often the background compactor looks; zero turns it off.
     pub compaction_interval: Duration,
-    /// How many committed batches a watcher may fall behind before it is ended.
+    /// How many committed batches a watcher may fall behind before it is ended. Memory for
+    /// unread events is at most this many batches of at most `max_batch` writes.
     pub watch_buffer: usize,
     /// How many recent events the hub keeps so that new watchers catch up from memory;
     /// older starts read the history from the database.
@@ -23,9 +24,9 @@ impl Default for StoreOptions {
         StoreOptions {
             retention: Duration::from_secs(300),
             compaction_interval: Duration::from_secs(60),
-            watch_buffer: 4096,
+            watch_buffer: 1024,
             watch_recent_events: 10_000,
-            max_batch: 512,
+            max_batch: 256,
         }
     }
 }

@@ -30,6 +30,7 @@ struct HubState {
 
 /// Fans committed events out to watchers.
 pub(crate) struct Hub {
+    buffer: usize,
     state: Mutex<HubState>,
     recent_max_events: usize,
     recent_max_bytes: usize,
@@ -52,6 +53,7 @@ impl Hub {
     pub fn new(buffer: usize, recent_events: usize, published: i64) -> Self {
         let (tx, _) = broadcast::channel(buffer.max(1));
         Hub {
+            buffer: buffer.max(1),
             state: Mutex::new(HubState {
                 tx: Some(tx),
                 recent: VecDeque::new(),
@@ -109,6 +111,19 @@ impl Hub {
             ring_start,
             ring,
         })
+    }
+
+    /// End every current watch and forget recent events: after a commit whose outcome is
+    /// unknown, watchers cannot be sure to see every event, so their clients must re-watch
+    /// (catching up from the database).
+    pub fn reset(&self, published: i64) {
+        let mut s = self.lock();
+        if let Some(tx) = &mut s.tx {
+            *tx = broadcast::channel(self.buffer).0;
+        }
+        s.recent.clear();
+        s.recent_bytes = 0;
+        s.published = published;
     }
 
     /// End every watch.

@@ -74,13 +74,20 @@ async fn insert_many(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<()>
 }
 
 impl SqliteEngine {
+    /// Run `f` on the writer connection. After a failure, roll back whatever transaction
+    /// may still be open so the next write starts clean.
     async fn with_writer<T>(
         &self,
         f: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
     ) -> Result<T> {
         let mut guard = self.writer.lock().await;
         let conn = guard.as_mut().ok_or(Error::Closed)?;
-        f(conn).await
+        let result = f(&mut *conn).await;
+        if result.is_err() {
+            // "no transaction is active" is the usual answer here, and fine.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
+        result
     }
 }
 
