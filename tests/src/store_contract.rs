@@ -302,6 +302,41 @@ pub async fn watch_resumes_from_any_revision(s: Subject) {
     }
 }
 
+/// A watcher far behind catches up through several history pages, in order, without gaps,
+/// while writes go on.
+pub async fn watch_catches_up_across_history_pages(s: Subject) {
+    let st = s.store;
+    let start = st.current_revision().await.unwrap() + 1;
+    let write_many = |base: usize, n: usize| {
+        let st = st.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for w in 0..16 {
+                let st = st.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in (w..n).step_by(16) {
+                        st.create(&format!("/hist/{}", base + i), v("x")).await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    write_many(0, 2500).await;
+    let mut w = st.watch("/hist/", start).await.unwrap();
+    let more = tokio::spawn(write_many(2500, 300));
+    let mut last = start - 1;
+    for _ in 0..2800 {
+        let e = next_event(&mut w).await;
+        assert!(e.kv.mod_revision > last, "in order");
+        last = e.kv.mod_revision;
+    }
+    more.await.unwrap();
+    assert_eq!(last, st.current_revision().await.unwrap());
+}
+
 pub async fn compaction_keeps_state_and_refuses_old(s: Subject) {
     let st = s.store;
     let a = st.create("/c/a", v("1")).await.unwrap();
@@ -454,6 +489,7 @@ macro_rules! contract_tests {
                 crud_and_revisions, cas_conflicts_change_nothing, reads_at_past_revisions,
                 list_prefix_and_pages, pagination_is_one_snapshot_under_writes,
                 watch_in_order_with_prev, watch_resumes_from_any_revision,
+                watch_catches_up_across_history_pages,
                 compaction_keeps_state_and_refuses_old, slow_watcher_is_ended,
                 concurrent_cas_loses_nothing, close_ends_watches_and_writes);
         }

@@ -88,6 +88,34 @@ async fn state_revisions_and_compaction_survive_reopen() {
     store.close().await;
 }
 
+/// Watchers resume across a restart from a revision before it, reading history from disk.
+#[tokio::test]
+async fn watch_resumes_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = minik_store::open("", dir.path(), quiet()).await.unwrap();
+    let a = store.create("/rw/a", b"1".to_vec()).await.unwrap();
+    let a2 = store.update("/rw/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+    let d = store.delete("/rw/a", None).await.unwrap();
+    store.close().await;
+    let store = minik_store::open("", dir.path(), quiet()).await.unwrap();
+    let mut w = store.watch("/rw/", a.mod_revision).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let e = w.recv().await.unwrap().unwrap();
+        got.push((e.kind, e.kv.mod_revision, e.prev.map(|p| p.mod_revision)));
+    }
+    use minik_store::EventKind::{Delete, Put};
+    assert_eq!(
+        got,
+        vec![
+            (Put, a.mod_revision, None),
+            (Put, a2.mod_revision, Some(a.mod_revision)),
+            (Delete, d.revision, Some(a2.mod_revision)),
+        ]
+    );
+    store.close().await;
+}
+
 /// Under a steady update load with compaction, the file stops growing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn size_is_bounded_under_steady_updates() {
