@@ -94,7 +94,10 @@ async fn watch_resumes_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = minik_store::open("", dir.path(), quiet()).await.unwrap();
     let a = store.create("/rw/a", b"1".to_vec()).await.unwrap();
-    let a2 = store.update("/rw/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+    let a2 = store
+        .update("/rw/a", b"2".to_vec(), a.mod_revision)
+        .await
+        .unwrap();
     let d = store.delete("/rw/a", None).await.unwrap();
     store.close().await;
     let store = minik_store::open("", dir.path(), quiet()).await.unwrap();
