@@ -7,18 +7,40 @@ use async_trait::async_trait;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions,
 };
+use hdrhistogram::Histogram;
 use minik_store::Backend;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-/// One watch event as the benchmark sees it: nanoseconds from the write being issued (the
-/// writer stamps `now_ns()` into the value's first 8 bytes) to the event reaching the watcher.
-pub type Delivered = u64;
-
-/// Latency of a delivered value stamped by the writer.
-fn latency(value: &[u8]) -> Delivered {
+/// Latency of a delivered value stamped by the writer: nanoseconds from the write being
+/// issued (its first 8 bytes hold `now_ns()` then) to the event reaching the watcher.
+fn latency(value: &[u8]) -> u64 {
     let mut stamp = [0u8; 8];
     stamp.copy_from_slice(&value[..8]);
-    crate::workloads::now_ns().saturating_sub(u64::from_le_bytes(stamp))
+    crate::workloads::now_ns()
+        .saturating_sub(u64::from_le_bytes(stamp))
+        .max(1)
+}
+
+/// Record latencies until `count` events arrived (or the stream ended).
+struct Collector {
+    hist: Histogram<u64>,
+    left: u64,
+}
+
+impl Collector {
+    fn new(count: u64) -> Self {
+        Collector {
+            hist: Histogram::new(3).expect("histogram"),
+            left: count,
+        }
+    }
+
+    /// Record one event; false once all are in.
+    fn record(&mut self, value: &[u8]) -> bool {
+        self.hist.record(latency(value)).expect("record");
+        self.left -= 1;
+        self.left > 0
+    }
 }
 
 #[async_trait]
@@ -30,8 +52,8 @@ pub trait Kv: Clone + Send + Sync + 'static {
     async fn get(&self, key: &str) -> Option<Vec<u8>>;
     /// Number of keys listed under `prefix` (values fetched).
     async fn list(&self, prefix: &str) -> usize;
-    /// Watch `prefix` from now; each event's latency arrives on the channel.
-    async fn watch(&self, prefix: &str) -> mpsc::UnboundedReceiver<Delivered>;
+    /// Watch `prefix` from now; the task ends with the latencies of the next `count` events.
+    async fn watch(&self, prefix: &str, count: u64) -> JoinHandle<Histogram<u64>>;
     async fn current_revision(&self) -> i64;
     /// Compact to the current revision and give space back where the store does that itself.
     async fn compact(&self);
@@ -68,17 +90,17 @@ impl Kv for Minik {
         r.kvs.len()
     }
 
-    async fn watch(&self, prefix: &str) -> mpsc::UnboundedReceiver<Delivered> {
+    async fn watch(&self, prefix: &str, count: u64) -> JoinHandle<Histogram<u64>> {
         let mut w = self.0.watch(prefix, 0).await.expect("watch");
-        let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
+            let mut c = Collector::new(count);
             while let Some(Ok(e)) = w.recv().await {
-                if tx.send(latency(&e.kv.value)).is_err() {
+                if !c.record(&e.kv.value) {
                     break;
                 }
             }
-        });
-        rx
+            c.hist
+        })
     }
 
     async fn current_revision(&self) -> i64 {
@@ -131,26 +153,26 @@ impl Kv for Etcd {
         r.kvs().len()
     }
 
-    async fn watch(&self, prefix: &str) -> mpsc::UnboundedReceiver<Delivered> {
+    async fn watch(&self, prefix: &str, count: u64) -> JoinHandle<Histogram<u64>> {
         let mut w = self
             .0
             .clone()
             .watch(prefix, Some(WatchOptions::new().with_prefix()))
             .await
             .expect("etcd watch");
-        let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
+            let mut c = Collector::new(count);
             while let Ok(Some(resp)) = w.message().await {
                 for e in resp.events() {
                     if let Some(kv) = e.kv()
-                        && tx.send(latency(kv.value())).is_err()
+                        && !c.record(kv.value())
                     {
-                        return;
+                        return c.hist;
                     }
                 }
             }
-        });
-        rx
+            c.hist
+        })
     }
 
     async fn current_revision(&self) -> i64 {

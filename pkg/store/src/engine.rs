@@ -3,6 +3,8 @@
 //! `LocalStore` (local.rs) owns revision assignment, group commit, the watch hub and
 //! compaction; an `Engine` only applies a batch atomically and answers reads at a revision.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -47,7 +49,7 @@ pub(crate) struct Latest {
 /// A row to append: the outcome of one op at revision `revision`.
 #[derive(Debug, Clone)]
 pub(crate) struct NewRow {
-    pub key: String,
+    pub key: Arc<str>,
     pub revision: i64,
     pub create_revision: i64,
     pub deleted: bool,
@@ -72,7 +74,7 @@ impl NewRow {
 /// the error for the caller. Shared by every engine so the semantics cannot drift.
 pub(crate) fn decide(op: &Op, latest: Option<&Latest>, revision: i64) -> Result<(NewRow, Event)> {
     let live = latest.filter(|l| !l.deleted);
-    let key = op.key().to_string();
+    let key: Arc<str> = Arc::from(op.key());
     let prev_kv = live.map(|l| KeyValue {
         key: key.clone(),
         value: l.value.clone(),
@@ -80,10 +82,12 @@ pub(crate) fn decide(op: &Op, latest: Option<&Latest>, revision: i64) -> Result<
         mod_revision: l.revision,
     });
     let check = |expected: Option<i64>| -> Result<&Latest> {
-        let l = live.ok_or_else(|| Error::NotFound { key: key.clone() })?;
+        let l = live.ok_or_else(|| Error::NotFound {
+            key: key.to_string(),
+        })?;
         match expected {
             Some(e) if e != l.revision => Err(Error::Conflict {
-                key: key.clone(),
+                key: key.to_string(),
                 expected: e,
                 current: l.revision,
             }),
@@ -94,7 +98,9 @@ pub(crate) fn decide(op: &Op, latest: Option<&Latest>, revision: i64) -> Result<
     let (create_revision, deleted, value, kind) = match op {
         Op::Create { value, .. } => {
             if live.is_some() {
-                return Err(Error::KeyExists { key });
+                return Err(Error::KeyExists {
+                    key: key.to_string(),
+                });
             }
             (revision, false, value.clone(), EventKind::Put)
         }
@@ -189,7 +195,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
 /// Turn a stored row into the `KeyValue` a reader sees (none for a tombstone).
 pub(crate) fn live_kv(key: &str, latest: Option<Latest>) -> Option<KeyValue> {
     latest.filter(|l| !l.deleted).map(|l| KeyValue {
-        key: key.to_string(),
+        key: Arc::from(key),
         value: l.value,
         create_revision: l.create_revision,
         mod_revision: l.revision,

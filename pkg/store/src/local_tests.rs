@@ -80,7 +80,7 @@ async fn a_failed_commit_that_landed_ends_watches_and_keeps_revisions_true() {
     assert_eq!(store.current_revision().await.unwrap(), a.mod_revision + 1);
     let mut again = store.watch("/f/", a.mod_revision + 1).await.unwrap();
     let e = again.recv().await.unwrap().unwrap();
-    assert_eq!(e.kv.key, "/f/b");
+    assert_eq!(&*e.kv.key, "/f/b");
     let c = store.create("/f/c", b"3".to_vec()).await.unwrap();
     assert_eq!(c.mod_revision, a.mod_revision + 2);
     assert_eq!(again.recv().await.unwrap().unwrap().kv, c);

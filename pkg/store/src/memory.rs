@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -61,9 +61,9 @@ impl State {
     }
 
     fn insert(&mut self, row: NewRow) {
-        self.by_revision.insert(row.revision, row.key.clone());
+        self.by_revision.insert(row.revision, row.key.to_string());
         self.current = row.revision;
-        self.keys.entry(row.key).or_default().insert(
+        self.keys.entry(row.key.to_string()).or_default().insert(
             row.revision,
             Row {
                 create_revision: row.create_revision,
@@ -129,7 +129,7 @@ impl Engine for MemoryEngine {
         let live = s.range(range, after).filter_map(|(key, rows)| {
             let (rev, row) = rows.range(..=revision).next_back()?;
             (!row.deleted).then(|| KeyValue {
-                key: key.clone(),
+                key: Arc::from(key.as_str()),
                 value: row.value.clone(),
                 create_revision: row.create_revision,
                 mod_revision: *rev,
@@ -176,7 +176,7 @@ impl Engine for MemoryEngine {
                 .get(&row.prev_revision)
                 .filter(|p| !p.deleted)
                 .map(|p| KeyValue {
-                    key: key.clone(),
+                    key: Arc::from(key.as_str()),
                     value: p.value.clone(),
                     create_revision: p.create_revision,
                     mod_revision: row.prev_revision,
@@ -188,7 +188,7 @@ impl Engine for MemoryEngine {
                     EventKind::Put
                 },
                 kv: KeyValue {
-                    key: key.clone(),
+                    key: Arc::from(key.as_str()),
                     value: row.value.clone(),
                     create_revision: row.create_revision,
                     mod_revision: *rev,

@@ -1,12 +1,15 @@
 //! The values the store hands out.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// One key at one revision. `create_revision` and `mod_revision` become a Kubernetes object's
 /// creation and `resourceVersion`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
-    pub key: String,
+    /// Shared, so handing one event to many watchers copies no bytes.
+    pub key: Arc<str>,
     pub value: Bytes,
     /// Revision at which the key was (last) created.
     pub create_revision: i64,

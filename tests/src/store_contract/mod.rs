@@ -146,7 +146,7 @@ pub async fn list_prefix_and_pages(s: Subject) {
         .unwrap();
     st.delete("/l/a/05", None).await.unwrap();
     let all = st.list("/l/a/", ListOptions::default()).await.unwrap();
-    let keys: Vec<_> = all.kvs.iter().map(|k| k.key.clone()).collect();
+    let keys: Vec<_> = all.kvs.iter().map(|k| k.key.to_string()).collect();
     let want: Vec<_> = (0..10)
         .filter(|i| *i != 5)
         .map(|i| format!("/l/a/{i:02}"))
@@ -170,11 +170,11 @@ pub async fn list_prefix_and_pages(s: Subject) {
             .await
             .unwrap();
         assert!(page.kvs.len() <= 4);
-        paged.extend(page.kvs.iter().map(|k| k.key.clone()));
+        paged.extend(page.kvs.iter().map(|k| k.key.to_string()));
         if !page.more {
             break;
         }
-        after = page.kvs.last().map(|k| k.key.clone());
+        after = page.kvs.last().map(|k| k.key.to_string());
     }
     assert_eq!(paged, want);
 }
@@ -218,7 +218,7 @@ pub async fn pagination_is_one_snapshot_under_writes(s: Subject) {
         })
     };
     let mut seen: Vec<_> = first.kvs.clone();
-    let mut after = first.kvs.last().map(|k| k.key.clone());
+    let mut after = first.kvs.last().map(|k| k.key.to_string());
     let mut more = first.more;
     while more {
         let page = st
@@ -233,7 +233,7 @@ pub async fn pagination_is_one_snapshot_under_writes(s: Subject) {
             .await
             .unwrap();
         assert_eq!(page.revision, snapshot_rev);
-        after = page.kvs.last().map(|k| k.key.clone());
+        after = page.kvs.last().map(|k| k.key.to_string());
         more = page.more;
         seen.extend(page.kvs);
         tokio::task::yield_now().await;

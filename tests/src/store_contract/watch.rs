@@ -125,11 +125,7 @@ pub async fn compaction_keeps_state_and_refuses_old(s: Subject) {
         )
         .await
         .unwrap();
-    let vals: Vec<_> = at
-        .kvs
-        .iter()
-        .map(|k| (k.key.as_str(), k.value.as_ref()))
-        .collect();
+    let vals: Vec<_> = at.kvs.iter().map(|k| (&*k.key, k.value.as_ref())).collect();
     assert_eq!(vals, vec![("/c/a", &b"2"[..]), ("/c/b", &b"b"[..])]);
     assert_eq!(st.get("/c/gone", None).await.unwrap().1, None);
     assert_eq!(st.get("/c/b", None).await.unwrap().1.unwrap(), b);

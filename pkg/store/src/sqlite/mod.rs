@@ -70,10 +70,12 @@ impl SqliteEngine {
         for stmt in SCHEMA {
             sqlx::query(*stmt).execute(&mut writer).await?;
         }
+        // Rows come back through a channel from SQLite's worker thread; a deeper buffer
+        // lets big lists stream without a wake-up per row.
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(base.pragma("query_only", "ON"))
+            .connect_with(base.pragma("query_only", "ON").row_buffer_size(1024))
             .await?;
         tracing::info!(path = %path.display(), "opened SQLite datastore");
         Ok(SqliteEngine {

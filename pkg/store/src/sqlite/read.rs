@@ -1,5 +1,7 @@
 //! Reads at a revision, on the reader pool.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use sqlx::AssertSqlSafe;
 
@@ -93,7 +95,7 @@ impl SqliteEngine {
         Ok(rows
             .into_iter()
             .map(|(key, mod_revision, create_revision, value)| KeyValue {
-                key,
+                key: Arc::from(key),
                 value: Bytes::from(value),
                 create_revision,
                 mod_revision,
@@ -142,6 +144,7 @@ impl SqliteEngine {
 
 fn history_event(row: HistoryRow) -> Event {
     let (rev, key, created, deleted, value, p_rev, p_created, p_deleted, p_value) = row;
+    let key: Arc<str> = Arc::from(key);
     let prev = match (p_rev, p_created, p_deleted, p_value) {
         (Some(mod_revision), Some(create_revision), Some(false), Some(v)) => Some(KeyValue {
             key: key.clone(),

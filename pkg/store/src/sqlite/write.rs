@@ -62,7 +62,7 @@ async fn insert_many(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<()>
         for row in chunk {
             q = q
                 .bind(row.revision)
-                .bind(row.key.as_str())
+                .bind(&*row.key)
                 .bind(row.create_revision)
                 .bind(row.deleted)
                 .bind(row.prev_revision)
@@ -123,7 +123,7 @@ impl Engine for SqliteEngine {
             for op in ops {
                 match decide(op, newest.get(op.key()), next) {
                     Ok((row, event)) => {
-                        newest.insert(row.key.clone(), row.as_latest());
+                        newest.insert(row.key.to_string(), row.as_latest());
                         rows.push(row);
                         next += 1;
                         out.push(Ok(event));
