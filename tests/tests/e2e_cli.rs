@@ -91,8 +91,7 @@ fn every_subcommand_has_help() {
 #[test]
 fn unbuilt_subcommands_say_so_and_fail() {
     for args in [
-        &["server", "--data-dir", "/tmp/minik-e2e-never"][..],
-        &["agent", "--server", "https://127.0.0.1:6443"],
+        &["agent", "--server", "https://127.0.0.1:6443"][..],
         &["kubectl", "get", "pods", "-A"],
         &["image", "import", "/nonexistent.tar"],
         &["snapshot", "ls"],
@@ -106,7 +105,35 @@ fn unbuilt_subcommands_say_so_and_fail() {
             text(&out)
         );
     }
-    assert!(!std::path::Path::new("/tmp/minik-e2e-never").exists());
+}
+
+#[test]
+fn server_refuses_bad_settings_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = minik(&[
+        "server",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--write-kubeconfig-mode",
+        "rw-all",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not an octal file mode"),
+        "{}",
+        text(&out)
+    );
+    assert!(!data.exists());
+    let out = minik(&[
+        "server",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--datastore-endpoint",
+        "mysql://nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("datastore endpoint"), "{}", text(&out));
 }
 
 #[test]

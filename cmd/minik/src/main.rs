@@ -1,6 +1,7 @@
 //! The `minik` binary: parse the command line, set up logging, run one subcommand.
 
 mod cli;
+mod server;
 
 use std::process::ExitCode;
 
@@ -34,9 +35,12 @@ fn init_logging(debug: bool) {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
-    // Every subcommand so far belongs to a later part of the build; say so plainly.
+    if let Command::Server(args) = command {
+        return server::run(*args);
+    }
+    // The other subcommands belong to later parts of the build; say so plainly.
     let area = match &command {
-        Command::Server(_) => "the API server and control plane",
+        Command::Server(_) => unreachable!("handled above"),
         Command::Agent(_) => "agent join",
         Command::Kubectl { .. } => "the kubectl wrapper",
         Command::Image { .. } => "the embedded container runtime",

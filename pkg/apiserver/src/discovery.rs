@@ -1,0 +1,252 @@
+//! Discovery: /version, legacy (/api, /apis, per group-version resource lists) and
+//! aggregated (apidiscovery.k8s.io/v2) documents, all from the resource table.
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use minik_api::{ResourceInfo, all};
+use serde_json::{Value, json};
+
+use crate::status::json_response;
+
+/// Subresources served so far; discovery lists only these.
+const SERVED_SUBRESOURCES: &[(&str, &[&str])] = &[("status", &["get", "patch", "update"])];
+
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+pub async fn version() -> Response {
+    let body = json!({
+        "major": minik_version::KUBERNETES_MAJOR,
+        "minor": minik_version::KUBERNETES_MINOR,
+        "emulationMajor": minik_version::KUBERNETES_MAJOR,
+        "emulationMinor": minik_version::KUBERNETES_MINOR,
+        "gitVersion": format!("{}+minik", minik_version::KUBERNETES_VERSION),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    });
+    json_response(StatusCode::OK, &body, &[])
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Group names in first-seen order, each with its versions in table order (the first is
+/// the preferred one).
+fn group_versions() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in all().iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2;"))
+}
+
+fn aggregated(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, AGGREGATED)],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn group_version_json(group: &str, version: &str) -> Value {
+    json!({"groupVersion": format!("{group}/{version}"), "version": version})
+}
+
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    json!({
+        "name": group,
+        "versions": versions.iter().map(|v| group_version_json(group, v)).collect::<Vec<_>>(),
+        "preferredVersion": group_version_json(group, versions[0]),
+    })
+}
+
+pub async fn core_versions(headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        return aggregated(discovery_list(true));
+    }
+    let body = json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+    });
+    json_response(StatusCode::OK, &body, &[])
+}
+
+pub async fn groups(headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        return aggregated(discovery_list(false));
+    }
+    let groups: Vec<Value> = group_versions()
+        .iter()
+        .map(|(g, vs)| api_group(g, vs))
+        .collect();
+    let body = json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups});
+    json_response(StatusCode::OK, &body, &[])
+}
+
+pub async fn group(Path(group): Path<String>) -> Response {
+    match group_versions().iter().find(|(g, _)| *g == group) {
+        Some((g, vs)) => {
+            let mut body = api_group(g, vs);
+            body["kind"] = json!("APIGroup");
+            body["apiVersion"] = json!("v1");
+            json_response(StatusCode::OK, &body, &[])
+        }
+        None => {
+            crate::status::not_found_path(format!("/apis/{group}").parse().unwrap_or_default())
+                .await
+        }
+    }
+}
+
+fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for r in all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        resources.push(entry);
+        for (sub, verbs) in served_subresources(r) {
+            resources.push(json!({
+                "name": format!("{}/{sub}", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": verbs,
+            }));
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
+fn served_subresources(
+    r: &ResourceInfo,
+) -> impl Iterator<Item = (&'static str, &'static [&'static str])> + '_ {
+    SERVED_SUBRESOURCES
+        .iter()
+        .filter(|(s, _)| r.subresources.contains(s))
+        .copied()
+}
+
+pub async fn core_resources(Path(version): Path<String>) -> Response {
+    respond_list(resource_list("", &version), &format!("/api/{version}"))
+}
+
+pub async fn group_resources(Path((group, version)): Path<(String, String)>) -> Response {
+    respond_list(
+        resource_list(&group, &version),
+        &format!("/apis/{group}/{version}"),
+    )
+}
+
+fn respond_list(list: Option<Value>, path: &str) -> Response {
+    match list {
+        Some(body) => json_response(StatusCode::OK, &body, &[]),
+        None => {
+            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": format!("the server could not find the requested resource (path {path})"),
+                "reason": "NotFound", "details": {}, "code": 404});
+            json_response(StatusCode::NOT_FOUND, &body, &[])
+        }
+    }
+}
+
+/// apidiscovery.k8s.io/v2 APIGroupDiscoveryList for the core group or every named group.
+fn discovery_list(core: bool) -> Value {
+    let groups: Vec<(&str, Vec<&str>)> = if core {
+        vec![("", vec!["v1"])]
+    } else {
+        group_versions()
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = all()
+                        .iter()
+                        .filter(|r| r.group == *g && r.version == *v)
+                        .map(discovery_resource)
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let mut item = json!({"metadata": {}, "versions": versions});
+            if !g.is_empty() {
+                item["metadata"]["name"] = json!(g);
+            }
+            item
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {}, "items": items})
+}
+
+fn discovery_resource(r: &ResourceInfo) -> Value {
+    let kind = json!({"group": r.group, "version": r.version, "kind": r.kind});
+    let mut entry = json!({
+        "resource": r.plural,
+        "responseKind": kind,
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs,
+    });
+    if !r.short_names.is_empty() {
+        entry["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+    let subs: Vec<Value> = served_subresources(r)
+        .map(|(s, verbs)| json!({"subresource": s, "responseKind": kind, "verbs": verbs}))
+        .collect();
+    if !subs.is_empty() {
+        entry["subresources"] = json!(subs);
+    }
+    entry
+}

@@ -1,0 +1,422 @@
+//! The generic resource handlers: one set of functions for every resource.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use minik_registry::{
+    ApiError, DeleteParams, ListParams, ResourceVersionMatch, Selector, WatchParams, WriteParams,
+};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::path::{self, Target};
+use crate::status::{Failure, json_response};
+use crate::table;
+
+type Params = Query<Vec<(String, String)>>;
+
+struct Request {
+    method: Method,
+    params: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+}
+
+impl Request {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(self.param(name), Some("true" | "1"))
+    }
+
+    fn accept(&self) -> Option<&str> {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn core(
+    State(state): State<AppState>,
+    Path((version, rest)): Path<(String, String)>,
+    method: Method,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let req = Request {
+        method,
+        params,
+        headers,
+        body,
+    };
+    serve(&state, "", &version, &rest, req).await
+}
+
+pub async fn grouped(
+    State(state): State<AppState>,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    method: Method,
+    Query(params): Params,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let req = Request {
+        method,
+        params,
+        headers,
+        body,
+    };
+    serve(&state, &group, &version, &rest, req).await
+}
+
+async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Request) -> Response {
+    let Some(target) = path::parse(group, version, rest) else {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        return crate::status::not_found_path(
+            format!("{prefix}/{rest}").parse().unwrap_or_default(),
+        )
+        .await;
+    };
+    match dispatch(state, &target, req).await {
+        Ok(resp) => resp,
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response, ApiError> {
+    let reg = &state.registry;
+    let ns = t.namespace.as_deref();
+    let sub = t.subresource.as_deref();
+    if let Some(s) = sub
+        && s != "status"
+    {
+        return Err(ApiError::NotFound {
+            group: t.info.group.into(),
+            resource: format!("{}/{s}", t.info.plural),
+            name: t.name.clone().unwrap_or_default(),
+        });
+    }
+    if sub == Some("status") && !t.info.subresources.contains(&"status") {
+        return Err(ApiError::NotFound {
+            group: t.info.group.into(),
+            resource: format!("{}/status", t.info.plural),
+            name: t.name.clone().unwrap_or_default(),
+        });
+    }
+    if !t
+        .info
+        .verbs
+        .contains(&verb(&req.method, t, req.flag("watch")))
+    {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    match (&req.method, t.name.as_deref()) {
+        (&Method::GET, None) if req.flag("watch") => watch(state, t, &req).await,
+        (&Method::GET, None) => {
+            let list = reg.list(t.info, ns, &list_params(&req)?).await?;
+            Ok(respond_list(t, &req, list))
+        }
+        (&Method::GET, Some(name)) => {
+            let obj = reg.get(t.info, ns, name).await?;
+            Ok(respond_object(t, &req, StatusCode::OK, obj, &[]))
+        }
+        (&Method::POST, None) => {
+            let (obj, warnings) = reg
+                .create(t.info, ns, body(&req)?, &write_params(&req))
+                .await?;
+            Ok(respond_object(t, &req, StatusCode::CREATED, obj, &warnings))
+        }
+        (&Method::PUT, Some(name)) => {
+            let status = sub == Some("status");
+            let (obj, warnings) = reg
+                .update(t.info, ns, name, body(&req)?, status, &write_params(&req))
+                .await?;
+            Ok(respond_object(t, &req, StatusCode::OK, obj, &warnings))
+        }
+        (&Method::DELETE, Some(name)) => {
+            let (obj, gone) = reg.delete(t.info, ns, name, &delete_params(&req)?).await?;
+            if !gone {
+                return Ok(respond_object(t, &req, StatusCode::OK, obj, &[]));
+            }
+            let details = json!({"name": name, "group": t.info.group, "kind": t.info.plural,
+                "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)});
+            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "details": details});
+            Ok(json_response(StatusCode::OK, &body, &[]))
+        }
+        (&Method::DELETE, None) => delete_collection(state, t, &req).await,
+        (&Method::PATCH, _) => Err(ApiError::BadRequest(
+            "PATCH is not supported by this server yet".into(),
+        )),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// The RBAC verb of a request.
+fn verb(method: &Method, t: &Target, watch: bool) -> &'static str {
+    match (method, t.name.is_some()) {
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, false) => "deletecollection",
+        (&Method::DELETE, true) => "delete",
+        _ => "unknown",
+    }
+}
+
+fn body(req: &Request) -> Result<Value, ApiError> {
+    let bytes = match &req.body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::RequestEntityTooLarge(format!(
+                "the request body is larger than {} bytes",
+                crate::filters::MAX_BODY
+            )));
+        }
+        Err(e) => return Err(ApiError::BadRequest(e.to_string())),
+    };
+    let ctype = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let value: Value = if ctype.starts_with("application/json") || ctype.is_empty() {
+        serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}")))?
+    } else if ctype.starts_with("application/yaml") || ctype.starts_with("application/x-yaml") {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ApiError::BadRequest("the YAML body is not UTF-8".into()))?;
+        serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))?
+    } else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ctype})"
+        )));
+    };
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
+    Ok(value)
+}
+
+fn write_params(req: &Request) -> WriteParams {
+    WriteParams {
+        field_validation: req.param("fieldValidation").map(str::to_string),
+        dry_run: req.param("dryRun") == Some("All"),
+    }
+}
+
+fn selectors(req: &Request) -> Result<(Selector, Selector), ApiError> {
+    Ok((
+        Selector::labels(req.param("labelSelector").unwrap_or(""))?,
+        Selector::fields(req.param("fieldSelector").unwrap_or(""))?,
+    ))
+}
+
+fn list_params(req: &Request) -> Result<ListParams, ApiError> {
+    let (label_selector, field_selector) = selectors(req)?;
+    let limit = match req.param("limit") {
+        None | Some("") => 0,
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}")))?
+            .max(0) as usize,
+    };
+    let resource_version_match = match req.param("resourceVersionMatch") {
+        None | Some("") => ResourceVersionMatch::Unset,
+        Some("NotOlderThan") => ResourceVersionMatch::NotOlderThan,
+        Some("Exact") => ResourceVersionMatch::Exact,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )));
+        }
+    };
+    Ok(ListParams {
+        label_selector,
+        field_selector,
+        limit,
+        continue_token: req
+            .param("continue")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+        resource_version: req.param("resourceVersion").map(str::to_string),
+        resource_version_match,
+    })
+}
+
+fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
+    let mut p = DeleteParams {
+        dry_run: req.param("dryRun") == Some("All"),
+        ..Default::default()
+    };
+    if let Ok(b) = &req.body
+        && !b.is_empty()
+    {
+        let opts: Value = serde_json::from_slice(b)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
+        p.uid = opts
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        p.resource_version = opts
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|d| !d.is_empty())
+        {
+            p.dry_run = true;
+        }
+    }
+    Ok(p)
+}
+
+fn respond_object(
+    t: &Target,
+    req: &Request,
+    code: StatusCode,
+    obj: Value,
+    warnings: &[String],
+) -> Response {
+    if table::wants_table(req.accept()) {
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let tbl = table::table(
+            t.info,
+            std::slice::from_ref(&obj),
+            rv,
+            req.param("includeObject").unwrap_or("Metadata"),
+        );
+        return json_response(code, &tbl, warnings);
+    }
+    json_response(code, &obj, warnings)
+}
+
+fn respond_list(t: &Target, req: &Request, list: Value) -> Response {
+    if table::wants_table(req.accept()) {
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let rv = list
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mut tbl = table::table(
+            t.info,
+            &items,
+            rv,
+            req.param("includeObject").unwrap_or("Metadata"),
+        );
+        if let Some(c) = list.pointer("/metadata/continue") {
+            tbl["metadata"]["continue"] = c.clone();
+        }
+        return json_response(StatusCode::OK, &tbl, &[]);
+    }
+    json_response(StatusCode::OK, &list, &[])
+}
+
+async fn delete_collection(
+    state: &AppState,
+    t: &Target,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let ns = t.namespace.as_deref();
+    let list = state.registry.list(t.info, ns, &list_params(req)?).await?;
+    let params = delete_params(req)?;
+    let mut deleted = Vec::new();
+    for item in list["items"].as_array().into_iter().flatten() {
+        let name = item
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
+        match state
+            .registry
+            .delete(t.info, item_ns.or(ns), name, &params)
+            .await
+        {
+            Ok((obj, _)) => deleted.push(obj),
+            Err(ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let body = json!({"kind": t.info.list_kind, "apiVersion": t.info.api_version(),
+        "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]}, "items": deleted});
+    Ok(json_response(StatusCode::OK, &body, &[]))
+}
+
+async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, ApiError> {
+    let (label_selector, field_selector) = selectors(req)?;
+    let timeout = match req.param("timeoutSeconds") {
+        Some(s) => Some(Duration::from_secs(s.parse().map_err(|_| {
+            ApiError::BadRequest(format!("invalid timeoutSeconds {s:?}"))
+        })?)),
+        None => None,
+    };
+    let params = WatchParams {
+        resource_version: req.param("resourceVersion").map(str::to_string),
+        label_selector,
+        field_selector,
+        allow_bookmarks: req.flag("allowWatchBookmarks"),
+        send_initial_events: req.flag("sendInitialEvents"),
+        timeout,
+        ..Default::default()
+    };
+    let stream = state
+        .registry
+        .watch(t.info, t.namespace.as_deref(), params)
+        .await?;
+    let as_table = table::wants_table(req.accept());
+    let include = req.param("includeObject").unwrap_or("Metadata").to_string();
+    let info = t.info;
+    let body = futures::stream::unfold(stream, move |mut s| {
+        let include = include.clone();
+        async move {
+            let event = s.next().await?;
+            let mut json = event.to_json();
+            if as_table && event.kind != "ERROR" && event.kind != "BOOKMARK" {
+                let rv = event
+                    .object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                json["object"] =
+                    table::table(info, std::slice::from_ref(&event.object), &rv, &include);
+            }
+            let mut line = serde_json::to_vec(&json).unwrap_or_default();
+            line.push(b'\n');
+            Some((Ok::<_, std::io::Error>(Bytes::from(line)), s))
+        }
+    })
+    .boxed();
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}

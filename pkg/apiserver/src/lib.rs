@@ -1,0 +1,64 @@
+//! The Kubernetes API server: HTTP routing, discovery, the generic resource handlers, watch
+//! streams, and serving over TLS. `app()` builds the router so tests (and in-process clients)
+//! can call it without a socket.
+
+mod discovery;
+mod filters;
+mod handlers;
+mod health;
+mod openapi;
+mod path;
+mod status;
+mod table;
+mod tls;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use minik_registry::Registry;
+
+pub use tls::{TlsFiles, serve_tls};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(registry: Registry) -> Self {
+        AppState {
+            registry,
+            started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+}
+
+/// The whole API as one router.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core_versions))
+        .route("/apis", get(discovery::groups))
+        .route("/healthz", get(health::check))
+        .route("/livez", get(health::check))
+        .route("/readyz", get(health::check))
+        .route("/healthz/{*check}", get(health::one))
+        .route("/livez/{*check}", get(health::one))
+        .route("/readyz/{*check}", get(health::one))
+        .route("/openapi/v3", get(openapi::root))
+        .route("/openapi/v3/{*rest}", get(openapi::document))
+        .route("/api/{version}", get(discovery::core_resources))
+        .route("/apis/{group}", get(discovery::group))
+        .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/api/{version}/{*rest}", axum::routing::any(handlers::core))
+        .route(
+            "/apis/{group}/{version}/{*rest}",
+            axum::routing::any(handlers::grouped),
+        )
+        .fallback(status::not_found_path)
+        .with_state(state);
+    filters::wrap(routes)
+}

@@ -1,0 +1,140 @@
+//! OpenAPI v3: the root index and one document per group-version with every path and
+//! operation, tagged with x-kubernetes-group-version-kind and x-kubernetes-action, and the
+//! query parameters each operation takes (kubectl checks `fieldValidation` there before it
+//! relies on server-side validation).
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use minik_api::{ResourceInfo, all};
+use serde_json::{Map, Value, json};
+
+use crate::status::json_response;
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// Group-versions served, each once.
+fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    for r in all() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+pub async fn root() -> Response {
+    let mut paths = Map::new();
+    for (g, v) in group_versions() {
+        let p = gv_path(g, v);
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", minik_version::MINIK_VERSION)}),
+        );
+    }
+    json_response(StatusCode::OK, &json!({"paths": paths}), &[])
+}
+
+pub async fn document(Path(rest): Path<String>) -> Response {
+    let found = group_versions()
+        .into_iter()
+        .find(|(g, v)| gv_path(g, v) == rest.trim_matches('/'));
+    match found {
+        Some((g, v)) => json_response(StatusCode::OK, &gv_document(g, v), &[]),
+        None => {
+            crate::status::not_found_path(format!("/openapi/v3/{rest}").parse().unwrap_or_default())
+                .await
+        }
+    }
+}
+
+fn query(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "uniqueItems": true}})
+}
+
+fn operation(r: &ResourceInfo, action: &str, params: &[&str]) -> Value {
+    json!({
+        "operationId": format!("{action}{}", r.kind),
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "parameters": params.iter().map(|p| query(p, p)).collect::<Vec<_>>(),
+        "responses": {"200": {"description": "OK"}},
+    })
+}
+
+const WRITE: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
+const LIST: &[&str] = &[
+    "allowWatchBookmarks",
+    "continue",
+    "fieldSelector",
+    "labelSelector",
+    "limit",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "sendInitialEvents",
+    "timeoutSeconds",
+    "watch",
+];
+
+fn gv_document(group: &str, version: &str) -> Value {
+    let base = format!("/{}", gv_path(group, version));
+    let mut paths = Map::new();
+    for r in all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let collection = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        let mut ops = Map::new();
+        ops.insert("get".into(), operation(r, "list", LIST));
+        if r.verbs.contains(&"create") {
+            ops.insert("post".into(), operation(r, "post", WRITE));
+            ops.insert("delete".into(), operation(r, "deletecollection", LIST));
+        }
+        paths.insert(collection.clone(), Value::Object(ops));
+        let mut item = Map::new();
+        item.insert("get".into(), operation(r, "get", &["pretty"]));
+        if r.verbs.contains(&"update") {
+            item.insert("put".into(), operation(r, "put", WRITE));
+            item.insert(
+                "patch".into(),
+                operation(r, "patch", &[WRITE, &["force"]].concat()),
+            );
+            item.insert(
+                "delete".into(),
+                operation(
+                    r,
+                    "delete",
+                    &["dryRun", "gracePeriodSeconds", "propagationPolicy"],
+                ),
+            );
+        }
+        paths.insert(format!("{collection}/{{name}}"), Value::Object(item));
+        if r.subresources.contains(&"status") {
+            let mut status = Map::new();
+            status.insert("get".into(), operation(r, "get", &["pretty"]));
+            status.insert("put".into(), operation(r, "put", WRITE));
+            status.insert("patch".into(), operation(r, "patch", WRITE));
+            paths.insert(
+                format!("{collection}/{{name}}/status"),
+                Value::Object(status),
+            );
+        }
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": minik_version::KUBERNETES_VERSION},
+        "paths": paths,
+        "components": {"schemas": {}},
+    })
+}

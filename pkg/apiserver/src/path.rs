@@ -1,0 +1,62 @@
+//! Resource paths: what `/api/v1/...` and `/apis/<g>/<v>/...` name.
+
+use minik_api::ResourceInfo;
+
+/// The target of a resource request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub info: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Parse the segments after the group-version. `None` when no resource matches.
+pub fn parse(group: &str, version: &str, rest: &str) -> Option<Target> {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let find = |plural: &str| minik_api::find(group, version, plural);
+    // namespaces/<ns>/<resource>/... when <resource> is a namespaced resource here.
+    if segs.len() >= 3
+        && segs[0] == "namespaces"
+        && let Some(info) = find(segs[2]).filter(|i| i.namespaced)
+    {
+        return build(info, Some(segs[1]), &segs[3..]);
+    }
+    let info = find(segs.first()?)?;
+    build(info, None, &segs[1..])
+}
+
+fn build(info: &'static ResourceInfo, namespace: Option<&str>, rest: &[&str]) -> Option<Target> {
+    if rest.len() > 2 {
+        return None;
+    }
+    Some(Target {
+        info,
+        namespace: namespace.map(str::to_string),
+        name: rest.first().map(|s| s.to_string()),
+        subresource: rest.get(1).map(|s| s.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let t = parse("", "v1", "namespaces/default/pods/p1/status").unwrap();
+        assert_eq!(t.info.plural, "pods");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("p1"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        let ns = parse("", "v1", "namespaces/kube-system").unwrap();
+        assert_eq!(ns.info.plural, "namespaces");
+        assert_eq!(ns.name.as_deref(), Some("kube-system"));
+        let fin = parse("", "v1", "namespaces/x/finalize").unwrap();
+        assert_eq!(fin.subresource.as_deref(), Some("finalize"));
+        let all = parse("apps", "v1", "deployments").unwrap();
+        assert_eq!(all.namespace, None);
+        assert!(parse("", "v1", "nothings").is_none());
+        assert!(parse("", "v1", "namespaces/a/pods/b/c/d").is_none());
+    }
+}

@@ -1,0 +1,137 @@
+//! Errors of the registry, each one a Kubernetes `Status` reason. The API server turns them
+//! into `metav1.Status` bodies in one place.
+
+/// One cause of an `Invalid` error: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub field: String,
+    pub message: String,
+    /// `FieldValueInvalid`, `FieldValueRequired`, ...
+    pub reason: String,
+}
+
+/// What a request can fail with.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ApiError {
+    #[error("{resource}{group_suffix} \"{name}\" not found", group_suffix = dot(group))]
+    NotFound {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error("{resource}{group_suffix} \"{name}\" already exists", group_suffix = dot(group))]
+    AlreadyExists {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error("Operation cannot be fulfilled on {resource}{group_suffix} \"{name}\": {message}", group_suffix = dot(group))]
+    Conflict {
+        group: String,
+        resource: String,
+        name: String,
+        message: String,
+    },
+    #[error("{kind}{group_suffix} \"{name}\" is invalid: {}", causes_text(causes), group_suffix = dot(group))]
+    Invalid {
+        group: String,
+        kind: String,
+        name: String,
+        causes: Vec<Cause>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    RequestEntityTooLarge(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn dot(group: &str) -> String {
+    if group.is_empty() {
+        String::new()
+    } else {
+        format!(".{group}")
+    }
+}
+
+fn causes_text(causes: &[Cause]) -> String {
+    let parts: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        format!("[{}]", parts.join(", "))
+    }
+}
+
+impl ApiError {
+    /// HTTP status code and `Status.reason`.
+    pub fn code_and_reason(&self) -> (u16, &'static str) {
+        match self {
+            ApiError::NotFound { .. } => (404, "NotFound"),
+            ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
+            ApiError::Conflict { .. } => (409, "Conflict"),
+            ApiError::Invalid { .. } => (422, "Invalid"),
+            ApiError::BadRequest(_) => (400, "BadRequest"),
+            ApiError::Gone(_) => (410, "Expired"),
+            ApiError::MethodNotAllowed => (405, "MethodNotAllowed"),
+            ApiError::UnsupportedMediaType(_) => (415, "UnsupportedMediaType"),
+            ApiError::RequestEntityTooLarge(_) => (413, "RequestEntityTooLarge"),
+            ApiError::Timeout(_) => (504, "Timeout"),
+            ApiError::Internal(_) => (500, "InternalError"),
+        }
+    }
+
+    pub fn invalid(info: &minik_api::ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
+        ApiError::Invalid {
+            group: info.group.into(),
+            kind: info.kind.into(),
+            name: name.into(),
+            causes,
+        }
+    }
+
+    pub fn not_found(info: &minik_api::ResourceInfo, name: &str) -> Self {
+        ApiError::NotFound {
+            group: info.group.into(),
+            resource: info.plural.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn conflict(info: &minik_api::ResourceInfo, name: &str) -> Self {
+        ApiError::Conflict {
+            group: info.group.into(),
+            resource: info.plural.into(),
+            name: name.into(),
+            message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        }
+    }
+}
+
+impl From<minik_store::Error> for ApiError {
+    fn from(e: minik_store::Error) -> Self {
+        match e {
+            minik_store::Error::Compacted { requested, .. } => ApiError::Gone(format!(
+                "The resourceVersion for the provided list is too old (revision {requested} has been compacted)."
+            )),
+            minik_store::Error::FutureRevision { requested, current } => ApiError::Timeout(
+                format!("Too large resource version: {requested}, current: {current}"),
+            ),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;

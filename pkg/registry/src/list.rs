@@ -1,0 +1,153 @@
+//! List with selectors, pagination (one snapshot; an expired token is 410) and
+//! resourceVersion semantics.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use minik_api::ResourceInfo;
+use minik_store::ListOptions;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Result};
+use crate::list_prefix;
+use crate::rest::{Registry, decode};
+use crate::selector::Selector;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResourceVersionMatch {
+    #[default]
+    Unset,
+    NotOlderThan,
+    Exact,
+}
+
+/// Query parameters of a list.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub label_selector: Selector,
+    pub field_selector: Selector,
+    pub limit: usize,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: ResourceVersionMatch,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Token {
+    rv: i64,
+    start: String,
+}
+
+fn parse_rv(rv: &str) -> Result<i64> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))
+}
+
+fn decode_token(token: &str) -> Result<Token> {
+    let bad = || {
+        ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}
+
+impl Registry {
+    /// LIST: the objects of a resource (in one namespace or all), as a `<Kind>List`.
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<Value> {
+        let prefix = list_prefix(info, namespace);
+        let (revision, mut after) = match &params.continue_token {
+            Some(t) => {
+                let t = decode_token(t)?;
+                (Some(t.rv), Some(format!("{prefix}{}", t.start)))
+            }
+            None => (self.list_revision(params).await?, None),
+        };
+        let mut items = Vec::new();
+        let mut snapshot = revision;
+        let mut more = false;
+        let page = if params.limit == 0 {
+            0
+        } else {
+            params.limit.max(1)
+        };
+        loop {
+            let result = self
+                .store
+                .list(
+                    &prefix,
+                    ListOptions {
+                        limit: page,
+                        continue_after: after.clone(),
+                        revision: snapshot,
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    minik_store::Error::Compacted { .. } if params.continue_token.is_some() => {
+                        ApiError::Gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into())
+                    }
+                    other => other.into(),
+                })?;
+            snapshot = Some(result.revision);
+            after = result.kvs.last().map(|kv| kv.key.to_string());
+            for kv in &result.kvs {
+                let obj = decode(kv)?;
+                if params.label_selector.matches_labels(&obj)
+                    && params.field_selector.matches_fields(&obj)
+                {
+                    items.push(obj);
+                }
+            }
+            if !result.more {
+                break;
+            }
+            if params.limit > 0 && items.len() >= params.limit {
+                more = true;
+                break;
+            }
+        }
+        let rv = snapshot.unwrap_or_default();
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if more && let Some(last) = &after {
+            let token = Token {
+                rv,
+                start: last.strip_prefix(&prefix).unwrap_or(last).to_string(),
+            };
+            let bytes =
+                serde_json::to_vec(&token).map_err(|e| ApiError::Internal(e.to_string()))?;
+            metadata["continue"] = json!(URL_SAFE_NO_PAD.encode(bytes));
+        }
+        Ok(json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version(),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+
+    /// The revision a list without a continue token reads at (None: the newest).
+    async fn list_revision(&self, params: &ListParams) -> Result<Option<i64>> {
+        let rv = match params.resource_version.as_deref() {
+            None | Some("") | Some("0") => return Ok(None),
+            Some(rv) => parse_rv(rv)?,
+        };
+        match params.resource_version_match {
+            ResourceVersionMatch::Exact => Ok(Some(rv)),
+            _ => {
+                let current = self.store.current_revision().await?;
+                if rv > current {
+                    return Err(ApiError::Timeout(format!(
+                        "Too large resource version: {rv}, current: {current}"
+                    )));
+                }
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Create, get, update and delete over the store, the same code for every resource.
+
+use std::sync::Arc;
+
+use minik_api::ResourceInfo;
+use minik_store::{Backend, KeyValue};
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Result};
+use crate::meta::{self, meta_mut, meta_str};
+use crate::strategy;
+use crate::{list_prefix, object_key};
+
+/// How a write treats unknown fields and whether it is a dry run.
+#[derive(Debug, Clone, Default)]
+pub struct WriteParams {
+    /// `Strict` (unknown fields are an error), `Warn` (a warning) or `Ignore`.
+    pub field_validation: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Preconditions of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteParams {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a write returns: the object and the warnings to send back.
+pub type Written = (Value, Vec<String>);
+
+/// The generic storage.
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) store: Arc<dyn Backend>,
+}
+
+/// Decode a stored value and stamp its resourceVersion.
+pub(crate) fn decode(kv: &KeyValue) -> Result<Value> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    meta_mut(&mut obj)?.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    Ok(obj)
+}
+
+fn encode(obj: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(obj).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Backend>) -> Self {
+        Registry { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Backend> {
+        &self.store
+    }
+
+    /// The typed view of `obj` with unknown fields handled per `fieldValidation`.
+    fn typed_view(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        params: &WriteParams,
+    ) -> Result<(Value, Vec<String>)> {
+        let cannot = |e: String| {
+            ApiError::BadRequest(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+                kind = info.kind,
+                version = info.version
+            ))
+        };
+        let typed = (info.typed)(obj).map_err(cannot)?;
+        let mut unknown = Vec::new();
+        meta::unknown_fields(obj, &typed, "", &mut unknown);
+        let mut warnings = Vec::new();
+        if !unknown.is_empty() {
+            let msgs: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            match params.field_validation.as_deref() {
+                Some("Strict") => {
+                    return Err(cannot(format!(
+                        "strict decoding error: {}",
+                        msgs.join(", ")
+                    )));
+                }
+                Some("Ignore") => {}
+                _ => warnings = msgs,
+            }
+        }
+        Ok((typed, warnings))
+    }
+
+    async fn check_namespace(&self, info: &ResourceInfo, namespace: Option<&str>) -> Result<()> {
+        let Some(ns) = namespace.filter(|_| info.namespaced) else {
+            return Ok(());
+        };
+        let ns_info = minik_api::find("", "v1", "namespaces").expect("namespaces are served");
+        let (_, kv) = self.store.get(&object_key(ns_info, None, ns), None).await?;
+        let Some(kv) = kv else {
+            return Err(ApiError::not_found(ns_info, ns));
+        };
+        let obj = decode(&kv)?;
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::Conflict {
+                group: String::new(),
+                resource: "namespaces".into(),
+                name: ns.into(),
+                message: format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// POST: create an object.
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        mut obj: Value,
+        params: &WriteParams,
+    ) -> Result<Written> {
+        meta::check_type_and_namespace(info, &mut obj, namespace)?;
+        let name = meta::prepare_create(info, &mut obj)?;
+        let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
+        strategy::prepare_for_create(info, &mut typed);
+        self.check_namespace(info, namespace).await?;
+        let key = object_key(info, namespace, &name);
+        if params.dry_run {
+            return match self.store.get(&key, None).await?.1 {
+                Some(_) => Err(already_exists(info, &name)),
+                None => Ok((typed, warnings)),
+            };
+        }
+        match self.store.create(&key, encode(&typed)?).await {
+            Ok(kv) => {
+                meta_mut(&mut typed)?
+                    .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                Ok((typed, warnings))
+            }
+            Err(minik_store::Error::KeyExists { .. }) => Err(already_exists(info, &name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// GET one object.
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
+        let (_, kv) = self
+            .store
+            .get(&object_key(info, namespace, name), None)
+            .await?;
+        decode(&kv.ok_or_else(|| ApiError::not_found(info, name))?)
+    }
+
+    /// PUT: replace an object (or its status when `status` is set).
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        status: bool,
+        params: &WriteParams,
+    ) -> Result<Written> {
+        meta::check_type_and_namespace(info, &mut obj, namespace)?;
+        match meta_str(&obj, "name") {
+            Some(n) if n == name => {}
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the name of the object does not match the name on the URL".into(),
+                ));
+            }
+        }
+        let key = object_key(info, namespace, name);
+        let (_, current) = self.store.get(&key, None).await?;
+        let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
+        let old = decode(&current)?;
+        if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
+            && rv != current.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(info, name));
+        }
+        if status {
+            strategy::prepare_for_status_update(&old, &mut obj);
+        } else {
+            strategy::prepare_for_update(info, &old, &mut obj);
+        }
+        meta::prepare_update(&old, &mut obj)?;
+        let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
+        let gone =
+            typed.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty(&typed);
+        if params.dry_run {
+            return Ok((typed, warnings));
+        }
+        if gone {
+            // The last finalizer went away from an object being deleted: it goes now.
+            let deleted = self.store.delete(&key, Some(current.mod_revision)).await;
+            return match deleted {
+                Ok(d) => {
+                    meta_mut(&mut typed)?
+                        .insert("resourceVersion".into(), json!(d.revision.to_string()));
+                    Ok((typed, warnings))
+                }
+                Err(minik_store::Error::Conflict { .. }) => Err(ApiError::conflict(info, name)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        match self
+            .store
+            .update(&key, encode(&typed)?, current.mod_revision)
+            .await
+        {
+            Ok(kv) => {
+                meta_mut(&mut typed)?
+                    .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                Ok((typed, warnings))
+            }
+            Err(minik_store::Error::Conflict { .. }) => Err(ApiError::conflict(info, name)),
+            Err(minik_store::Error::NotFound { .. }) => Err(ApiError::not_found(info, name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// DELETE one object. Objects with finalizers get a deletionTimestamp and stay until
+    /// their finalizers are gone. Returns the object as it was (or is, while finalizing)
+    /// and whether it is gone.
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<(Value, bool)> {
+        let key = object_key(info, namespace, name);
+        loop {
+            let (_, current) = self.store.get(&key, None).await?;
+            let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
+            let mut obj = decode(&current)?;
+            if let Some(uid) = &params.uid
+                && meta_str(&obj, "uid") != Some(uid.as_str())
+            {
+                return Err(precondition(info, name, "UID", uid, meta_str(&obj, "uid")));
+            }
+            if let Some(rv) = &params.resource_version
+                && *rv != current.mod_revision.to_string()
+            {
+                return Err(precondition(
+                    info,
+                    name,
+                    "ResourceVersion",
+                    rv,
+                    Some(&current.mod_revision.to_string()),
+                ));
+            }
+            if params.dry_run {
+                return Ok((obj, true));
+            }
+            if !finalizers_empty(&obj) {
+                if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                    let m = meta_mut(&mut obj)?;
+                    m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    m.remove("resourceVersion");
+                    match self
+                        .store
+                        .update(&key, encode(&obj)?, current.mod_revision)
+                        .await
+                    {
+                        Ok(kv) => {
+                            meta_mut(&mut obj)?.insert(
+                                "resourceVersion".into(),
+                                json!(kv.mod_revision.to_string()),
+                            );
+                        }
+                        Err(minik_store::Error::Conflict { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                return Ok((obj, false));
+            }
+            if info.group.is_empty() && info.plural == "namespaces" {
+                self.delete_namespace_contents(name).await?;
+            }
+            match self.store.delete(&key, Some(current.mod_revision)).await {
+                Ok(_) => return Ok((obj, true)),
+                // Changed between the read and the delete: look again.
+                Err(minik_store::Error::Conflict { .. }) => continue,
+                Err(minik_store::Error::NotFound { .. }) => {
+                    return Err(ApiError::not_found(info, name));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Delete every object in a namespace (what the namespace controller does before the
+    /// namespace itself goes).
+    async fn delete_namespace_contents(&self, namespace: &str) -> Result<()> {
+        for info in minik_api::all().iter().filter(|r| r.namespaced) {
+            let prefix = list_prefix(info, Some(namespace));
+            let list = self.store.list(&prefix, Default::default()).await?;
+            for kv in list.kvs {
+                match self.store.delete(&kv.key, None).await {
+                    Ok(_) | Err(minik_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn finalizers_empty(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+}
+
+fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
+    ApiError::AlreadyExists {
+        group: info.group.into(),
+        resource: info.plural.into(),
+        name: name.into(),
+    }
+}
+
+fn precondition(
+    info: &ResourceInfo,
+    name: &str,
+    what: &str,
+    want: &str,
+    have: Option<&str>,
+) -> ApiError {
+    ApiError::Conflict {
+        group: info.group.into(),
+        resource: info.plural.into(),
+        name: name.into(),
+        message: format!(
+            "Precondition failed: {what} in precondition: {want}, {what} in object meta: {}",
+            have.unwrap_or("")
+        ),
+    }
+}

@@ -1,0 +1,95 @@
+//! `minik server`: open the datastore, make or load the certificates, create what a cluster
+//! starts with, serve the API over HTTPS and write the admin kubeconfig; stop on one token.
+
+mod bootstrap;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use minik_apiserver::{AppState, TlsFiles, app, serve_tls};
+use minik_registry::Registry;
+use minik_store::StoreOptions;
+use tokio_util::sync::CancellationToken;
+
+/// What the user asked for (flags and config file).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub https_listen_port: u16,
+    pub write_kubeconfig: PathBuf,
+    pub write_kubeconfig_mode: u32,
+    pub datastore_endpoint: String,
+    pub tls_san: Vec<String>,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("datastore: {0}")]
+    Store(#[from] minik_store::Error),
+    #[error("certificates: {0}")]
+    Pki(#[from] minik_auth::Error),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    #[error("creating the cluster's first objects: {0}")]
+    Bootstrap(#[from] minik_registry::ApiError),
+}
+
+/// Run a server until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    minik_store::private_dir(&config.data_dir)?;
+    let store = minik_store::open(
+        &config.datastore_endpoint,
+        &config.data_dir,
+        StoreOptions::default(),
+    )
+    .await?;
+    let result = serve(&config, store.clone(), shutdown).await;
+    store.close().await;
+    tracing::info!("minik server stopped");
+    result
+}
+
+async fn serve(
+    config: &Config,
+    store: std::sync::Arc<dyn minik_store::Backend>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let mut sans = config.tls_san.clone();
+    if !config.bind_address.is_unspecified() {
+        sans.push(config.bind_address.to_string());
+    }
+    let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
+    let registry = Registry::new(store);
+    bootstrap::run(&registry).await?;
+    let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    let local = listener.local_addr().map_err(Error::Serve)?;
+    let kubeconfig =
+        minik_auth::admin_kubeconfig(&pki, &format!("https://127.0.0.1:{}", local.port()));
+    minik_auth::write_mode(
+        &config.write_kubeconfig,
+        kubeconfig.as_bytes(),
+        config.write_kubeconfig_mode,
+    )?;
+    tracing::info!(address = %local, kubeconfig = %config.write_kubeconfig.display(), "minik server is ready");
+    let files = TlsFiles {
+        cert_pem: &pki.serving.cert_pem,
+        key_pem: &pki.serving.key_pem,
+        client_ca_pem: &pki.client_ca.cert_pem,
+    };
+    let served = serve_tls(listener, files, app(AppState::new(registry)), shutdown).await;
+    // Give in-flight responses a moment to finish writing.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    served.map_err(Error::Serve)
+}
