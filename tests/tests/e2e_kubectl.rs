@@ -103,7 +103,8 @@ fn create_get_select_delete() {
     assert!(!again.status.success());
     assert!(text(&again).contains("AlreadyExists"), "{}", text(&again));
     let table = ok(s.kubectl(&["get", "cm", "cm1"]));
-    assert!(table.starts_with("NAME"), "{table}");
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"], "{table}");
     assert!(ok(s.kubectl(&["delete", "cm", "cm1"])).contains("deleted"));
     let gone = s.kubectl(&["get", "cm", "cm1"]);
     assert!(text(&gone).contains("NotFound"), "{}", text(&gone));
