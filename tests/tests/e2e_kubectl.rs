@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use minik_tests::server::{Server, text};
+use minik_tests::server::{Kubectl, Server, text};
 use serde_json::Value;
 
 fn ok(out: std::process::Output) -> String {
@@ -25,171 +25,185 @@ data:
 #[test]
 fn version_discovery_and_bootstrap() {
     let s = Server::start();
-    let v: Value = serde_json::from_str(&ok(s.kubectl(&["version", "-o", "json"]))).unwrap();
-    assert_eq!(v["serverVersion"]["major"], "1");
-    assert_eq!(v["serverVersion"]["minor"], "37");
-    let res = ok(s.kubectl(&["api-resources"]));
-    for want in [
-        "pods",
-        "deployments",
-        "configmaps",
-        "customresourcedefinitions",
-        "leases",
-    ] {
-        assert!(res.contains(want), "api-resources lists {want}:\n{res}");
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        let v: Value = serde_json::from_str(&ok(k.run(&["version", "-o", "json"]))).unwrap();
+        assert_eq!(v["serverVersion"]["major"], "1");
+        assert_eq!(v["serverVersion"]["minor"], "37");
+        let res = ok(k.run(&["api-resources"]));
+        for want in [
+            "pods",
+            "deployments",
+            "configmaps",
+            "customresourcedefinitions",
+            "leases",
+        ] {
+            assert!(res.contains(want), "api-resources lists {want}:\n{res}");
+        }
+        assert!(res.lines().any(|l| l.starts_with("deployments")
+            && l.contains("deploy")
+            && l.contains("apps/v1")));
+        let versions = ok(k.run(&["api-versions"]));
+        for want in [
+            "v1",
+            "apps/v1",
+            "batch/v1",
+            "rbac.authorization.k8s.io/v1",
+            "autoscaling/v2",
+        ] {
+            assert!(
+                versions.lines().any(|l| l == want),
+                "api-versions lists {want}"
+            );
+        }
+        let ns = ok(k.run(&["get", "ns", "-o", "name"]));
+        for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
+        }
+        let svc: Value =
+            serde_json::from_str(&ok(k.run(&["get", "svc", "kubernetes", "-o", "json"]))).unwrap();
+        assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1");
+        assert_eq!(ok(k.run(&["get", "--raw", "/livez"])), "ok");
     }
-    assert!(
-        res.lines()
-            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1"))
-    );
-    let versions = ok(s.kubectl(&["api-versions"]));
-    for want in [
-        "v1",
-        "apps/v1",
-        "batch/v1",
-        "rbac.authorization.k8s.io/v1",
-        "autoscaling/v2",
-    ] {
-        assert!(
-            versions.lines().any(|l| l == want),
-            "api-versions lists {want}"
-        );
-    }
-    let ns = ok(s.kubectl(&["get", "ns", "-o", "name"]));
-    for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
-    }
-    let svc: Value =
-        serde_json::from_str(&ok(s.kubectl(&["get", "svc", "kubernetes", "-o", "json"]))).unwrap();
-    assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1");
-    assert_eq!(ok(s.kubectl(&["get", "--raw", "/livez"])), "ok");
 }
 
 #[test]
 fn create_get_select_delete() {
     let s = Server::start();
-    assert!(ok(s.kubectl_stdin(&["create", "-f", "-"], CM)).contains("configmap/cm1 created"));
-    let got: Value =
-        serde_json::from_str(&ok(s.kubectl(&["get", "cm", "cm1", "-o", "json"]))).unwrap();
-    assert_eq!(got["data"]["a"], "1");
-    assert_eq!(got["metadata"]["namespace"], "default");
-    assert!(
-        got["metadata"]["uid"]
-            .as_str()
-            .is_some_and(|u| u.len() == 36)
-    );
-    assert!(got["metadata"]["resourceVersion"].as_str().is_some());
-    assert_eq!(
-        ok(s.kubectl(&["get", "cm", "-l", "app=web", "-o", "name"])).trim(),
-        "configmap/cm1"
-    );
-    assert_eq!(
-        ok(s.kubectl(&["get", "cm", "-l", "app in (db)", "-o", "name"])).trim(),
-        ""
-    );
-    assert_eq!(
-        ok(s.kubectl(&[
-            "get",
-            "cm",
-            "--field-selector",
-            "metadata.name=cm1",
-            "-o",
-            "name"
-        ]))
-        .trim(),
-        "configmap/cm1"
-    );
-    let again = s.kubectl_stdin(&["create", "-f", "-"], CM);
-    assert!(!again.status.success());
-    assert!(text(&again).contains("AlreadyExists"), "{}", text(&again));
-    let table = ok(s.kubectl(&["get", "cm", "cm1"]));
-    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "DATA", "AGE"], "{table}");
-    assert!(ok(s.kubectl(&["delete", "cm", "cm1"])).contains("deleted"));
-    let gone = s.kubectl(&["get", "cm", "cm1"]);
-    assert!(text(&gone).contains("NotFound"), "{}", text(&gone));
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        assert!(ok(k.stdin(&["create", "-f", "-"], CM)).contains("configmap/cm1 created"));
+        let got: Value =
+            serde_json::from_str(&ok(k.run(&["get", "cm", "cm1", "-o", "json"]))).unwrap();
+        assert_eq!(got["data"]["a"], "1");
+        assert_eq!(got["metadata"]["namespace"], "default");
+        assert!(
+            got["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| u.len() == 36)
+        );
+        assert!(got["metadata"]["resourceVersion"].as_str().is_some());
+        assert_eq!(
+            ok(k.run(&["get", "cm", "-l", "app=web", "-o", "name"])).trim(),
+            "configmap/cm1"
+        );
+        assert_eq!(
+            ok(k.run(&["get", "cm", "-l", "app in (db)", "-o", "name"])).trim(),
+            ""
+        );
+        assert_eq!(
+            ok(k.run(&[
+                "get",
+                "cm",
+                "--field-selector",
+                "metadata.name=cm1",
+                "-o",
+                "name"
+            ]))
+            .trim(),
+            "configmap/cm1"
+        );
+        let again = k.stdin(&["create", "-f", "-"], CM);
+        assert!(!again.status.success());
+        assert!(text(&again).contains("AlreadyExists"), "{}", text(&again));
+        let table = ok(k.run(&["get", "cm", "cm1"]));
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header, ["NAME", "DATA", "AGE"], "{table}");
+        assert!(ok(k.run(&["delete", "cm", "cm1"])).contains("deleted"));
+        let gone = k.run(&["get", "cm", "cm1"]);
+        assert!(text(&gone).contains("NotFound"), "{}", text(&gone));
+    }
 }
 
 #[test]
 fn bad_input_is_refused_and_stores_nothing() {
     let s = Server::start();
-    let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbogus: 1\n";
-    let out = s.kubectl_stdin(&["create", "-f", "-"], unknown);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("unknown field \"bogus\""),
-        "{}",
-        text(&out)
-    );
-    let bad_name = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n";
-    let out = s.kubectl_stdin(&["create", "-f", "-"], bad_name);
-    assert!(text(&out).contains("is invalid"), "{}", text(&out));
-    let wrong_type = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: [1]\n";
-    let out = s.kubectl_stdin(&["create", "-f", "-"], wrong_type);
-    assert!(!out.status.success(), "{}", text(&out));
-    let no_ns = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nope\n";
-    let out = s.kubectl_stdin(&["create", "-f", "-"], no_ns);
-    assert!(
-        text(&out).contains("namespaces \"nope\" not found"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(ok(s.kubectl(&["get", "cm", "-A", "-o", "name"])).trim(), "");
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbogus: 1\n";
+        let out = k.stdin(&["create", "-f", "-"], unknown);
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("unknown field \"bogus\""),
+            "{}",
+            text(&out)
+        );
+        let bad_name = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n";
+        let out = k.stdin(&["create", "-f", "-"], bad_name);
+        assert!(text(&out).contains("is invalid"), "{}", text(&out));
+        let wrong_type = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: [1]\n";
+        let out = k.stdin(&["create", "-f", "-"], wrong_type);
+        assert!(!out.status.success(), "{}", text(&out));
+        let no_ns = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nope\n";
+        let out = k.stdin(&["create", "-f", "-"], no_ns);
+        assert!(
+            text(&out).contains("namespaces \"nope\" not found"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(ok(k.run(&["get", "cm", "-A", "-o", "name"])).trim(), "");
+    }
 }
 
 #[test]
 fn chunked_lists_and_namespaces() {
     let s = Server::start();
-    let mut docs = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n");
-    for i in 0..25 {
-        docs.push_str(&format!(
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        let mut docs = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n");
+        for i in 0..25 {
+            docs.push_str(&format!(
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i:02}\n  namespace: team\n"
         ));
+        }
+        ok(k.stdin(&["create", "-f", "-"], &docs));
+        let names = ok(k.run(&["get", "cm", "-n", "team", "--chunk-size=7", "-o", "name"]));
+        assert_eq!(names.lines().count(), 25, "{names}");
+        let all = ok(k.run(&["get", "cm", "-A", "--chunk-size=4", "-o", "name"]));
+        assert_eq!(all.lines().count(), 25);
+        // Deleting the namespace deletes what is in it.
+        ok(k.run(&["delete", "ns", "team"]));
+        assert_eq!(ok(k.run(&["get", "cm", "-A", "-o", "name"])).trim(), "");
     }
-    ok(s.kubectl_stdin(&["create", "-f", "-"], &docs));
-    let names = ok(s.kubectl(&["get", "cm", "-n", "team", "--chunk-size=7", "-o", "name"]));
-    assert_eq!(names.lines().count(), 25, "{names}");
-    let all = ok(s.kubectl(&["get", "cm", "-A", "--chunk-size=4", "-o", "name"]));
-    assert_eq!(all.lines().count(), 25);
-    // Deleting the namespace deletes what is in it.
-    ok(s.kubectl(&["delete", "ns", "team"]));
-    assert_eq!(ok(s.kubectl(&["get", "cm", "-A", "-o", "name"])).trim(), "");
 }
 
 #[test]
 fn get_watch_streams_changes() {
     let s = Server::start();
-    let mut watch = s
-        .kubectl_cmd(&["get", "cm", "-w", "--request-timeout=30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        let mut watch = s
+            .kubectl_cmd(&["get", "cm", "-w", "--request-timeout=30s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = watch.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // The watch is open once kubectl printed the (empty) list or the first event.
+        std::thread::sleep(Duration::from_millis(1500));
+        ok(k.stdin(&["create", "-f", "-"], CM));
+        ok(k.run(&["delete", "cm", "cm1"]));
+        let mut seen = Vec::new();
+        while seen
+            .iter()
+            .filter(|l: &&String| l.starts_with("cm1"))
+            .count()
+            < 2
+        {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("watch lines so far: {seen:?}"),
             }
         }
-    });
-    // The watch is open once kubectl printed the (empty) list or the first event.
-    std::thread::sleep(Duration::from_millis(1500));
-    ok(s.kubectl_stdin(&["create", "-f", "-"], CM));
-    ok(s.kubectl(&["delete", "cm", "cm1"]));
-    let mut seen = Vec::new();
-    while seen
-        .iter()
-        .filter(|l: &&String| l.starts_with("cm1"))
-        .count()
-        < 2
-    {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("watch lines so far: {seen:?}"),
-        }
+        let _ = watch.kill();
+        let _ = watch.wait();
     }
-    let _ = watch.kill();
-    let _ = watch.wait();
 }
