@@ -1,0 +1,361 @@
+//! API semantics through the router in process (no socket): status codes and Status bodies,
+//! status subresource, generation, finalizers, dry run, preconditions, deletecollection,
+//! and 410 Gone for compacted versions.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use minik_apiserver::{AppState, app};
+use minik_registry::Registry;
+use minik_store::StoreOptions;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: axum::Router,
+    store: std::sync::Arc<dyn minik_store::Backend>,
+}
+
+async fn api() -> Api {
+    let options = StoreOptions {
+        compaction_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let store = minik_store::open("memory://", std::path::Path::new("/"), options)
+        .await
+        .unwrap();
+    let registry = Registry::new(store.clone());
+    let api = Api {
+        router: app(AppState::new(registry)),
+        store,
+    };
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces",
+            Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})),
+        )
+        .await;
+    assert_eq!(code, 201);
+    api
+}
+
+impl Api {
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(match body {
+                Some(b) => Body::from(serde_json::to_vec(&b).unwrap()),
+                None => Body::empty(),
+            })
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (code, v)
+    }
+
+    /// The first `n` lines of a watch response.
+    async fn watch_lines(&self, uri: &str, n: usize) -> Vec<Value> {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body().into_data_stream();
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while lines.len() < n {
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut body))
+                    .await
+                    .expect("a watch event in 10 s")
+                    .expect("stream open")
+                    .unwrap();
+            buf.extend_from_slice(&chunk);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                lines.push(serde_json::from_slice(&line).unwrap());
+            }
+        }
+        lines
+    }
+}
+
+fn deploy(name: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+}
+
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+#[tokio::test]
+async fn status_bodies_for_errors() {
+    let api = api().await;
+    let (code, body) = api
+        .call(Method::GET, &format!("{DEPLOYS}/nope"), None)
+        .await;
+    assert_eq!(code, 404);
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "NotFound");
+    assert_eq!(body["details"]["group"], "apps");
+    assert_eq!(body["message"], "deployments.apps \"nope\" not found");
+    let (code, body) = api
+        .call(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/nothings",
+            None,
+        )
+        .await;
+    assert_eq!((code, body["reason"].as_str()), (404, Some("NotFound")));
+    let (code, body) = api
+        .call(
+            Method::POST,
+            DEPLOYS,
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})),
+        )
+        .await;
+    assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
+    let (code, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "UPPER"}})),
+        )
+        .await;
+    assert_eq!((code, body["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(body["details"]["causes"][0]["field"], "metadata.name");
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/namespaces/default/configmaps")
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let resp = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let big = "x".repeat(4 << 20);
+    let (code, body) = api
+        .call(Method::POST, "/api/v1/namespaces/default/configmaps", Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"a": big}})))
+        .await;
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (413, Some("RequestEntityTooLarge"))
+    );
+    let (_, list) = api.call(Method::GET, "/api/v1/configmaps", None).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing stored");
+}
+
+#[tokio::test]
+async fn status_subresource_and_generation() {
+    let api = api().await;
+    let (code, created) = api
+        .call(Method::POST, DEPLOYS, Some(deploy("web", 1)))
+        .await;
+    assert_eq!(code, 201);
+    assert_eq!(created["metadata"]["generation"], 1);
+    // Status written through the main resource is ignored.
+    let mut with_status = created.clone();
+    with_status["status"] = json!({"replicas": 5});
+    let (code, updated) = api
+        .call(Method::PUT, &format!("{DEPLOYS}/web"), Some(with_status))
+        .await;
+    assert_eq!(code, 200);
+    assert!(
+        updated
+            .get("status")
+            .is_none_or(|s| s.get("replicas").is_none())
+    );
+    assert_eq!(
+        updated["metadata"]["generation"], 1,
+        "no spec change, no new generation"
+    );
+    // Through /status it lands, and the spec stays.
+    let mut status = updated.clone();
+    status["status"] = json!({"replicas": 5});
+    status["spec"]["replicas"] = json!(9);
+    let (code, after) = api
+        .call(Method::PUT, &format!("{DEPLOYS}/web/status"), Some(status))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(after["status"]["replicas"], 5);
+    assert_eq!(after["spec"]["replicas"], 1);
+    // A spec change bumps generation.
+    let mut scaled = after.clone();
+    scaled["spec"]["replicas"] = json!(3);
+    let (_, scaled) = api
+        .call(Method::PUT, &format!("{DEPLOYS}/web"), Some(scaled))
+        .await;
+    assert_eq!(scaled["metadata"]["generation"], 2);
+    // The stale one is refused.
+    let (code, body) = api
+        .call(Method::PUT, &format!("{DEPLOYS}/web"), Some(after))
+        .await;
+    assert_eq!((code, body["reason"].as_str()), (409, Some("Conflict")));
+}
+
+#[tokio::test]
+async fn finalizers_dry_run_preconditions_and_collections() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let mut held = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+    let (code, _) = api
+        .call(
+            Method::POST,
+            &format!("{cms}?dryRun=All"),
+            Some(held.clone()),
+        )
+        .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        api.call(Method::GET, &format!("{cms}/held"), None).await.0,
+        404,
+        "dry run stores nothing"
+    );
+    let (_, created) = api.call(Method::POST, cms, Some(held.clone())).await;
+    let (code, deleting) = api.call(Method::DELETE, &format!("{cms}/held"), None).await;
+    assert_eq!(code, 200);
+    assert!(deleting["metadata"]["deletionTimestamp"].is_string());
+    // Still there until the finalizer goes.
+    let (_, now) = api.call(Method::GET, &format!("{cms}/held"), None).await;
+    assert!(now["metadata"]["deletionTimestamp"].is_string());
+    held = now.clone();
+    held["metadata"]["finalizers"] = json!([]);
+    let (code, _) = api
+        .call(Method::PUT, &format!("{cms}/held"), Some(held))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        api.call(Method::GET, &format!("{cms}/held"), None).await.0,
+        404
+    );
+    // Preconditions.
+    let (_, c) = api
+        .call(
+            Method::POST,
+            cms,
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})),
+        )
+        .await;
+    let wrong = json!({"preconditions": {"uid": created["metadata"]["uid"]}});
+    let (code, body) = api
+        .call(Method::DELETE, &format!("{cms}/c"), Some(wrong))
+        .await;
+    assert_eq!((code, body["reason"].as_str()), (409, Some("Conflict")));
+    let right = json!({"preconditions": {"uid": c["metadata"]["uid"]}});
+    assert_eq!(
+        api.call(Method::DELETE, &format!("{cms}/c"), Some(right))
+            .await
+            .0,
+        200
+    );
+    // deletecollection with a selector.
+    for (name, app) in [("a", "x"), ("b", "x"), ("k", "keep")] {
+        api.call(Method::POST, cms, Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"app": app}}}))).await;
+    }
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{cms}?labelSelector=app%3Dx"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (_, left) = api.call(Method::GET, cms, None).await;
+    let names: Vec<&str> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["k"]);
+}
+
+#[tokio::test]
+async fn watch_events_selectors_and_gone() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (_, a) = api.call(Method::POST, cms, Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"tier": "fe"}}}))).await;
+    let rv = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Moving out of the selection is DELETED for a selecting watcher; into it, ADDED.
+    let mut relabel = a.clone();
+    relabel["metadata"]["labels"] = json!({"tier": "be"});
+    let (_, moved) = api
+        .call(Method::PUT, &format!("{cms}/a"), Some(relabel))
+        .await;
+    let mut back = moved.clone();
+    back["metadata"]["labels"] = json!({"tier": "fe"});
+    api.call(Method::PUT, &format!("{cms}/a"), Some(back)).await;
+    api.call(Method::DELETE, &format!("{cms}/a"), None).await;
+    let lines = api
+        .watch_lines(
+            &format!("{cms}?watch=true&resourceVersion={rv}&labelSelector=tier%3Dfe"),
+            3,
+        )
+        .await;
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["DELETED", "ADDED", "DELETED"]);
+    // Initial events then a bookmark marking their end (watch-list).
+    api.call(
+        Method::POST,
+        cms,
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}})),
+    )
+    .await;
+    let lines = api
+        .watch_lines(&format!("{cms}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"), 2)
+        .await;
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[1]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    // After compaction, an old version is 410 Gone: an ERROR event for watch.
+    let current = api.store.current_revision().await.unwrap();
+    api.store.compact(current).await.unwrap();
+    let lines = api
+        .watch_lines(&format!("{cms}?watch=true&resourceVersion={rv}"), 1)
+        .await;
+    assert_eq!(lines[0]["type"], "ERROR");
+    assert_eq!(lines[0]["object"]["code"], 410);
+    assert_eq!(lines[0]["object"]["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn expired_continue_token_is_gone() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for i in 0..5 {
+        api.call(Method::POST, cms, Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}}))).await;
+    }
+    let (_, page) = api.call(Method::GET, &format!("{cms}?limit=2"), None).await;
+    let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    api.call(Method::DELETE, &format!("{cms}/c4"), None).await;
+    let current = api.store.current_revision().await.unwrap();
+    api.store.compact(current).await.unwrap();
+    let (code, body) = api
+        .call(
+            Method::GET,
+            &format!("{cms}?limit=2&continue={token}"),
+            None,
+        )
+        .await;
+    assert_eq!((code, body["reason"].as_str()), (410, Some("Expired")));
+    let (code, _) = api
+        .call(
+            Method::GET,
+            &format!("{cms}?limit=2&continue=garbage"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 400);
+}
