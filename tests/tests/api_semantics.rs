@@ -359,3 +359,64 @@ async fn expired_continue_token_is_gone() {
         .await;
     assert_eq!(code, 400);
 }
+
+#[tokio::test]
+async fn metrics_and_gzip() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for i in 0..150 {
+        let data = json!({"a": "x".repeat(1024)});
+        api.call(Method::POST, cms, Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}, "data": data}))).await;
+    }
+    let get = |uri: &str| {
+        Request::builder()
+            .uri(uri)
+            .header("accept-encoding", "gzip")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let big = api.router.clone().oneshot(get(cms)).await.unwrap();
+    assert_eq!(big.headers().get("content-encoding").unwrap(), "gzip");
+    let small = api
+        .router
+        .clone()
+        .oneshot(get(&format!("{cms}/c1")))
+        .await
+        .unwrap();
+    assert!(small.headers().get("content-encoding").is_none());
+    // A watch is a stream: never compressed, events arrive as they happen.
+    let watch = api
+        .router
+        .clone()
+        .oneshot(get(&format!("{cms}?watch=true&resourceVersion=0")))
+        .await
+        .unwrap();
+    assert!(watch.headers().get("content-encoding").is_none());
+    let mut body = watch.into_body().into_data_stream();
+    let first =
+        tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut body)).await;
+    assert!(first.is_ok_and(|c| c.is_some()));
+    let (code, text) = api.call(Method::GET, "/metrics", None).await;
+    assert_eq!(code, 200);
+    let text = text.as_str().unwrap().to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("apiserver_request_total{")
+                && l.contains("verb=\"CREATE\"")
+                && l.contains("resource=\"configmaps\"")
+                && l.contains("code=\"201\"")
+                && l.ends_with(" 150")),
+        "{text}"
+    );
+    assert!(
+        text.contains("apiserver_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "apiserver_registered_watchers{group=\"\",version=\"v1\",kind=\"ConfigMap\"} 1"
+        ),
+        "{text}"
+    );
+    drop(body);
+}

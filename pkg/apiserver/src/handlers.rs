@@ -13,6 +13,7 @@ use minik_registry::{
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::metrics::{RequestLabels, RequestTimer, WatchGuard, WatchLabels};
 use crate::path::{self, Target};
 use crate::status::{Failure, json_response};
 use crate::table;
@@ -92,10 +93,28 @@ async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Re
         )
         .await;
     };
-    match dispatch(state, &target, req).await {
+    let watch = req.flag("watch") && target.name.is_none();
+    let labels = RequestLabels {
+        verb: verb(&req.method, &target, watch).to_ascii_uppercase(),
+        group: group.to_string(),
+        version: version.to_string(),
+        resource: target.info.plural.to_string(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        scope: match (&target.namespace, &target.name) {
+            (_, Some(_)) => "resource",
+            (Some(_), None) => "namespace",
+            (None, None) => "cluster",
+        }
+        .into(),
+        code: String::new(),
+    };
+    let timer = RequestTimer::start(&state.metrics, labels);
+    let resp = match dispatch(state, &target, req).await {
         Ok(resp) => resp,
         Err(e) => Failure(e).into_response(),
-    }
+    };
+    timer.finish(resp.status().as_u16());
+    resp
 }
 
 async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response, ApiError> {
@@ -392,7 +411,15 @@ async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
     let as_table = table::wants_table(req.accept());
     let include = req.param("includeObject").unwrap_or("Metadata").to_string();
     let info = t.info;
-    let body = futures::stream::unfold(stream, move |mut s| {
+    let guard = WatchGuard::new(
+        &state.metrics,
+        WatchLabels {
+            group: info.group.into(),
+            version: info.version.into(),
+            kind: info.kind.into(),
+        },
+    );
+    let body = futures::stream::unfold((stream, guard), move |(mut s, guard)| {
         let include = include.clone();
         async move {
             let event = s.next().await?;
@@ -409,7 +436,7 @@ async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
             }
             let mut line = serde_json::to_vec(&json).unwrap_or_default();
             line.push(b'\n');
-            Some((Ok::<_, std::io::Error>(Bytes::from(line)), s))
+            Some((Ok::<_, std::io::Error>(Bytes::from(line)), (s, guard)))
         }
     })
     .boxed();

@@ -6,6 +6,7 @@ mod discovery;
 mod filters;
 mod handlers;
 mod health;
+mod metrics;
 mod openapi;
 mod path;
 mod status;
@@ -25,6 +26,7 @@ pub use tls::{TlsFiles, serve_tls};
 pub struct AppState {
     pub registry: Registry,
     pub started: Arc<std::sync::atomic::AtomicBool>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
         AppState {
             registry,
             started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            metrics: Arc::new(metrics::Metrics::default()),
         }
     }
 }
@@ -42,6 +45,7 @@ pub fn app(state: AppState) -> Router {
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::core_versions))
         .route("/apis", get(discovery::groups))
+        .route("/metrics", get(metrics::serve))
         .route("/healthz", get(health::check))
         .route("/livez", get(health::check))
         .route("/readyz", get(health::check))
