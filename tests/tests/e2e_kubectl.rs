@@ -64,6 +64,30 @@ fn version_discovery_and_bootstrap() {
             serde_json::from_str(&ok(k.run(&["get", "svc", "kubernetes", "-o", "json"]))).unwrap();
         assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1");
         assert_eq!(ok(k.run(&["get", "--raw", "/livez"])), "ok");
+        let ep: Value = serde_json::from_str(&ok(k.run(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "json",
+        ])))
+        .unwrap();
+        assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
+        assert_eq!(ep["subsets"][0]["ports"][0]["port"], s.port);
+        let slice = ok(k.run(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "name",
+        ]));
+        assert_eq!(slice.trim(), "endpointslice.discovery.k8s.io/kubernetes");
+        let cs = ok(k.run(&["get", "componentstatuses"]));
+        assert!(
+            cs.contains("etcd-0") && cs.contains("scheduler") && cs.contains("controller-manager"),
+            "{cs}"
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 //! store's mod revision on every read. Per-resource behaviour comes from `minik_api`'s table
 //! and the strategy hooks in `strategy.rs`.
 
+mod components;
 mod error;
 mod list;
 mod meta;
@@ -11,6 +12,7 @@ mod selector;
 mod strategy;
 mod watch;
 
+pub use components::Components;
 pub use error::{ApiError, Cause, Result};
 pub use list::{ListParams, ResourceVersionMatch};
 pub use meta::now_rfc3339;

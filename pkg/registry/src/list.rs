@@ -60,6 +60,9 @@ impl Registry {
         namespace: Option<&str>,
         params: &ListParams,
     ) -> Result<Value> {
+        if crate::rest::is_component_status(info) {
+            return Ok(self.component_list(info).await);
+        }
         let prefix = list_prefix(info, namespace);
         let (revision, mut after) = match &params.continue_token {
             Some(t) => {

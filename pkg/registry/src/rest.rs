@@ -34,6 +34,7 @@ pub type Written = (Value, Vec<String>);
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) store: Arc<dyn Backend>,
+    pub(crate) components: crate::Components,
 }
 
 /// Decode a stored value and stamp its resourceVersion.
@@ -50,7 +51,15 @@ fn encode(obj: &Value) -> Result<Vec<u8>> {
 
 impl Registry {
     pub fn new(store: Arc<dyn Backend>) -> Self {
-        Registry { store }
+        Registry {
+            store,
+            components: crate::Components::default(),
+        }
+    }
+
+    /// Where in-process components report their health (ComponentStatus).
+    pub fn components(&self) -> &crate::Components {
+        &self.components
     }
 
     pub fn store(&self) -> &Arc<dyn Backend> {
@@ -155,6 +164,9 @@ impl Registry {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value> {
+        if is_component_status(info) {
+            return self.component_get(info, name).await;
+        }
         let (_, kv) = self
             .store
             .get(&object_key(info, namespace, name), None)
@@ -318,6 +330,11 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// ComponentStatus is computed, not stored.
+pub(crate) fn is_component_status(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.kind == "ComponentStatus"
 }
 
 fn finalizers_empty(obj: &Value) -> bool {

@@ -1,7 +1,74 @@
-//! What every cluster starts with: the four namespaces and the `kubernetes` service.
+//! What every cluster starts with: the four namespaces, and the `kubernetes` service with
+//! its Endpoints and EndpointSlice pointing at this server.
 
+use std::net::IpAddr;
+
+use minik_api::ResourceInfo;
 use minik_registry::{ApiError, Registry, WriteParams};
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// The address other nodes and pods reach this server at: the bind address when one is
+/// given, else the first non-loopback IPv4 address of an interface that is up.
+pub fn advertise_address(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    let found = nix::ifaddrs::getifaddrs().ok().and_then(|addrs| {
+        addrs
+            .filter(|a| a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP))
+            .filter_map(|a| a.address?.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+            .find(|ip| !ip.is_loopback())
+    });
+    found.unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Create `obj`, or replace what is there (keeping its resourceVersion for the CAS).
+async fn create_or_replace(
+    registry: &Registry,
+    info: &ResourceInfo,
+    ns: &str,
+    mut obj: Value,
+) -> Result<(), ApiError> {
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    match registry.get(info, Some(ns), &name).await {
+        Ok(current) => {
+            obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            registry
+                .update(info, Some(ns), &name, obj, false, &WriteParams::default())
+                .await
+                .map(|_| ())
+        }
+        Err(ApiError::NotFound { .. }) => ensure(
+            registry
+                .create(info, Some(ns), obj, &WriteParams::default())
+                .await,
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+/// Point the `kubernetes` service's Endpoints and EndpointSlice at `ip:port`.
+pub async fn endpoints(registry: &Registry, ip: IpAddr, port: u16) -> Result<(), ApiError> {
+    let eps = minik_api::find("", "v1", "endpoints").expect("endpoints are served");
+    let obj = json!({"apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip.to_string()}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+    create_or_replace(registry, eps, "default", obj).await?;
+    let slices = minik_api::find("discovery.k8s.io", "v1", "endpointslices").expect("served");
+    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": family,
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+    create_or_replace(registry, slices, "default", slice).await
+}
 
 /// Create what is missing; leave what exists.
 pub async fn run(registry: &Registry) -> Result<(), ApiError> {

@@ -64,9 +64,7 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let mut sans = config.tls_san.clone();
-    if !config.bind_address.is_unspecified() {
-        sans.push(config.bind_address.to_string());
-    }
+    sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
     let registry = Registry::new(store);
     bootstrap::run(&registry).await?;
@@ -75,6 +73,8 @@ async fn serve(
         .await
         .map_err(|source| Error::Listen { addr, source })?;
     let local = listener.local_addr().map_err(Error::Serve)?;
+    let advertise = bootstrap::advertise_address(config.bind_address);
+    bootstrap::endpoints(&registry, advertise, local.port()).await?;
     let kubeconfig =
         minik_auth::admin_kubeconfig(&pki, &format!("https://127.0.0.1:{}", local.port()));
     minik_auth::write_mode(

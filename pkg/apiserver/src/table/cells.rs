@@ -228,3 +228,36 @@ pub(super) fn completions(o: &Value, _: DateTime<Utc>) -> Value {
         .unwrap_or(1);
     json!(format!("{}/{want}", n(o, "/status/succeeded")))
 }
+
+pub(super) fn endpoints_cell(o: &Value, _: DateTime<Utc>) -> Value {
+    let mut out = Vec::new();
+    for subset in o
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ports: Vec<i64> = subset
+            .get("ports")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.get("port").and_then(Value::as_i64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for a in subset
+            .get("addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ip = a.get("ip").and_then(Value::as_str).unwrap_or("");
+            if ports.is_empty() {
+                out.push(ip.to_string());
+            }
+            out.extend(ports.iter().map(|p| format!("{ip}:{p}")));
+        }
+    }
+    or_none(out.join(","))
+}

@@ -261,6 +261,56 @@ pub fn for_kind(group: &str, kind: &str) -> Vec<Column> {
                 )))
             }),
         ],
+        ("", "ComponentStatus") => {
+            return vec![
+                NAME,
+                col("Status", |o, _| {
+                    let ok = o.pointer("/conditions/0/status") == Some(&json!("True"));
+                    json!(if ok { "Healthy" } else { "Unhealthy" })
+                }),
+                col("Message", |o, _| s(o, "/conditions/0/message")),
+                col("Error", |o, _| s(o, "/conditions/0/error")),
+            ];
+        }
+        ("", "Endpoints") => vec![col("Endpoints", endpoints_cell)],
+        ("discovery.k8s.io", "EndpointSlice") => vec![
+            col("AddressType", |o, _| s(o, "/addressType")),
+            col("Ports", |o, _| {
+                let ports: Vec<String> = o
+                    .pointer("/ports")
+                    .and_then(Value::as_array)
+                    .map(|ps| {
+                        ps.iter()
+                            .filter_map(|p| p.get("port").and_then(Value::as_i64))
+                            .map(|p| p.to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!(if ports.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    ports.join(",")
+                })
+            }),
+            col("Endpoints", |o, _| {
+                let addrs: Vec<String> = o
+                    .pointer("/endpoints")
+                    .and_then(Value::as_array)
+                    .map(|es| {
+                        es.iter()
+                            .flat_map(|e| {
+                                e.get("addresses")
+                                    .and_then(Value::as_array)
+                                    .cloned()
+                                    .unwrap_or_default()
+                            })
+                            .filter_map(|a| a.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                or_none(addrs.join(","))
+            }),
+        ],
         ("coordination.k8s.io", "Lease") => {
             vec![col("Holder", |o, _| s(o, "/spec/holderIdentity"))]
         }
