@@ -83,6 +83,17 @@ fn version_discovery_and_bootstrap() {
             "name",
         ]));
         assert_eq!(slice.trim(), "endpointslice.discovery.k8s.io/kubernetes");
+        let explain = ok(k.run(&["explain", "pods.spec.containers"]));
+        assert!(
+            explain.contains("KIND:") && explain.contains("Pod"),
+            "{explain}"
+        );
+        assert!(explain.contains("image"), "{explain}");
+        let explain = ok(k.run(&["explain", "deployment.spec.strategy"]));
+        assert!(
+            explain.contains("GROUP:") && explain.contains("apps"),
+            "{explain}"
+        );
         let cs = ok(k.run(&["get", "componentstatuses"]));
         assert!(
             cs.contains("etcd-0") && cs.contains("scheduler") && cs.contains("controller-manager"),

@@ -25,6 +25,9 @@ pub struct ResourceInfo {
     /// Decode a body as this type and encode it again: the typed view of the object, with
     /// defaults of the Rust types and unknown fields dropped.
     pub typed: fn(&serde_json::Value) -> Result<serde_json::Value, String>,
+    /// Add this type's OpenAPI schema (and every schema it refers to) to a generator;
+    /// returns the reference to it.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl ResourceInfo {
@@ -67,13 +70,17 @@ fn typed<T: DeserializeOwned + Serialize>(
     serde_json::to_value(&t).map_err(|e| e.to_string())
 }
 
+fn schema<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
+}
+
 fn info<T>(
     short_names: &'static [&'static str],
     categories: &'static [&'static str],
     subresources: &'static [&'static str],
 ) -> ResourceInfo
 where
-    T: ListableResource + DeserializeOwned + Serialize,
+    T: ListableResource + DeserializeOwned + Serialize + schemars::JsonSchema,
     T::Scope: Scope,
 {
     ResourceInfo {
@@ -89,6 +96,7 @@ where
         categories,
         subresources,
         typed: typed::<T>,
+        schema: schema::<T>,
     }
 }
 

@@ -3,6 +3,9 @@
 //! query parameters each operation takes (kubectl checks `fieldValidation` there before it
 //! relies on server-side validation).
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -42,12 +45,23 @@ pub async fn root() -> Response {
     json_response(StatusCode::OK, &json!({"paths": paths}), &[])
 }
 
+/// Documents are built once per group-version and kept.
+static DOCUMENTS: LazyLock<Mutex<HashMap<String, Arc<Value>>>> = LazyLock::new(Default::default);
+
 pub async fn document(Path(rest): Path<String>) -> Response {
     let found = group_versions()
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == rest.trim_matches('/'));
     match found {
-        Some((g, v)) => json_response(StatusCode::OK, &gv_document(g, v), &[]),
+        Some((g, v)) => {
+            let doc = {
+                let mut docs = DOCUMENTS.lock().unwrap_or_else(|e| e.into_inner());
+                docs.entry(gv_path(g, v))
+                    .or_insert_with(|| Arc::new(gv_document(g, v)))
+                    .clone()
+            };
+            json_response(StatusCode::OK, &doc, &[])
+        }
         None => {
             crate::status::not_found_path(format!("/openapi/v3/{rest}").parse().unwrap_or_default())
                 .await
@@ -135,6 +149,37 @@ fn gv_document(group: &str, version: &str) -> Value {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": minik_version::KUBERNETES_VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas(group, version)},
     })
+}
+
+/// The schemas of a group-version's kinds and of everything they refer to, each kind tagged
+/// with x-kubernetes-group-version-kind (what `kubectl explain` looks for).
+fn schemas(group: &str, version: &str) -> Map<String, Value> {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
+    for r in all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let reference = (r.schema)(&mut generator);
+        let name = reference
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.rsplit('/').next())
+            .map(str::to_string);
+        if let Some(name) = name {
+            kinds.push((name, r));
+        }
+    }
+    let mut defs = generator.take_definitions(true);
+    for (name, r) in kinds {
+        if let Some(Value::Object(schema)) = defs.get_mut(&name) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
+            );
+        }
+    }
+    defs
 }
