@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -132,6 +132,44 @@ async fn watcher_sees_changes(streaming: bool) {
         }
     }
     assert_eq!(seen, ["apply after", "delete before"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_api() {
+    let s = Server::start();
+    let client = client(&s).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("m1", "big value"))
+        .await
+        .unwrap();
+    let meta = cms.get_metadata("m1").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("m1"));
+    assert_eq!(meta.metadata.labels.unwrap()["app"], "kube-rs");
+    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert!(list.metadata.resource_version.is_some());
+    let metas: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client, "default");
+    let mut events = watcher::watcher(metas, watcher::Config::default()).boxed();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), events.try_next()).await {
+            Ok(Ok(Some(Event::InitDone))) => break,
+            Ok(Ok(Some(_))) => {}
+            other => panic!("metadata watcher: {other:?}"),
+        }
+    }
+    cms.create(&PostParams::default(), &cm("m2", "x"))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), events.try_next()).await {
+            Ok(Ok(Some(Event::Apply(m)))) => {
+                assert_eq!(m.metadata.name.as_deref(), Some("m2"));
+                break;
+            }
+            Ok(Ok(Some(_))) => {}
+            other => panic!("metadata watcher: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::metrics::{RequestLabels, RequestTimer, WatchGuard, WatchLabels};
 use crate::path::{self, Target};
 use crate::status::{Failure, json_response};
-use crate::table;
+use crate::view::View;
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -313,6 +313,10 @@ fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
     Ok(p)
 }
 
+fn view(req: &Request) -> View {
+    View::from_accept(req.accept(), req.param("includeObject"))
+}
+
 fn respond_object(
     t: &Target,
     req: &Request,
@@ -320,41 +324,11 @@ fn respond_object(
     obj: Value,
     warnings: &[String],
 ) -> Response {
-    if table::wants_table(req.accept()) {
-        let rv = obj
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let tbl = table::table(
-            t.info,
-            std::slice::from_ref(&obj),
-            rv,
-            req.param("includeObject").unwrap_or("Metadata"),
-        );
-        return json_response(code, &tbl, warnings);
-    }
-    json_response(code, &obj, warnings)
+    json_response(code, &view(req).object(t.info, &obj), warnings)
 }
 
 fn respond_list(t: &Target, req: &Request, list: Value) -> Response {
-    if table::wants_table(req.accept()) {
-        let items = list["items"].as_array().cloned().unwrap_or_default();
-        let rv = list
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let mut tbl = table::table(
-            t.info,
-            &items,
-            rv,
-            req.param("includeObject").unwrap_or("Metadata"),
-        );
-        if let Some(c) = list.pointer("/metadata/continue") {
-            tbl["metadata"]["continue"] = c.clone();
-        }
-        return json_response(StatusCode::OK, &tbl, &[]);
-    }
-    json_response(StatusCode::OK, &list, &[])
+    json_response(StatusCode::OK, &view(req).list(t.info, list), &[])
 }
 
 async fn delete_collection(
@@ -408,8 +382,7 @@ async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
         .registry
         .watch(t.info, t.namespace.as_deref(), params)
         .await?;
-    let as_table = table::wants_table(req.accept());
-    let include = req.param("includeObject").unwrap_or("Metadata").to_string();
+    let view = view(req);
     let info = t.info;
     let guard = WatchGuard::new(
         &state.metrics,
@@ -420,20 +393,11 @@ async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
         },
     );
     let body = futures::stream::unfold((stream, guard), move |(mut s, guard)| {
-        let include = include.clone();
+        let view = view.clone();
         async move {
             let event = s.next().await?;
             let mut json = event.to_json();
-            if as_table && event.kind != "ERROR" && event.kind != "BOOKMARK" {
-                let rv = event
-                    .object
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                json["object"] =
-                    table::table(info, std::slice::from_ref(&event.object), &rv, &include);
-            }
+            json["object"] = view.event(info, event.kind, &event.object);
             let mut line = serde_json::to_vec(&json).unwrap_or_default();
             line.push(b'\n');
             Some((Ok::<_, std::io::Error>(Bytes::from(line)), (s, guard)))

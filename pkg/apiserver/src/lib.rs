@@ -12,6 +12,7 @@ mod path;
 mod status;
 mod table;
 mod tls;
+mod view;
 
 use std::sync::Arc;
 

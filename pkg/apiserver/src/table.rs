@@ -7,15 +7,7 @@ mod columns;
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};
 
-/// Whether the client asked for a Table.
-pub fn wants_table(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.contains("as=Table"))
-}
-
-fn partial(obj: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
-}
+use crate::view::partial;
 
 /// A Table of `objects`.
 pub fn table(

@@ -1,0 +1,109 @@
+//! How a response presents objects, from the Accept header: the objects themselves, a
+//! Table (`as=Table`), or metadata only (`as=PartialObjectMetadata[List]`).
+
+use minik_api::ResourceInfo;
+use serde_json::{Value, json};
+
+use crate::table;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    Object,
+    /// With `includeObject` (None, Metadata or Object).
+    Table(String),
+    Metadata,
+}
+
+fn rv_of(v: &Value) -> &str {
+    v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub(crate) fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
+}
+
+impl View {
+    /// The first media type in `accept` that names a view this server has.
+    pub fn from_accept(accept: Option<&str>, include_object: Option<&str>) -> View {
+        for media in accept.unwrap_or("").split(',') {
+            let params: Vec<&str> = media.split(';').map(str::trim).collect();
+            match params.iter().find_map(|p| p.strip_prefix("as=")) {
+                Some("Table") => {
+                    return View::Table(include_object.unwrap_or("Metadata").to_string());
+                }
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList") => {
+                    return View::Metadata;
+                }
+                Some(_) => continue,
+                None => return View::Object,
+            }
+        }
+        View::Object
+    }
+
+    /// One object as this view shows it.
+    pub fn object(&self, info: &ResourceInfo, obj: &Value) -> Value {
+        match self {
+            View::Object => obj.clone(),
+            View::Table(include) => {
+                table::table(info, std::slice::from_ref(obj), rv_of(obj), include)
+            }
+            View::Metadata => partial(obj),
+        }
+    }
+
+    /// A list as this view shows it.
+    pub fn list(&self, info: &ResourceInfo, list: Value) -> Value {
+        let items = || list["items"].as_array().cloned().unwrap_or_default();
+        let mut out = match self {
+            View::Object => return list,
+            View::Table(include) => table::table(info, &items(), rv_of(&list), include),
+            View::Metadata => json!({
+                "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"resourceVersion": rv_of(&list)},
+                "items": items().iter().map(partial).collect::<Vec<_>>(),
+            }),
+        };
+        if let Some(c) = list.pointer("/metadata/continue") {
+            out["metadata"]["continue"] = c.clone();
+        }
+        out
+    }
+
+    /// The object of a watch event (bookmarks and errors pass through).
+    pub fn event(&self, info: &ResourceInfo, kind: &str, obj: &Value) -> Value {
+        match kind {
+            "ERROR" | "BOOKMARK" => obj.clone(),
+            _ => self.object(info, obj),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers() {
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(
+            View::from_accept(Some(kubectl), None),
+            View::Table("Metadata".into())
+        );
+        let meta =
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(View::from_accept(Some(meta), None), View::Metadata);
+        assert_eq!(
+            View::from_accept(Some("application/json"), None),
+            View::Object
+        );
+        assert_eq!(View::from_accept(None, None), View::Object);
+        assert_eq!(
+            View::from_accept(Some("application/json;as=Other,application/json"), None),
+            View::Object
+        );
+    }
+}
