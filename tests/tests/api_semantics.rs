@@ -420,3 +420,72 @@ async fn metrics_and_gzip() {
     );
     drop(body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_cache_serves_many_watchers_and_recent_versions() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm =
+        |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+    // The first watch starts the cache for configmaps.
+    let mut watchers = Vec::new();
+    for _ in 0..50 {
+        let a = Api {
+            router: api.router.clone(),
+            store: api.store.clone(),
+        };
+        watchers.push(tokio::spawn(async move {
+            a.watch_lines(
+                "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0",
+                3,
+            )
+            .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, first) = api.call(Method::POST, cms, Some(cm("one"))).await;
+    api.call(Method::POST, cms, Some(cm("two"))).await;
+    api.call(Method::DELETE, &format!("{cms}/one"), None).await;
+    for w in watchers {
+        let lines = w.await.unwrap();
+        let got: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["type"].as_str().unwrap().to_string(),
+                    l["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ADDED".into(), "one".into()),
+                ("ADDED".into(), "two".into()),
+                ("DELETED".into(), "one".into())
+            ]
+        );
+    }
+    // A watch from a version the cache has: the changes after it, from memory.
+    let rv = first["metadata"]["resourceVersion"].as_str().unwrap();
+    let lines = api
+        .watch_lines(&format!("{cms}?watch=true&resourceVersion={rv}"), 2)
+        .await;
+    assert_eq!(lines[0]["object"]["metadata"]["name"], "two");
+    assert_eq!(lines[1]["type"], "DELETED");
+    // resourceVersion=0 lists come from the cache and see what the cache has applied.
+    let (code, list) = api
+        .call(Method::GET, &format!("{cms}?resourceVersion=0"), None)
+        .await;
+    assert_eq!(code, 200);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["two"]);
+}

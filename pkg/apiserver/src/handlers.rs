@@ -396,11 +396,16 @@ async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
         let view = view.clone();
         async move {
             let event = s.next().await?;
-            let mut json = event.to_json();
-            json["object"] = view.event(info, event.kind, &event.object);
-            let mut line = serde_json::to_vec(&json).unwrap_or_default();
-            line.push(b'\n');
-            Some((Ok::<_, std::io::Error>(Bytes::from(line)), (s, guard)))
+            let line = if view == View::Object {
+                event.json_line()
+            } else {
+                let mut json = event.to_json();
+                json["object"] = view.event(info, event.kind, &event.object);
+                let mut line = serde_json::to_vec(&json).unwrap_or_default();
+                line.push(b'\n');
+                Bytes::from(line)
+            };
+            Some((Ok::<_, std::io::Error>(line), (s, guard)))
         }
     })
     .boxed();

@@ -3,6 +3,7 @@
 //! store's mod revision on every read. Per-resource behaviour comes from `minik_api`'s table
 //! and the strategy hooks in `strategy.rs`.
 
+mod cache;
 mod components;
 mod error;
 mod list;

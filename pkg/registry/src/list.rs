@@ -63,6 +63,11 @@ impl Registry {
         if crate::rest::is_component_status(info) {
             return Ok(self.component_list(info).await);
         }
+        if params.continue_token.is_none()
+            && let Some(list) = self.list_from_cache(info, namespace, params).await?
+        {
+            return Ok(list);
+        }
         let prefix = list_prefix(info, namespace);
         let (revision, mut after) = match &params.continue_token {
             Some(t) => {
@@ -132,6 +137,44 @@ impl Registry {
             "metadata": metadata,
             "items": items,
         }))
+    }
+
+    /// Lists at resourceVersion 0 ("any") or NotOlderThan a version the watch cache has
+    /// reached are served from the cache, whole (as kube-apiserver does, without paging).
+    async fn list_from_cache(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<Option<Value>> {
+        let wanted = match (
+            params.resource_version.as_deref(),
+            params.resource_version_match,
+        ) {
+            (Some("0"), ResourceVersionMatch::Unset | ResourceVersionMatch::NotOlderThan) => 0,
+            (Some(rv), ResourceVersionMatch::NotOlderThan) if !rv.is_empty() => parse_rv(rv)?,
+            _ => return Ok(None),
+        };
+        let cacher = self.caches.get(&self.store, info).await?;
+        let Some((rv, objects, _)) = cacher.snapshot(&list_prefix(info, namespace)) else {
+            return Ok(None);
+        };
+        if rv < wanted {
+            return Ok(None);
+        }
+        let items: Vec<&Value> = objects
+            .iter()
+            .map(|o| &**o)
+            .filter(|o| {
+                params.label_selector.matches_labels(o) && params.field_selector.matches_fields(o)
+            })
+            .collect();
+        Ok(Some(json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version(),
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": items,
+        })))
     }
 
     /// The revision a list without a continue token reads at (None: the newest).

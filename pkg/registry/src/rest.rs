@@ -35,6 +35,7 @@ pub type Written = (Value, Vec<String>);
 pub struct Registry {
     pub(crate) store: Arc<dyn Backend>,
     pub(crate) components: crate::Components,
+    pub(crate) caches: crate::cache::Caches,
 }
 
 /// Decode a stored value and stamp its resourceVersion.
@@ -54,6 +55,7 @@ impl Registry {
         Registry {
             store,
             components: crate::Components::default(),
+            caches: crate::cache::Caches::default(),
         }
     }
 

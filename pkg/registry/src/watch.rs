@@ -1,18 +1,21 @@
-//! Watch: the store's events for one resource turned into ADDED/MODIFIED/DELETED of objects,
-//! with selectors applied to both sides of a change, initial events and bookmarks.
+//! Watch: changes of one resource turned into ADDED/MODIFIED/DELETED events, with selectors
+//! applied to both sides of a change, initial events and bookmarks. Served from the watch
+//! cache; a start older than the cache reaches reads the store's history instead.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use minik_api::ResourceInfo;
-use minik_store::{EventKind, KeyValue};
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use crate::cache::{Change, Subscription};
 use crate::error::{ApiError, Result};
-use crate::list::ListParams;
 use crate::list_prefix;
-use crate::rest::{Registry, decode};
+use crate::rest::Registry;
 use crate::selector::Selector;
 
 /// Query parameters of a watch.
@@ -44,26 +47,39 @@ impl Default for WatchParams {
 }
 
 /// One event of a watch, as it goes on the wire: `{"type": ..., "object": ...}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct WatchEvent {
     pub kind: &'static str,
-    pub object: Value,
+    pub object: Arc<Value>,
+    /// The serialized line, shared by every watcher that sees the change as it is.
+    shared: Option<Arc<Change>>,
 }
 
 impl WatchEvent {
-    pub fn to_json(&self) -> Value {
-        json!({"type": self.kind, "object": self.object})
+    fn new(kind: &'static str, object: Value) -> Self {
+        WatchEvent {
+            kind,
+            object: Arc::new(object),
+            shared: None,
+        }
     }
-}
 
-/// An open watch.
-pub struct WatchStream {
-    info: &'static ResourceInfo,
-    params: WatchParams,
-    queued: VecDeque<WatchEvent>,
-    inner: Option<minik_store::WatchStream>,
-    last_rv: i64,
-    deadline: Option<Instant>,
+    pub fn to_json(&self) -> Value {
+        json!({"type": self.kind, "object": &*self.object})
+    }
+
+    /// The event as one line of a watch response, serialized once per change.
+    pub fn json_line(&self) -> Bytes {
+        let make = || {
+            let mut line = serde_json::to_vec(&self.to_json()).unwrap_or_default();
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        match &self.shared {
+            Some(c) => c.line.get_or_init(make).clone(),
+            None => make(),
+        }
+    }
 }
 
 fn matches(params: &WatchParams, obj: &Value) -> bool {
@@ -75,19 +91,45 @@ fn bookmark(info: &ResourceInfo, rv: i64, initial_end: bool) -> WatchEvent {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    WatchEvent {
-        kind: "BOOKMARK",
-        object: json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}),
-    }
+    WatchEvent::new(
+        "BOOKMARK",
+        json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": meta}),
+    )
 }
 
 /// The ERROR event a watch ends with when its start is too old.
 pub fn gone_event(message: &str) -> WatchEvent {
-    WatchEvent {
-        kind: "ERROR",
-        object: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+    WatchEvent::new(
+        "ERROR",
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": "Expired", "code": 410}),
-    }
+    )
+}
+
+enum Source {
+    Cache(broadcast::Receiver<Arc<Change>>),
+    Store(minik_store::WatchStream),
+    Done,
+}
+
+/// An open watch.
+pub struct WatchStream {
+    info: &'static ResourceInfo,
+    params: WatchParams,
+    /// Only changes of keys under this prefix (the namespace's, or the resource's).
+    prefix: String,
+    queued: VecDeque<WatchEvent>,
+    backlog: VecDeque<Arc<Change>>,
+    source: Source,
+    last_rv: i64,
+    deadline: Option<Instant>,
+}
+
+enum Next {
+    Change(Arc<Change>),
+    Gone(String),
+    Failed(String),
+    End,
 }
 
 impl Registry {
@@ -98,63 +140,85 @@ impl Registry {
         namespace: Option<&str>,
         params: WatchParams,
     ) -> Result<WatchStream> {
-        let mut queued = VecDeque::new();
+        let prefix = list_prefix(info, namespace);
         let rv = params.resource_version.as_deref().unwrap_or("");
         let initial = params.send_initial_events || rv.is_empty() || rv == "0";
-        let start = if initial {
-            let list = self
-                .list(
-                    info,
-                    namespace,
-                    &ListParams {
-                        label_selector: params.label_selector.clone(),
-                        field_selector: params.field_selector.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            for item in list["items"].as_array().into_iter().flatten() {
+        let cacher = self.caches.get(&self.store, info).await?;
+        let mut queued = VecDeque::new();
+        let (start, sub) = if initial {
+            let (rv, objects, sub) = cacher
+                .snapshot(&prefix)
+                .ok_or_else(|| ApiError::Internal("the watch cache is restarting".into()))?;
+            for obj in objects.iter().filter(|o| matches(&params, o)) {
                 queued.push_back(WatchEvent {
                     kind: "ADDED",
-                    object: item.clone(),
+                    object: obj.clone(),
+                    shared: None,
                 });
             }
-            let list_rv = list["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(0);
             if params.send_initial_events && params.allow_bookmarks {
-                queued.push_back(bookmark(info, list_rv, true));
+                queued.push_back(bookmark(info, rv, true));
             }
-            list_rv
+            (rv, Some(sub))
         } else {
-            rv.parse::<i64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))?
+            let rv = rv
+                .parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))?;
+            (rv, cacher.subscribe(rv))
         };
-        let inner = match self
-            .store
-            .watch(&list_prefix(info, namespace), start + 1)
-            .await
-        {
-            Ok(w) => Some(w),
-            Err(minik_store::Error::Compacted { .. }) => {
-                queued.push_back(gone_event(&format!("too old resource version: {start}")));
-                None
-            }
-            Err(e) => return Err(e.into()),
+        let (backlog, source) = match sub {
+            Some(Subscription { backlog, rx }) => (backlog.into(), Source::Cache(rx)),
+            // Older than the cache: the store's history, back to its compaction.
+            None => match self.store.watch(&prefix, start + 1).await {
+                Ok(w) => (VecDeque::new(), Source::Store(w)),
+                Err(minik_store::Error::Compacted { .. }) => {
+                    queued.push_back(gone_event(&format!("too old resource version: {start}")));
+                    (VecDeque::new(), Source::Done)
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         Ok(WatchStream {
             info,
             deadline: params.timeout.map(|t| Instant::now() + t),
             params,
+            prefix,
             queued,
-            inner,
+            backlog,
+            source,
             last_rv: start,
         })
     }
 }
 
 impl WatchStream {
+    async fn next_change(&mut self) -> Next {
+        if let Some(c) = self.backlog.pop_front() {
+            return Next::Change(c);
+        }
+        match &mut self.source {
+            Source::Done => Next::End,
+            Source::Cache(rx) => match rx.recv().await {
+                Ok(c) => Next::Change(c),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Next::Gone("the watch fell too far behind; list and watch again".into())
+                }
+                Err(broadcast::error::RecvError::Closed) => Next::End,
+            },
+            Source::Store(w) => match w.recv().await {
+                Some(Ok(e)) => match Change::from_store(&e) {
+                    Some(c) => Next::Change(Arc::new(c)),
+                    None => Next::Failed(format!("stored object {} is corrupt", e.kv.key)),
+                },
+                Some(Err(minik_store::Error::Compacted { requested, .. })) => {
+                    Next::Gone(format!("too old resource version: {requested}"))
+                }
+                Some(Err(e)) => Next::Failed(ApiError::from(e).to_string()),
+                None => Next::End,
+            },
+        }
+    }
+
     /// The next event; `None` when the watch is over (timeout, store closed, or after an
     /// ERROR event).
     pub async fn next(&mut self) -> Option<WatchEvent> {
@@ -162,46 +226,43 @@ impl WatchStream {
             if let Some(e) = self.queued.pop_front() {
                 return Some(e);
             }
-            let inner = self.inner.as_mut()?;
             let idle = self
                 .params
                 .allow_bookmarks
                 .then_some(self.params.bookmark_interval);
+            let deadline = self.deadline;
             let wait = async {
                 match idle {
-                    Some(d) => tokio::time::timeout(d, inner.recv()).await.ok(),
-                    None => Some(inner.recv().await),
+                    Some(d) => tokio::time::timeout(d, self.next_change()).await.ok(),
+                    None => Some(self.next_change().await),
                 }
             };
-            let got = match self.deadline {
-                Some(d) => match tokio::time::timeout_at(d, wait).await {
-                    Ok(g) => g,
-                    Err(_) => return None,
-                },
+            let got = match deadline {
+                Some(d) => tokio::time::timeout_at(d, wait).await.ok()?,
                 None => wait.await,
             };
             match got {
                 None => return Some(bookmark(self.info, self.last_rv, false)),
-                Some(None) => return None,
-                Some(Some(Err(minik_store::Error::Compacted { requested, .. }))) => {
-                    self.inner = None;
-                    return Some(gone_event(&format!(
-                        "too old resource version: {requested}"
-                    )));
+                Some(Next::End) => return None,
+                Some(Next::Gone(message)) => {
+                    self.source = Source::Done;
+                    return Some(gone_event(&message));
                 }
-                Some(Some(Err(e))) => {
-                    self.inner = None;
-                    let err = ApiError::from(e);
-                    return Some(WatchEvent {
-                        kind: "ERROR",
-                        object: json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                            "status": "Failure", "message": err.to_string(),
+                Some(Next::Failed(message)) => {
+                    self.source = Source::Done;
+                    return Some(WatchEvent::new(
+                        "ERROR",
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "message": message,
                             "reason": "InternalError", "code": 500}),
-                    });
+                    ));
                 }
-                Some(Some(Ok(event))) => {
-                    self.last_rv = event.kv.mod_revision;
-                    if let Some(e) = self.translate(&event) {
+                Some(Next::Change(c)) => {
+                    if c.rv <= self.last_rv || !c.key.starts_with(self.prefix.as_str()) {
+                        continue;
+                    }
+                    self.last_rv = c.rv;
+                    if let Some(e) = self.translate(c) {
                         return Some(e);
                     }
                 }
@@ -209,34 +270,27 @@ impl WatchStream {
         }
     }
 
-    fn translate(&self, event: &minik_store::Event) -> Option<WatchEvent> {
-        let with_rv = |kv: &KeyValue, rv: i64| -> Option<Value> {
-            let mut obj = decode(kv).ok()?;
-            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            Some(obj)
+    /// The event a change is for this watcher, given its selectors (None: not for it).
+    fn translate(&self, c: Arc<Change>) -> Option<WatchEvent> {
+        let old_matches = c.prev.as_deref().is_some_and(|o| matches(&self.params, o));
+        let kind = if c.deleted {
+            if !matches(&self.params, &c.object) {
+                return None;
+            }
+            "DELETED"
+        } else {
+            match (old_matches, matches(&self.params, &c.object)) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            }
         };
-        let rv = event.kv.mod_revision;
-        let old = event.prev.as_ref().and_then(|p| decode(p).ok());
-        let old_matches = old.as_ref().is_some_and(|o| matches(&self.params, o));
-        match event.kind {
-            EventKind::Delete => {
-                let obj = with_rv(event.prev.as_ref()?, rv)?;
-                old_matches.then_some(WatchEvent {
-                    kind: "DELETED",
-                    object: obj,
-                })
-            }
-            EventKind::Put => {
-                let obj = with_rv(&event.kv, rv)?;
-                let new_matches = matches(&self.params, &obj);
-                let kind = match (old.is_some() && old_matches, new_matches) {
-                    (true, true) => "MODIFIED",
-                    (false, true) => "ADDED",
-                    (true, false) => "DELETED",
-                    (false, false) => return None,
-                };
-                Some(WatchEvent { kind, object: obj })
-            }
-        }
+        let shared = (kind == c.natural_kind()).then(|| c.clone());
+        Some(WatchEvent {
+            kind,
+            object: c.object.clone(),
+            shared,
+        })
     }
 }

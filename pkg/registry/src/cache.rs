@@ -1,0 +1,230 @@
+//! The watch cache: per resource, the current objects and a ring of recent changes in memory,
+//! fed by one store watch. Watches (and lists at resourceVersion 0) are served from here, so
+//! a thousand watchers cost one store watcher and one decode per change.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use minik_api::ResourceInfo;
+use minik_store::{Backend, EventKind, ListOptions};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::resource_prefix;
+use crate::rest::decode;
+
+/// Changes kept per resource for watchers that start a little in the past.
+const RING: usize = 10_000;
+/// Changes a watcher may fall behind before it is ended (its client re-watches).
+const WATCHER_BUFFER: usize = 4096;
+
+/// One change of one object, decoded once and shared by every watcher.
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub rv: i64,
+    pub key: Arc<str>,
+    pub deleted: bool,
+    /// The object after the change (for a delete: as it was, with the delete's revision).
+    pub object: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+    /// `{"type": ..., "object": ...}\n` for watchers that see this change as it is.
+    pub line: OnceLock<Bytes>,
+}
+
+impl Change {
+    /// The event type a watcher without selectors sees.
+    pub fn natural_kind(&self) -> &'static str {
+        match (self.deleted, &self.prev) {
+            (true, _) => "DELETED",
+            (false, None) => "ADDED",
+            (false, Some(_)) => "MODIFIED",
+        }
+    }
+
+    /// Decode a store event.
+    pub fn from_store(event: &minik_store::Event) -> Option<Change> {
+        let rv = event.kv.mod_revision;
+        let stamp = |mut obj: Value| {
+            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            Arc::new(obj)
+        };
+        let prev = event
+            .prev
+            .as_ref()
+            .and_then(|p| decode(p).ok())
+            .map(Arc::new);
+        let (deleted, object) = match event.kind {
+            EventKind::Delete => (true, stamp(decode(event.prev.as_ref()?).ok()?)),
+            EventKind::Put => (false, Arc::new(decode(&event.kv).ok()?)),
+        };
+        Some(Change {
+            rv,
+            key: event.kv.key.clone(),
+            deleted,
+            object,
+            prev: if deleted { None } else { prev },
+            line: OnceLock::new(),
+        })
+    }
+}
+
+struct State {
+    objects: BTreeMap<Arc<str>, Arc<Value>>,
+    /// Newest revision applied.
+    rv: i64,
+    /// Every change with a revision above this is in `ring`.
+    floor: i64,
+    ring: VecDeque<Arc<Change>>,
+    tx: Option<broadcast::Sender<Arc<Change>>>,
+}
+
+/// The cache of one resource.
+pub(crate) struct Cacher {
+    state: Mutex<State>,
+}
+
+/// What a new watcher starts from.
+pub(crate) struct Subscription {
+    pub backlog: Vec<Arc<Change>>,
+    pub rx: broadcast::Receiver<Arc<Change>>,
+}
+
+impl Cacher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn alive(&self) -> bool {
+        self.lock().tx.is_some()
+    }
+
+    /// List the resource and start following the store.
+    async fn start(store: Arc<dyn Backend>, info: &ResourceInfo) -> Result<Arc<Cacher>> {
+        let prefix = resource_prefix(info);
+        let mut objects = BTreeMap::new();
+        let mut after = None;
+        let mut revision = None;
+        loop {
+            let page = store
+                .list(
+                    &prefix,
+                    ListOptions {
+                        limit: 1000,
+                        continue_after: after,
+                        revision,
+                    },
+                )
+                .await?;
+            revision = Some(page.revision);
+            for kv in &page.kvs {
+                objects.insert(kv.key.clone(), Arc::new(decode(kv)?));
+            }
+            after = page.kvs.last().map(|kv| kv.key.to_string());
+            if !page.more {
+                break;
+            }
+        }
+        let rv = revision.unwrap_or_default();
+        let mut watch = store.watch(&prefix, rv + 1).await?;
+        let cacher = Arc::new(Cacher {
+            state: Mutex::new(State {
+                objects,
+                rv,
+                floor: rv,
+                ring: VecDeque::new(),
+                tx: Some(broadcast::channel(WATCHER_BUFFER).0),
+            }),
+        });
+        let weak = Arc::downgrade(&cacher);
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = watch.recv().await {
+                let Some(cacher) = weak.upgrade() else { return };
+                if let Some(change) = Change::from_store(&event) {
+                    cacher.apply(Arc::new(change));
+                }
+            }
+            // The store ended the watch (closed, compacted past us, or we fell behind):
+            // end every watcher; the next request starts a fresh cache.
+            if let Some(cacher) = weak.upgrade() {
+                cacher.lock().tx = None;
+            }
+        });
+        Ok(cacher)
+    }
+
+    fn apply(&self, change: Arc<Change>) {
+        let mut s = self.lock();
+        if change.deleted {
+            s.objects.remove(&change.key);
+        } else {
+            s.objects.insert(change.key.clone(), change.object.clone());
+        }
+        s.rv = change.rv;
+        s.ring.push_back(change.clone());
+        while s.ring.len() > RING {
+            if let Some(old) = s.ring.pop_front() {
+                s.floor = old.rv;
+            }
+        }
+        if let Some(tx) = &s.tx {
+            let _ = tx.send(change);
+        }
+    }
+
+    /// The objects under `prefix` now, the revision they are at, and a subscription to
+    /// every change after it.
+    pub fn snapshot(&self, prefix: &str) -> Option<(i64, Vec<Arc<Value>>, Subscription)> {
+        let s = self.lock();
+        let rx = s.tx.as_ref()?.subscribe();
+        let objects = s
+            .objects
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        Some((
+            s.rv,
+            objects,
+            Subscription {
+                backlog: Vec::new(),
+                rx,
+            },
+        ))
+    }
+
+    /// Changes after `rv` and a subscription to the ones to come; `None` when the cache
+    /// does not reach back that far (the caller reads the store instead).
+    pub fn subscribe(&self, rv: i64) -> Option<Subscription> {
+        let s = self.lock();
+        if rv < s.floor {
+            return None;
+        }
+        let rx = s.tx.as_ref()?.subscribe();
+        let backlog = s.ring.iter().filter(|c| c.rv > rv).cloned().collect();
+        Some(Subscription { backlog, rx })
+    }
+}
+
+/// The caches of every resource, made on first use.
+#[derive(Clone, Default)]
+pub(crate) struct Caches {
+    by_prefix: Arc<tokio::sync::Mutex<HashMap<String, Arc<Cacher>>>>,
+}
+
+impl Caches {
+    pub async fn get(&self, store: &Arc<dyn Backend>, info: &ResourceInfo) -> Result<Arc<Cacher>> {
+        let mut map = self.by_prefix.lock().await;
+        let prefix = resource_prefix(info);
+        if let Some(c) = map.get(&prefix).filter(|c| c.alive()) {
+            return Ok(c.clone());
+        }
+        let c = Cacher::start(store.clone(), info).await?;
+        map.insert(prefix, c.clone());
+        Ok(c)
+    }
+}
