@@ -1,5 +1,5 @@
 # Every target calls a script in scripts/; see README.md.
-.PHONY: server test bench bench-store lint release e2e deps
+.PHONY: server test bench bench-store bench-api lint release e2e deps
 
 server:
 	bash scripts/server.sh
@@ -12,6 +12,9 @@ bench:
 
 bench-store:
 	bash scripts/bench.sh store
+
+bench-api:
+	bash scripts/bench.sh api
 
 lint:
 	bash scripts/lint.sh

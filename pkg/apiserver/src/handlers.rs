@@ -6,7 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use minik_registry::{
     ApiError, DeleteParams, ListParams, ResourceVersionMatch, Selector, WatchParams, WriteParams,
 };
@@ -392,20 +392,37 @@ async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
             kind: info.kind.into(),
         },
     );
+    let line_of = move |event: &minik_registry::WatchEvent| -> Bytes {
+        if view == View::Object {
+            return event.json_line();
+        }
+        let mut json = event.to_json();
+        json["object"] = view.event(info, event.kind, &event.object);
+        let mut line = serde_json::to_vec(&json).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    };
     let body = futures::stream::unfold((stream, guard), move |(mut s, guard)| {
-        let view = view.clone();
+        let line_of = line_of.clone();
         async move {
             let event = s.next().await?;
-            let line = if view == View::Object {
-                event.json_line()
+            let first = line_of(&event);
+            // A watcher that is behind gets what is already waiting in one write.
+            let mut more = Vec::new();
+            while more.len() < 64 {
+                match s.next().now_or_never() {
+                    Some(Some(e)) => more.push(line_of(&e)),
+                    _ => break,
+                }
+            }
+            let chunk = if more.is_empty() {
+                first
             } else {
-                let mut json = event.to_json();
-                json["object"] = view.event(info, event.kind, &event.object);
-                let mut line = serde_json::to_vec(&json).unwrap_or_default();
-                line.push(b'\n');
-                Bytes::from(line)
+                let mut buf = first.to_vec();
+                more.iter().for_each(|l| buf.extend_from_slice(l));
+                Bytes::from(buf)
             };
-            Some((Ok::<_, std::io::Error>(line), (s, guard)))
+            Some((Ok::<_, std::io::Error>(chunk), (s, guard)))
         }
     })
     .boxed();

@@ -79,6 +79,10 @@ async fn connection(
     app: Router,
     shutdown: CancellationToken,
 ) {
+    // Watch events are small writes that must leave at once (Go servers do the same).
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
     let tls = match acceptor.accept(tcp).await {
         Ok(t) => t,
         Err(e) => {
