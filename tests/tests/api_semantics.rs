@@ -489,3 +489,110 @@ async fn watch_cache_serves_many_watchers_and_recent_versions() {
         .collect();
     assert_eq!(names, ["two"]);
 }
+
+#[tokio::test]
+async fn defaults_validation_and_cluster_ips() {
+    let api = api().await;
+    let (code, d) = api
+        .call(Method::POST, DEPLOYS, Some(deploy("web", 2)))
+        .await;
+    assert_eq!(code, 201);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    let mut bad = deploy("bad", 1);
+    bad["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+    let (code, body) = api.call(Method::POST, DEPLOYS, Some(bad)).await;
+    assert_eq!((code, body["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(
+        body["details"]["causes"][0]["field"],
+        "spec.template.metadata.labels"
+    );
+    let mut moved = d.clone();
+    moved["spec"]["selector"]["matchLabels"] = json!({"app": "x"});
+    moved["spec"]["template"]["metadata"]["labels"] = json!({"app": "x"});
+    let (code, body) = api
+        .call(Method::PUT, &format!("{DEPLOYS}/web"), Some(moved))
+        .await;
+    assert_eq!(
+        (code, body["details"]["causes"][0]["field"].as_str()),
+        (422, Some("spec.selector"))
+    );
+
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+    let (code, p) = api.call(Method::POST, pods, Some(pod)).await;
+    assert_eq!(code, 201);
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(p["status"]["qosClass"], "BestEffort");
+    assert_eq!(
+        p["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    let mut changed = p.clone();
+    changed["spec"]["containers"][0]["name"] = json!("renamed");
+    let (code, _) = api
+        .call(Method::PUT, &format!("{pods}/p"), Some(changed))
+        .await;
+    assert_eq!(code, 422, "pod spec is immutable but for images");
+    let mut image = p.clone();
+    image["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+    assert_eq!(
+        api.call(Method::PUT, &format!("{pods}/p"), Some(image))
+            .await
+            .0,
+        200
+    );
+
+    let svcs = "/api/v1/namespaces/default/services";
+    let svc = |name: &str, ip: Option<&str>| {
+        let mut s = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+        if let Some(ip) = ip {
+            s["spec"]["clusterIP"] = json!(ip);
+        }
+        s
+    };
+    let (code, a) = api.call(Method::POST, svcs, Some(svc("a", None))).await;
+    assert_eq!(code, 201);
+    let ip = a["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.43."), "{ip}");
+    assert_eq!(a["spec"]["ports"][0]["targetPort"], 80);
+    let (code, b) = api
+        .call(Method::POST, svcs, Some(svc("b", Some(&ip))))
+        .await;
+    assert_eq!(code, 422, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("already allocated"),
+        "{b}"
+    );
+    let (code, _) = api
+        .call(
+            Method::GET,
+            &format!("/apis/networking.k8s.io/v1/ipaddresses/{ip}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    api.call(Method::DELETE, &format!("{svcs}/a"), None).await;
+    let (code, _) = api
+        .call(
+            Method::GET,
+            &format!("/apis/networking.k8s.io/v1/ipaddresses/{ip}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 404, "the IP is released with its service");
+    let (code, b) = api
+        .call(Method::POST, svcs, Some(svc("b", Some(&ip))))
+        .await;
+    assert_eq!(
+        (code, b["spec"]["clusterIP"].as_str()),
+        (201, Some(ip.as_str()))
+    );
+}

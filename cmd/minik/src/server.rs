@@ -18,7 +18,12 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
                 args.write_kubeconfig_mode
             )
         })?;
+    let service_cidr = args
+        .service_cidr
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--service-cidr: {e}"))?;
     Ok(minik_server::Config {
+        service_cidr,
         data_dir: args.node.data_dir,
         bind_address: args.bind_address,
         https_listen_port: args.https_listen_port,

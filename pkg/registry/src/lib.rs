@@ -6,6 +6,7 @@
 mod cache;
 mod components;
 mod error;
+mod ipalloc;
 mod list;
 mod meta;
 mod rest;
@@ -15,6 +16,7 @@ mod watch;
 
 pub use components::Components;
 pub use error::{ApiError, Cause, Result};
+pub use ipalloc::ServiceCidr;
 pub use list::{ListParams, ResourceVersionMatch};
 pub use meta::now_rfc3339;
 pub use rest::{DeleteParams, Registry, WriteParams};

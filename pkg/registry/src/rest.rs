@@ -36,6 +36,7 @@ pub struct Registry {
     pub(crate) store: Arc<dyn Backend>,
     pub(crate) components: crate::Components,
     pub(crate) caches: crate::cache::Caches,
+    pub(crate) service_cidr: crate::ServiceCidr,
 }
 
 /// Decode a stored value and stamp its resourceVersion.
@@ -56,7 +57,14 @@ impl Registry {
             store,
             components: crate::Components::default(),
             caches: crate::cache::Caches::default(),
+            service_cidr: crate::ServiceCidr::default(),
         }
+    }
+
+    /// Allocate ClusterIPs from `cidr` (default 10.43.0.0/16).
+    pub fn with_service_cidr(mut self, cidr: crate::ServiceCidr) -> Self {
+        self.service_cidr = cidr;
+        self
     }
 
     /// Where in-process components report their health (ComponentStatus).
@@ -140,8 +148,17 @@ impl Registry {
         let name = meta::prepare_create(info, &mut obj)?;
         let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
         strategy::prepare_for_create(info, &mut typed);
+        let causes = strategy::validate(info, None, &typed);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, &name, causes));
+        }
         self.check_namespace(info, namespace).await?;
         let key = object_key(info, namespace, &name);
+        let service = info.group.is_empty() && info.kind == "Service";
+        if service && !params.dry_run {
+            self.allocate_cluster_ip(namespace.unwrap_or("default"), &mut typed)
+                .await?;
+        }
         if params.dry_run {
             return match self.store.get(&key, None).await?.1 {
                 Some(_) => Err(already_exists(info, &name)),
@@ -154,8 +171,15 @@ impl Registry {
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 Ok((typed, warnings))
             }
-            Err(minik_store::Error::KeyExists { .. }) => Err(already_exists(info, &name)),
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                if service {
+                    self.release_cluster_ip(&typed).await;
+                }
+                match e {
+                    minik_store::Error::KeyExists { .. } => Err(already_exists(info, &name)),
+                    e => Err(e.into()),
+                }
+            }
         }
     }
 
@@ -211,6 +235,10 @@ impl Registry {
         }
         meta::prepare_update(&old, &mut obj)?;
         let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
+        let causes = strategy::validate(info, Some(&old), &typed);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, name, causes));
+        }
         let gone =
             typed.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty(&typed);
         if params.dry_run {
@@ -306,7 +334,12 @@ impl Registry {
                 self.delete_namespace_contents(name).await?;
             }
             match self.store.delete(&key, Some(current.mod_revision)).await {
-                Ok(_) => return Ok((obj, true)),
+                Ok(_) => {
+                    if info.group.is_empty() && info.kind == "Service" {
+                        self.release_cluster_ip(&obj).await;
+                    }
+                    return Ok((obj, true));
+                }
                 // Changed between the read and the delete: look again.
                 Err(minik_store::Error::Conflict { .. }) => continue,
                 Err(minik_store::Error::NotFound { .. }) => {
@@ -325,6 +358,11 @@ impl Registry {
             let list = self.store.list(&prefix, Default::default()).await?;
             for kv in list.kvs {
                 match self.store.delete(&kv.key, None).await {
+                    Ok(d) if info.kind == "Service" => {
+                        if let Ok(svc) = decode(&d.prev) {
+                            self.release_cluster_ip(&svc).await;
+                        }
+                    }
                     Ok(_) | Err(minik_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -71,7 +71,7 @@ pub async fn endpoints(registry: &Registry, ip: IpAddr, port: u16) -> Result<(),
 }
 
 /// Create what is missing; leave what exists.
-pub async fn run(registry: &Registry) -> Result<(), ApiError> {
+pub async fn run(registry: &Registry, cidr: minik_registry::ServiceCidr) -> Result<(), ApiError> {
     let namespaces = minik_api::find("", "v1", "namespaces").expect("namespaces are served");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -82,11 +82,12 @@ pub async fn run(registry: &Registry) -> Result<(), ApiError> {
         )?;
     }
     let services = minik_api::find("", "v1", "services").expect("services are served");
+    let first = cidr.nth(1).to_string();
     let svc = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",
             "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"type": "ClusterIP", "clusterIP": "10.43.0.1", "clusterIPs": ["10.43.0.1"],
+        "spec": {"type": "ClusterIP", "clusterIP": first, "clusterIPs": [first],
             "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
     });

@@ -22,6 +22,7 @@ pub struct Config {
     pub write_kubeconfig_mode: u32,
     pub datastore_endpoint: String,
     pub tls_san: Vec<String>,
+    pub service_cidr: minik_registry::ServiceCidr,
 }
 
 /// Why the server could not start or stopped.
@@ -64,10 +65,11 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let mut sans = config.tls_san.clone();
+    sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
-    let registry = Registry::new(store);
-    bootstrap::run(&registry).await?;
+    let registry = Registry::new(store).with_service_cidr(config.service_cidr);
+    bootstrap::run(&registry, config.service_cidr).await?;
     let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -1,0 +1,236 @@
+//! Defaulting of built-in kinds, as kube-apiserver's SetDefaults_* functions do it.
+
+use serde_json::{Map, Value, json};
+
+/// Set `obj[key]` to `value` when it is absent or null.
+pub(crate) fn default(obj: &mut Value, key: &str, value: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        match m.get(key) {
+            Some(v) if !v.is_null() => {}
+            _ => {
+                m.insert(key.into(), value);
+            }
+        }
+    }
+}
+
+fn each(obj: &mut Value, pointer: &str, f: impl Fn(&mut Value)) {
+    if let Some(Value::Array(items)) = obj.pointer_mut(pointer) {
+        items.iter_mut().for_each(f);
+    }
+}
+
+fn container(c: &mut Value) {
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    let tag = image.rsplit('/').next().unwrap_or("");
+    let latest = !image.contains('@') && (!tag.contains(':') || tag.ends_with(":latest"));
+    default(
+        c,
+        "imagePullPolicy",
+        json!(if latest { "Always" } else { "IfNotPresent" }),
+    );
+    default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default(c, "terminationMessagePolicy", json!("File"));
+    default(c, "resources", json!({}));
+    each(c, "/ports", |p| default(p, "protocol", json!("TCP")));
+}
+
+/// Defaults of a PodSpec (also inside templates).
+pub(crate) fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "securityContext", json!({}));
+    each(spec, "/containers", container);
+    each(spec, "/initContainers", container);
+}
+
+/// Defaults of a Pod.
+pub(crate) fn pod(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec") {
+        pod_spec(spec);
+        default(spec, "enableServiceLinks", json!(true));
+        default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+        default(spec, "priority", json!(0));
+    }
+    let qos = qos_class(obj);
+    obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+}
+
+/// The QoS class of a pod from its containers' requests and limits.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["/spec/containers", "/spec/initContainers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let res = |c: &Value, kind: &str| -> Map<String, Value> {
+        c.pointer(&format!("/resources/{kind}"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let any = containers
+        .iter()
+        .any(|c| !res(c, "requests").is_empty() || !res(c, "limits").is_empty());
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        let (req, lim) = (res(c, "requests"), res(c, "limits"));
+        ["cpu", "memory"]
+            .iter()
+            .all(|r| lim.get(*r).is_some() && req.get(*r).is_none_or(|q| Some(q) == lim.get(*r)))
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Defaults of a Service (the ClusterIP is allocated separately).
+pub(crate) fn service(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec") else {
+        return;
+    };
+    default(spec, "type", json!("ClusterIP"));
+    default(spec, "sessionAffinity", json!("None"));
+    let external_name = spec.get("type") == Some(&json!("ExternalName"));
+    if !external_name {
+        default(spec, "internalTrafficPolicy", json!("Cluster"));
+        default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        default(spec, "ipFamilies", json!(["IPv4"]));
+    }
+    each(spec, "/ports", |p| {
+        default(p, "protocol", json!("TCP"));
+        let port = p.get("port").cloned().unwrap_or(Value::Null);
+        default(p, "targetPort", port);
+    });
+    if matches!(
+        spec.get("type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    ) {
+        default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    obj["status"] = json!({"loadBalancer": {}});
+}
+
+fn template(obj: &mut Value) {
+    if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+        pod_spec(spec);
+    }
+}
+
+/// Defaults of the workload kinds.
+pub(crate) fn workload(kind: &str, obj: &mut Value) {
+    template(obj);
+    let Some(spec) = obj.get_mut("spec") else {
+        return;
+    };
+    match kind {
+        "Deployment" => {
+            default(spec, "replicas", json!(1));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "progressDeadlineSeconds", json!(600));
+            default(spec, "strategy", json!({"type": "RollingUpdate"}));
+            if spec.pointer("/strategy/type") == Some(&json!("RollingUpdate")) {
+                let ru = spec["strategy"]
+                    .as_object_mut()
+                    .map(|s| s.entry("rollingUpdate").or_insert(json!({})));
+                if let Some(ru) = ru {
+                    default(ru, "maxUnavailable", json!("25%"));
+                    default(ru, "maxSurge", json!("25%"));
+                }
+            }
+        }
+        "ReplicaSet" | "ReplicationController" => default(spec, "replicas", json!(1)),
+        "StatefulSet" => {
+            default(spec, "replicas", json!(1));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+        }
+        "DaemonSet" => {
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+        }
+        "Job" => {
+            default(spec, "backoffLimit", json!(6));
+            default(spec, "completionMode", json!("NonIndexed"));
+            default(spec, "suspend", json!(false));
+            default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+            if spec.get("completions").is_none_or(Value::is_null)
+                && spec.get("parallelism").is_none_or(Value::is_null)
+            {
+                default(spec, "completions", json!(1));
+            }
+            default(spec, "parallelism", json!(1));
+            if let Some(t) = spec.pointer_mut("/template/spec") {
+                default(t, "restartPolicy", json!("Never"));
+            }
+        }
+        "CronJob" => {
+            default(spec, "concurrencyPolicy", json!("Allow"));
+            default(spec, "suspend", json!(false));
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            if let Some(t) = spec.pointer_mut("/jobTemplate/spec/template/spec") {
+                pod_spec(t);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_defaults() {
+        let mut p = json!({"spec": {"containers": [
+            {"name": "a", "image": "busybox", "ports": [{"containerPort": 80}]},
+            {"name": "b", "image": "reg/x:1.2", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        pod(&mut p);
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            p["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(p["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(p["status"]["phase"], "Pending");
+        assert_eq!(p["status"]["qosClass"], "Burstable");
+    }
+
+    #[test]
+    fn deployment_and_service_defaults() {
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}}});
+        workload("Deployment", &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+        let mut s = json!({"spec": {"ports": [{"port": 80}]}});
+        service(&mut s);
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+    }
+}

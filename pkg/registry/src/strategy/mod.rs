@@ -1,0 +1,99 @@
+//! Per-resource behaviour on top of the generic storage (kube-apiserver's Strategy hooks):
+//! defaults on create, validation on create and update, status handling.
+
+mod defaults;
+mod validation;
+
+use serde_json::{Value, json};
+
+use minik_api::ResourceInfo;
+
+use crate::error::Cause;
+
+/// Problems with an object about to be stored (None for `old` on create).
+pub fn validate(info: &ResourceInfo, old: Option<&Value>, new: &Value) -> Vec<Cause> {
+    validation::validate(info.group, info.kind, old, new)
+}
+
+/// Whether `info` has a status subresource: main-resource writes keep the stored status and
+/// status writes keep everything else.
+pub fn has_status(info: &ResourceInfo) -> bool {
+    info.subresources.contains(&"status")
+}
+
+/// Defaults set on create that the typed view does not give (PrepareForCreate).
+pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
+    match (info.group, info.kind) {
+        ("", "Namespace") => obj["status"] = json!({"phase": "Active"}),
+        ("", "Pod") => defaults::pod(obj),
+        ("", "Service") => defaults::service(obj),
+        ("", "Secret") => defaults::default(obj, "type", json!("Opaque")),
+        ("batch", "Job") => {
+            job_selector(obj);
+            defaults::workload(info.kind, obj);
+        }
+        ("apps", k) | ("batch", k) | ("", k @ "ReplicationController") => {
+            defaults::workload(k, obj)
+        }
+        _ => {}
+    }
+}
+
+/// A Job selects its pods by its uid unless the user chose a selector (manualSelector).
+fn job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let name = obj
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
+    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let labels = json!({
+        "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid, "job-name": name,
+    });
+    if let Some(t) = obj.pointer_mut("/spec/template") {
+        let meta = t
+            .as_object_mut()
+            .map(|m| m.entry("metadata").or_insert(json!({})));
+        if let Some(meta) = meta {
+            let l = meta
+                .as_object_mut()
+                .map(|m| m.entry("labels").or_insert(json!({})));
+            if let (Some(Value::Object(l)), Value::Object(add)) = (l, labels) {
+                l.extend(add);
+            }
+        }
+    }
+}
+
+/// On a main-resource update, keep the stored status (PrepareForUpdate).
+pub fn prepare_for_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
+    if has_status(info) {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+}
+
+/// On a status update, keep everything but status and the metadata a controller may set.
+pub fn prepare_for_status_update(old: &Value, new: &mut Value) {
+    let status = new.get("status").cloned();
+    let mut merged = old.clone();
+    match status {
+        Some(s) => merged["status"] = s,
+        None => {
+            if let Some(m) = merged.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    *new = merged;
+}
