@@ -596,3 +596,136 @@ async fn defaults_validation_and_cluster_ips() {
         (201, Some(ip.as_str()))
     );
 }
+
+#[tokio::test]
+async fn subresources_scale_binding_eviction_ephemeral_finalize() {
+    let api = api().await;
+    api.call(Method::POST, DEPLOYS, Some(deploy("web", 1)))
+        .await;
+    let (code, scale) = api
+        .call(Method::GET, &format!("{DEPLOYS}/web/scale"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let mut up = scale.clone();
+    up["spec"]["replicas"] = json!(4);
+    let (code, scaled) = api
+        .call(Method::PUT, &format!("{DEPLOYS}/web/scale"), Some(up))
+        .await;
+    assert_eq!((code, scaled["spec"]["replicas"].as_i64()), (200, Some(4)));
+    let (_, d) = api.call(Method::GET, &format!("{DEPLOYS}/web"), None).await;
+    assert_eq!(
+        (
+            d["spec"]["replicas"].as_i64(),
+            d["metadata"]["generation"].as_i64()
+        ),
+        (Some(4), Some(2))
+    );
+    let (code, _) = api
+        .call(Method::PUT, &format!("{DEPLOYS}/web/scale"), Some(scale))
+        .await;
+    assert_eq!(code, 409, "a stale Scale is refused");
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/default/configmaps/x/scale",
+            None,
+        )
+        .await;
+    assert_eq!(code, 404);
+
+    let pods = "/api/v1/namespaces/default/pods";
+    for name in ["p", "q"] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        api.call(Method::POST, pods, Some(pod)).await;
+    }
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let (code, _) = api
+        .call(
+            Method::POST,
+            &format!("{pods}/p/binding"),
+            Some(binding.clone()),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let (_, p) = api.call(Method::GET, &format!("{pods}/p"), None).await;
+    assert_eq!(p["spec"]["nodeName"], "n1");
+    assert_eq!(p["status"]["conditions"][0]["type"], "PodScheduled");
+    let (code, body) = api
+        .call(Method::POST, &format!("{pods}/p/binding"), Some(binding))
+        .await;
+    assert_eq!(code, 409, "{body}");
+
+    let eph = {
+        let mut p = p.clone();
+        p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox"}]);
+        p
+    };
+    let (code, with) = api
+        .call(
+            Method::PUT,
+            &format!("{pods}/p/ephemeralcontainers"),
+            Some(eph),
+        )
+        .await;
+    assert_eq!(
+        (
+            code,
+            with["spec"]["ephemeralContainers"][0]["name"].as_str()
+        ),
+        (200, Some("debug"))
+    );
+
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "keep-p"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "p"}}}});
+    api.call(
+        Method::POST,
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+        Some(pdb),
+    )
+    .await;
+    let eviction = |name: &str| json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}});
+    let (code, body) = api
+        .call(
+            Method::POST,
+            &format!("{pods}/p/eviction"),
+            Some(eviction("p")),
+        )
+        .await;
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (429, Some("TooManyRequests"))
+    );
+    let (code, _) = api
+        .call(
+            Method::POST,
+            &format!("{pods}/q/eviction"),
+            Some(eviction("q")),
+        )
+        .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        api.call(Method::GET, &format!("{pods}/q"), None).await.0,
+        404
+    );
+
+    let (_, ns) = api
+        .call(Method::GET, "/api/v1/namespaces/default", None)
+        .await;
+    let mut fin = ns.clone();
+    fin["spec"]["finalizers"] = json!(["kubernetes"]);
+    let (code, out) = api
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/default/finalize",
+            Some(fin),
+        )
+        .await;
+    assert_eq!(
+        (code, out["spec"]["finalizers"][0].as_str()),
+        (200, Some("kubernetes"))
+    );
+}

@@ -9,8 +9,33 @@ use serde_json::{Value, json};
 
 use crate::status::json_response;
 
+/// A served subresource: its verbs and the kind it answers with (None: the parent's).
+type Served = (
+    &'static str,
+    &'static [&'static str],
+    Option<(&'static str, &'static str, &'static str)>,
+);
+
 /// Subresources served so far; discovery lists only these.
-const SERVED_SUBRESOURCES: &[(&str, &[&str])] = &[("status", &["get", "patch", "update"])];
+const SERVED_SUBRESOURCES: &[Served] = &[
+    ("status", &["get", "patch", "update"], None),
+    (
+        "scale",
+        &["get", "patch", "update"],
+        Some(("autoscaling", "v1", "Scale")),
+    ),
+    ("binding", &["create"], Some(("", "v1", "Binding"))),
+    ("eviction", &["create"], Some(("policy", "v1", "Eviction"))),
+    ("ephemeralcontainers", &["get", "patch", "update"], None),
+    ("finalize", &["update"], None),
+];
+
+/// The served subresource `sub` of `r`, if any.
+pub fn served_subresource(r: &ResourceInfo, sub: &str) -> Option<&'static Served> {
+    SERVED_SUBRESOURCES
+        .iter()
+        .find(|(s, _, _)| *s == sub && r.subresources.contains(s))
+}
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
@@ -140,14 +165,20 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
             entry["categories"] = json!(r.categories);
         }
         resources.push(entry);
-        for (sub, verbs) in served_subresources(r) {
-            resources.push(json!({
-                "name": format!("{}/{sub}", r.plural),
+        for served in served_subresources(r) {
+            let (group, version, kind) = sub_kind(r, served);
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, served.0),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": verbs,
-            }));
+                "kind": kind,
+                "verbs": served.1,
+            });
+            if served.2.is_some() {
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
+            }
+            resources.push(entry);
         }
     }
     if resources.is_empty() {
@@ -163,13 +194,15 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-fn served_subresources(
-    r: &ResourceInfo,
-) -> impl Iterator<Item = (&'static str, &'static [&'static str])> + '_ {
+fn served_subresources(r: &ResourceInfo) -> impl Iterator<Item = &'static Served> + '_ {
     SERVED_SUBRESOURCES
         .iter()
-        .filter(|(s, _)| r.subresources.contains(s))
-        .copied()
+        .filter(|(s, _, _)| r.subresources.contains(s))
+}
+
+/// (group, version, kind) a subresource answers with.
+fn sub_kind<'a>(r: &'a ResourceInfo, served: &'a Served) -> (&'a str, &'a str, &'a str) {
+    served.2.unwrap_or((r.group, r.version, r.kind))
 }
 
 pub async fn core_resources(Path(version): Path<String>) -> Response {
@@ -243,7 +276,11 @@ fn discovery_resource(r: &ResourceInfo) -> Value {
         entry["categories"] = json!(r.categories);
     }
     let subs: Vec<Value> = served_subresources(r)
-        .map(|(s, verbs)| json!({"subresource": s, "responseKind": kind, "verbs": verbs}))
+        .map(|served| {
+            let (group, version, k) = sub_kind(r, served);
+            json!({"subresource": served.0, "verbs": served.1,
+                "responseKind": {"group": group, "version": version, "kind": k}})
+        })
         .collect();
     if !subs.is_empty() {
         entry["subresources"] = json!(subs);

@@ -121,21 +121,18 @@ async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response
     let reg = &state.registry;
     let ns = t.namespace.as_deref();
     let sub = t.subresource.as_deref();
-    if let Some(s) = sub
-        && s != "status"
-    {
-        return Err(ApiError::NotFound {
-            group: t.info.group.into(),
-            resource: format!("{}/{s}", t.info.plural),
-            name: t.name.clone().unwrap_or_default(),
-        });
-    }
-    if sub == Some("status") && !t.info.subresources.contains(&"status") {
-        return Err(ApiError::NotFound {
-            group: t.info.group.into(),
-            resource: format!("{}/status", t.info.plural),
-            name: t.name.clone().unwrap_or_default(),
-        });
+    if let Some(s) = sub {
+        let served = crate::discovery::served_subresource(t.info, s).is_some();
+        if !served || t.name.is_none() {
+            return Err(ApiError::NotFound {
+                group: t.info.group.into(),
+                resource: format!("{}/{s}", t.info.plural),
+                name: t.name.clone().unwrap_or_default(),
+            });
+        }
+        if s != "status" {
+            return subresource(state, t, s, &req).await;
+        }
     }
     if !t
         .info
@@ -180,6 +177,59 @@ async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response
         }
         (&Method::DELETE, None) => delete_collection(state, t, &req).await,
         (&Method::PATCH, _) => Err(ApiError::BadRequest(
+            "PATCH is not supported by this server yet".into(),
+        )),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// Subresources other than status, each a small operation on its parent.
+async fn subresource(
+    state: &AppState,
+    t: &Target,
+    sub: &str,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let reg = &state.registry;
+    let ns = t.namespace.as_deref();
+    let name = t.name.as_deref().unwrap_or_default();
+    let success = |code: StatusCode| {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()});
+        json_response(code, &body, &[])
+    };
+    match (sub, &req.method) {
+        ("scale", &Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            &reg.get_scale(t.info, ns, name).await?,
+            &[],
+        )),
+        ("scale", &Method::PUT) => {
+            let scale = reg.update_scale(t.info, ns, name, body(req)?).await?;
+            Ok(json_response(StatusCode::OK, &scale, &[]))
+        }
+        ("binding", &Method::POST) => {
+            reg.bind(ns.unwrap_or_default(), name, &body(req)?).await?;
+            Ok(success(StatusCode::CREATED))
+        }
+        ("eviction", &Method::POST) => {
+            reg.evict(ns.unwrap_or_default(), name, &body(req)?).await?;
+            Ok(success(StatusCode::CREATED))
+        }
+        ("ephemeralcontainers", &Method::GET) => {
+            let pod = reg.get(t.info, ns, name).await?;
+            Ok(respond_object(t, req, StatusCode::OK, pod, &[]))
+        }
+        ("ephemeralcontainers", &Method::PUT) => {
+            let pod = reg
+                .update_ephemeral_containers(ns.unwrap_or_default(), name, &body(req)?)
+                .await?;
+            Ok(respond_object(t, req, StatusCode::OK, pod, &[]))
+        }
+        ("finalize", &Method::PUT) => {
+            let obj = reg.finalize_namespace(name, &body(req)?).await?;
+            Ok(respond_object(t, req, StatusCode::OK, obj, &[]))
+        }
+        (_, &Method::PATCH) => Err(ApiError::BadRequest(
             "PATCH is not supported by this server yet".into(),
         )),
         _ => Err(ApiError::MethodNotAllowed),

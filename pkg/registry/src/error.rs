@@ -52,6 +52,8 @@ pub enum ApiError {
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -89,6 +91,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => (415, "UnsupportedMediaType"),
             ApiError::RequestEntityTooLarge(_) => (413, "RequestEntityTooLarge"),
             ApiError::Timeout(_) => (504, "Timeout"),
+            ApiError::TooManyRequests(_) => (429, "TooManyRequests"),
             ApiError::Internal(_) => (500, "InternalError"),
         }
     }

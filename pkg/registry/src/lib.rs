@@ -12,6 +12,7 @@ mod meta;
 mod rest;
 mod selector;
 mod strategy;
+mod subresources;
 mod watch;
 
 pub use components::Components;

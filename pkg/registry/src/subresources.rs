@@ -1,0 +1,300 @@
+//! Subresources that change part of an object: scale, pods/binding, pods/eviction,
+//! pods/ephemeralcontainers, namespaces/finalize. Each writes the stored object with a
+//! compare-and-swap on its revision, retrying when another writer got there first.
+
+use minik_api::ResourceInfo;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Result};
+use crate::meta::meta_mut;
+use crate::object_key;
+use crate::rest::{DeleteParams, Registry, decode};
+
+const RETRIES: usize = 8;
+
+/// `k=v,k2 in (a,b)` from a label selector (or a plain map, as ReplicationController has).
+fn selector_string(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else { return String::new() };
+    let labels = sel
+        .get("matchLabels")
+        .or(Some(sel))
+        .and_then(Value::as_object);
+    let mut parts: Vec<String> = labels
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e.get("operator").and_then(Value::as_str) {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("Exists") => key.to_string(),
+            Some("DoesNotExist") => format!("!{key}"),
+            _ => continue,
+        });
+    }
+    parts.join(",")
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector_string(obj.pointer("/spec/selector"))},
+    })
+}
+
+impl Registry {
+    /// Change a stored object with `f`, compare-and-swap, retrying on conflicts. `f` sees
+    /// the current object and may refuse. Returns the object as stored.
+    pub(crate) async fn modify(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        expected_rv: Option<&str>,
+        f: impl Fn(&mut Value) -> Result<()>,
+    ) -> Result<Value> {
+        let key = object_key(info, ns, name);
+        for _ in 0..RETRIES {
+            let (_, kv) = self.store.get(&key, None).await?;
+            let kv = kv.ok_or_else(|| ApiError::not_found(info, name))?;
+            if expected_rv.is_some_and(|rv| !rv.is_empty() && rv != kv.mod_revision.to_string()) {
+                return Err(ApiError::conflict(info, name));
+            }
+            let mut obj = decode(&kv)?;
+            f(&mut obj)?;
+            meta_mut(&mut obj)?.remove("resourceVersion");
+            let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(e.to_string()))?;
+            match self.store.update(&key, bytes, kv.mod_revision).await {
+                Ok(stored) => {
+                    obj["metadata"]["resourceVersion"] = json!(stored.mod_revision.to_string());
+                    return Ok(obj);
+                }
+                Err(minik_store::Error::Conflict { .. }) if expected_rv.is_none() => continue,
+                Err(minik_store::Error::Conflict { .. }) => {
+                    return Err(ApiError::conflict(info, name));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::conflict(info, name))
+    }
+
+    /// GET .../scale
+    pub async fn get_scale(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
+        Ok(scale_of(&self.get(info, ns, name).await?))
+    }
+
+    /// PUT .../scale: set spec.replicas of the parent.
+    pub async fn update_scale(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        scale: Value,
+    ) -> Result<Value> {
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if replicas < 0 {
+            let cause = crate::Cause {
+                field: "spec.replicas".into(),
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+            };
+            return Err(ApiError::Invalid {
+                group: "autoscaling".into(),
+                kind: "Scale".into(),
+                name: name.into(),
+                causes: vec![cause],
+            });
+        }
+        let rv = scale
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str);
+        let obj = self
+            .modify(info, ns, name, rv, |o| {
+                if o.pointer("/spec/replicas") != Some(&json!(replicas)) {
+                    o["spec"]["replicas"] = json!(replicas);
+                    let generation = o
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    o["metadata"]["generation"] = json!(generation + 1);
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(scale_of(&obj))
+    }
+
+    /// POST pods/<name>/binding: assign the pod to a node, once.
+    pub async fn bind(&self, ns: &str, name: &str, binding: &Value) -> Result<()> {
+        let pods = minik_api::find("", "v1", "pods").expect("pods are served");
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if node.is_empty() {
+            return Err(ApiError::BadRequest(
+                "binding target name is required".into(),
+            ));
+        }
+        self.modify(pods, Some(ns), name, None, |pod| {
+            if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::Conflict { group: String::new(), resource: "pods".into(), name: name.into(), message: "pod is being deleted, cannot be assigned to a host".into() });
+            }
+            match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() => Err(ApiError::Conflict { group: String::new(), resource: "pods".into(), name: name.into(), message: format!("pod {name} is already assigned to node \"{n}\"") }),
+                _ => {
+                    pod["spec"]["nodeName"] = json!(node);
+                    let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                        "lastTransitionTime": crate::now_rfc3339()});
+                    let conds = pod["status"].as_object_mut().map(|s| s.entry("conditions").or_insert(json!([])));
+                    if let Some(Value::Array(c)) = conds {
+                        c.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
+                        c.push(cond);
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// POST pods/<name>/eviction: delete the pod unless a PodDisruptionBudget forbids it.
+    pub async fn evict(&self, ns: &str, name: &str, eviction: &Value) -> Result<()> {
+        let pods = minik_api::find("", "v1", "pods").expect("pods are served");
+        let pod = self.get(pods, Some(ns), name).await?;
+        let pdbs = minik_api::find("policy", "v1", "poddisruptionbudgets").expect("served");
+        let list = self.list(pdbs, Some(ns), &Default::default()).await?;
+        for pdb in list["items"].as_array().into_iter().flatten() {
+            let selector =
+                crate::Selector::labels(&selector_string(pdb.pointer("/spec/selector")))?;
+            let selects = pdb.pointer("/spec/selector").is_some() && selector.matches_labels(&pod);
+            let allowed = pdb
+                .pointer("/status/disruptionsAllowed")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if selects && allowed < 1 {
+                return Err(ApiError::TooManyRequests(format!(
+                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
+                    pdb["metadata"]["name"].as_str().unwrap_or(""),
+                    pdb.pointer("/status/desiredHealthy")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
+                    pdb.pointer("/status/currentHealthy")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
+                )));
+            }
+        }
+        let params = DeleteParams {
+            uid: eviction
+                .pointer("/deleteOptions/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            resource_version: eviction
+                .pointer("/deleteOptions/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            dry_run: false,
+        };
+        self.delete(pods, Some(ns), name, &params).await.map(|_| ())
+    }
+
+    /// PUT pods/<name>/ephemeralcontainers: only spec.ephemeralContainers changes, and
+    /// containers may be added, never changed or removed.
+    pub async fn update_ephemeral_containers(
+        &self,
+        ns: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<Value> {
+        let pods = minik_api::find("", "v1", "pods").expect("pods are served");
+        let wanted = body
+            .pointer("/spec/ephemeralContainers")
+            .cloned()
+            .unwrap_or(json!([]));
+        let rv = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str);
+        self.modify(pods, Some(ns), name, rv, |pod| {
+            let old = pod
+                .pointer("/spec/ephemeralContainers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let new = wanted.as_array().cloned().unwrap_or_default();
+            if new.len() < old.len() || old.iter().zip(&new).any(|(a, b)| a != b) {
+                return Err(ApiError::invalid(
+                    pods,
+                    name,
+                    vec![crate::Cause {
+                        field: "spec.ephemeralContainers".into(),
+                        reason: "FieldValueForbidden".into(),
+                        message:
+                            "Forbidden: existing ephemeral containers may not be changed or removed"
+                                .into(),
+                    }],
+                ));
+            }
+            pod["spec"]["ephemeralContainers"] = json!(new);
+            Ok(())
+        })
+        .await
+    }
+
+    /// PUT namespaces/<name>/finalize: only spec.finalizers changes.
+    pub async fn finalize_namespace(&self, name: &str, body: &Value) -> Result<Value> {
+        let nss = minik_api::find("", "v1", "namespaces").expect("namespaces are served");
+        let finalizers = body
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
+        self.modify(nss, None, name, None, |ns| {
+            ns["spec"]["finalizers"] = finalizers.clone();
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_as_strings() {
+        let sel = json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["a", "b"]}, {"key": "x", "operator": "DoesNotExist"}]});
+        assert_eq!(selector_string(Some(&sel)), "app=web,tier in (a,b),!x");
+        assert_eq!(selector_string(Some(&json!({"app": "rc"}))), "app=rc");
+    }
+}
