@@ -25,6 +25,11 @@ fn free_port() -> u16 {
 impl Server {
     /// Start a server and wait until it answers /readyz.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Start a server with extra flags and wait until it answers /readyz.
+    pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -41,6 +46,7 @@ impl Server {
             .arg(dir.path().join("data"))
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -242,3 +242,35 @@ fn get_watch_streams_changes() {
         let _ = watch.wait();
     }
 }
+
+#[test]
+fn events_expire_after_the_ttl() {
+    let s = Server::start_with(&["--event-ttl", "2s"]);
+    let k = &Kubectl::each(&s)[0];
+    let event = "apiVersion: v1
+kind: Event
+metadata:
+  name: e1
+involvedObject:
+  kind: Pod
+  name: p
+  namespace: default
+reason: Testing
+message: soon gone
+type: Normal
+";
+    ok(k.stdin(&["create", "-f", "-"], event));
+    assert!(ok(k.run(&["get", "events", "-o", "name"])).contains("event/e1"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let names = ok(k.run(&["get", "events", "-o", "name"]));
+        if !names.contains("event/e1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "event still there after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -22,7 +22,14 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         .service_cidr
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let event_ttl = parse_duration(&args.event_ttl).with_context(|| {
+        format!(
+            "--event-ttl {:?} is not a duration like 1h, 30m or 1h30m0s",
+            args.event_ttl
+        )
+    })?;
     Ok(minik_server::Config {
+        event_ttl,
         service_cidr,
         data_dir: args.node.data_dir,
         bind_address: args.bind_address,
@@ -32,6 +39,52 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
     })
+}
+
+/// A Go-style duration: a sequence of numbers with h, m, s or ms units ("1h30m", "90s").
+fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        total += value
+            * match &rest[..unit] {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" => 1.0,
+                "ms" => 0.001,
+                _ => return None,
+            };
+        rest = &rest[unit..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m0s"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("1d"), None);
+        assert_eq!(parse_duration(""), None);
+    }
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {

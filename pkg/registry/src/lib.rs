@@ -6,6 +6,7 @@
 mod cache;
 mod components;
 mod error;
+mod expire;
 mod ipalloc;
 mod list;
 mod meta;

@@ -23,6 +23,8 @@ pub struct Config {
     pub datastore_endpoint: String,
     pub tls_san: Vec<String>,
     pub service_cidr: minik_registry::ServiceCidr,
+    /// Events are deleted this long after their last activity.
+    pub event_ttl: Duration,
 }
 
 /// Why the server could not start or stopped.
@@ -59,6 +61,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     result
 }
 
+/// Sweep expired events every minute (or every TTL, when shorter) until shutdown.
+async fn expire_events(registry: Registry, ttl: Duration, shutdown: CancellationToken) {
+    let mut tick =
+        tokio::time::interval(ttl.clamp(Duration::from_secs(1), Duration::from_secs(60)));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match registry.expire_events(ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired events"),
+            Err(e) => tracing::warn!(error = %e, "expiring events"),
+        }
+    }
+}
+
 async fn serve(
     config: &Config,
     store: std::sync::Arc<dyn minik_store::Backend>,
@@ -90,6 +109,11 @@ async fn serve(
         key_pem: &pki.serving.key_pem,
         client_ca_pem: &pki.client_ca.cert_pem,
     };
+    tokio::spawn(expire_events(
+        registry.clone(),
+        config.event_ttl,
+        shutdown.clone(),
+    ));
     let served = serve_tls(listener, files, app(AppState::new(registry)), shutdown).await;
     // Give in-flight responses a moment to finish writing.
     tokio::time::sleep(Duration::from_millis(50)).await;

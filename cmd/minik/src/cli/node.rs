@@ -90,6 +90,10 @@ pub struct ServerArgs {
     #[arg(long, default_value = "10.43.0.10")]
     pub cluster_dns: IpAddr,
 
+    /// How long events are kept after their last activity (e.g. 1h, 30m, 1h30m, 90s).
+    #[arg(long, default_value = "1h")]
+    pub event_ttl: String,
+
     /// Cluster domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
