@@ -729,3 +729,67 @@ async fn subresources_scale_binding_eviction_ephemeral_finalize() {
         (200, Some("kubernetes"))
     );
 }
+
+#[tokio::test]
+async fn graceful_pod_deletion() {
+    let api = api().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    for name in ["running", "pending"] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "terminationGracePeriodSeconds": 20}});
+        api.call(Method::POST, pods, Some(pod)).await;
+    }
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "running"}, "target": {"kind": "Node", "name": "n1"}});
+    api.call(
+        Method::POST,
+        &format!("{pods}/running/binding"),
+        Some(binding),
+    )
+    .await;
+    // Never scheduled: gone at once.
+    let (code, body) = api
+        .call(Method::DELETE, &format!("{pods}/pending"), None)
+        .await;
+    assert_eq!((code, body["kind"].as_str()), (200, Some("Status")));
+    assert_eq!(
+        api.call(Method::GET, &format!("{pods}/pending"), None)
+            .await
+            .0,
+        404
+    );
+    // On a node: marked, with its grace period, until the kubelet (here: a forced delete) ends it.
+    let (code, marked) = api
+        .call(Method::DELETE, &format!("{pods}/running"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 20);
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    let (_, shorter) = api
+        .call(
+            Method::DELETE,
+            &format!("{pods}/running?gracePeriodSeconds=5"),
+            None,
+        )
+        .await;
+    assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 5);
+    assert_eq!(
+        api.call(Method::GET, &format!("{pods}/running"), None)
+            .await
+            .0,
+        200
+    );
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{pods}/running"),
+            Some(json!({"gracePeriodSeconds": 0})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        api.call(Method::GET, &format!("{pods}/running"), None)
+            .await
+            .0,
+        404
+    );
+}

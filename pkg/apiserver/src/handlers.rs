@@ -335,10 +335,17 @@ fn list_params(req: &Request) -> Result<ListParams, ApiError> {
 }
 
 fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
-    let mut p = DeleteParams {
-        dry_run: req.param("dryRun") == Some("All"),
-        ..Default::default()
-    };
+    let mut p =
+        DeleteParams {
+            dry_run: req.param("dryRun") == Some("All"),
+            grace_period_seconds: match req.param("gracePeriodSeconds") {
+                Some(g) => Some(g.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("invalid gracePeriodSeconds {g:?}"))
+                })?),
+                None => None,
+            },
+            ..Default::default()
+        };
     if let Ok(b) = &req.body
         && !b.is_empty()
     {
@@ -352,6 +359,9 @@ fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
+        if let Some(g) = opts.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            p.grace_period_seconds = Some(g);
+        }
         if opts
             .get("dryRun")
             .and_then(Value::as_array)

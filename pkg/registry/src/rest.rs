@@ -25,6 +25,8 @@ pub struct DeleteParams {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
+    /// Seconds the object gets to finish (pods); None: its own default.
+    pub grace_period_seconds: Option<i64>,
 }
 
 /// What a write returns: the object and the warnings to send back.
@@ -239,8 +241,14 @@ impl Registry {
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));
         }
-        let gone =
-            typed.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty(&typed);
+        // The last finalizer went from an object being deleted, and no grace period is
+        // still running (a pod's ends when its kubelet deletes it).
+        let gone = typed.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers_empty(&typed)
+            && typed
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_none_or(|g| g == 0);
         if params.dry_run {
             return Ok((typed, warnings));
         }
@@ -307,11 +315,21 @@ impl Registry {
             if params.dry_run {
                 return Ok((obj, true));
             }
-            if !finalizers_empty(&obj) {
-                if obj.pointer("/metadata/deletionTimestamp").is_none() {
-                    let m = meta_mut(&mut obj)?;
-                    m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
-                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            let grace = strategy::grace_period(info, &obj, params.grace_period_seconds);
+            if !finalizers_empty(&obj) || grace > 0 {
+                // Graceful: mark it; the kubelet (or whoever removes the finalizers) ends it.
+                let m = meta_mut(&mut obj)?;
+                let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                let shorter = m
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .is_none_or(|g| grace < g);
+                if m.get("deletionTimestamp").is_none() || shorter {
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(deadline.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                     m.remove("resourceVersion");
                     match self
                         .store

@@ -225,6 +225,9 @@ impl Registry {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             dry_run: false,
+            grace_period_seconds: eviction
+                .pointer("/deleteOptions/gracePeriodSeconds")
+                .and_then(Value::as_i64),
         };
         self.delete(pods, Some(ns), name, &params).await.map(|_| ())
     }

@@ -97,3 +97,28 @@ pub fn prepare_for_status_update(old: &Value, new: &mut Value) {
     }
     *new = merged;
 }
+
+/// Seconds a delete waits (CheckGracefulDelete): pods on a node get their
+/// terminationGracePeriodSeconds (or what the request asks for); everything else, and pods
+/// that never ran or have finished, go at once.
+pub fn grace_period(info: &ResourceInfo, obj: &Value, asked: Option<i64>) -> i64 {
+    if !(info.group.is_empty() && info.kind == "Pod") {
+        return 0;
+    }
+    let scheduled = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !scheduled || finished {
+        return 0;
+    }
+    let own = obj
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
+    asked.unwrap_or(own).max(0)
+}
