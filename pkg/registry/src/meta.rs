@@ -135,6 +135,88 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<String> {
     Ok(name)
 }
 
+/// A qualified name: an optional DNS-subdomain prefix and '/', then 1-63 characters of
+/// alphanumerics, '-', '_' and '.', starting and ending alphanumeric.
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    name_ok && prefix.is_none_or(minik_api::is_dns1123_subdomain)
+}
+
+fn is_label_value(v: &str) -> bool {
+    v.is_empty() || (v.len() <= 63 && is_qualified_name(v) && !v.contains('/'))
+}
+
+/// Labels, annotations and owner references, as ValidateObjectMeta checks them.
+pub fn validate_metadata(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let bad = |field: String, value: &str, msg: &str| Cause {
+        field,
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: {value:?}: {msg}"),
+    };
+    let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    for (k, v) in meta
+        .get("labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if !is_qualified_name(k) {
+            out.push(bad("metadata.labels".into(), k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+        }
+        if !v.as_str().is_some_and(is_label_value) {
+            out.push(bad("metadata.labels".into(), v.as_str().unwrap_or(""), "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+        }
+    }
+    let mut size = 0;
+    for (k, v) in meta
+        .get("annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if !is_qualified_name(&k.to_ascii_lowercase()) {
+            out.push(bad("metadata.annotations".into(), k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+        }
+        size += k.len() + v.as_str().map_or(0, str::len);
+    }
+    if size > 256 * 1024 {
+        out.push(Cause {
+            field: "metadata.annotations".into(),
+            reason: "FieldValueTooLong".into(),
+            message: "Too long: must have at most 262144 bytes".into(),
+        });
+    }
+    for (i, r) in meta
+        .get("ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for f in ["apiVersion", "kind", "name", "uid"] {
+            if r.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
+                out.push(Cause {
+                    field: format!("metadata.ownerReferences[{i}].{f}"),
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Carry over what an update may not change, and bump generation when the spec changed.
 pub fn prepare_update(old: &Value, new: &mut Value) -> Result<()> {
     let changed_spec = spec_of(old) != spec_of(new);
@@ -225,6 +307,28 @@ mod tests {
         let mut changed = json!({"metadata": {}, "spec": {"a": 2}});
         prepare_update(&old, &mut changed).unwrap();
         assert_eq!(changed["metadata"]["generation"], 4);
+    }
+
+    #[test]
+    fn metadata_rules() {
+        let ok = json!({"metadata": {"labels": {"app.kubernetes.io/name": "web", "empty": ""},
+            "annotations": {"example.com/note": "anything at all"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u"}]}});
+        assert!(validate_metadata(&ok).is_empty());
+        let bad = json!({"metadata": {"labels": {"bad key!": "v", "k": "-no-"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p"}]}});
+        let fields: Vec<String> = validate_metadata(&bad)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.labels",
+                "metadata.labels",
+                "metadata.ownerReferences[0].uid"
+            ]
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use crate::error::Cause;
 
 /// Problems with an object about to be stored (None for `old` on create).
 pub fn validate(info: &ResourceInfo, old: Option<&Value>, new: &Value) -> Vec<Cause> {
-    validation::validate(info.group, info.kind, old, new)
+    let mut causes = crate::meta::validate_metadata(new);
+    causes.extend(validation::validate(info.group, info.kind, old, new));
+    causes
 }
 
 /// Whether `info` has a status subresource: main-resource writes keep the stored status and
