@@ -141,6 +141,11 @@ fn create_get_select_delete() {
         let again = k.stdin(&["create", "-f", "-"], CM);
         assert!(!again.status.success());
         assert!(text(&again).contains("AlreadyExists"), "{}", text(&again));
+        let described = ok(k.run(&["describe", "cm", "cm1"]));
+        assert!(
+            described.contains("Name:         cm1") && described.contains("app=web"),
+            "{described}"
+        );
         let table = ok(k.run(&["get", "cm", "cm1"]));
         let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(header, ["NAME", "DATA", "AGE"], "{table}");

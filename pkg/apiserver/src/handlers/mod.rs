@@ -1,19 +1,22 @@
 //! The generic resource handlers: one set of functions for every resource.
 
-use std::time::Duration;
-
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::{FutureExt, StreamExt};
 use minik_registry::{
-    ApiError, DeleteParams, ListParams, ResourceVersionMatch, Selector, WatchParams, WriteParams,
+    ApiError, DeleteParams, ListParams, ResourceVersionMatch, Selector, WriteParams,
 };
 use serde_json::{Value, json};
 
+mod subresource;
+mod watch;
+
+use subresource::subresource;
+use watch::watch;
+
 use crate::AppState;
-use crate::metrics::{RequestLabels, RequestTimer, WatchGuard, WatchLabels};
+use crate::metrics::{RequestLabels, RequestTimer};
 use crate::path::{self, Target};
 use crate::status::{Failure, json_response};
 use crate::view::View;
@@ -177,59 +180,6 @@ async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response
         }
         (&Method::DELETE, None) => delete_collection(state, t, &req).await,
         (&Method::PATCH, _) => Err(ApiError::BadRequest(
-            "PATCH is not supported by this server yet".into(),
-        )),
-        _ => Err(ApiError::MethodNotAllowed),
-    }
-}
-
-/// Subresources other than status, each a small operation on its parent.
-async fn subresource(
-    state: &AppState,
-    t: &Target,
-    sub: &str,
-    req: &Request,
-) -> Result<Response, ApiError> {
-    let reg = &state.registry;
-    let ns = t.namespace.as_deref();
-    let name = t.name.as_deref().unwrap_or_default();
-    let success = |code: StatusCode| {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()});
-        json_response(code, &body, &[])
-    };
-    match (sub, &req.method) {
-        ("scale", &Method::GET) => Ok(json_response(
-            StatusCode::OK,
-            &reg.get_scale(t.info, ns, name).await?,
-            &[],
-        )),
-        ("scale", &Method::PUT) => {
-            let scale = reg.update_scale(t.info, ns, name, body(req)?).await?;
-            Ok(json_response(StatusCode::OK, &scale, &[]))
-        }
-        ("binding", &Method::POST) => {
-            reg.bind(ns.unwrap_or_default(), name, &body(req)?).await?;
-            Ok(success(StatusCode::CREATED))
-        }
-        ("eviction", &Method::POST) => {
-            reg.evict(ns.unwrap_or_default(), name, &body(req)?).await?;
-            Ok(success(StatusCode::CREATED))
-        }
-        ("ephemeralcontainers", &Method::GET) => {
-            let pod = reg.get(t.info, ns, name).await?;
-            Ok(respond_object(t, req, StatusCode::OK, pod, &[]))
-        }
-        ("ephemeralcontainers", &Method::PUT) => {
-            let pod = reg
-                .update_ephemeral_containers(ns.unwrap_or_default(), name, &body(req)?)
-                .await?;
-            Ok(respond_object(t, req, StatusCode::OK, pod, &[]))
-        }
-        ("finalize", &Method::PUT) => {
-            let obj = reg.finalize_namespace(name, &body(req)?).await?;
-            Ok(respond_object(t, req, StatusCode::OK, obj, &[]))
-        }
-        (_, &Method::PATCH) => Err(ApiError::BadRequest(
             "PATCH is not supported by this server yet".into(),
         )),
         _ => Err(ApiError::MethodNotAllowed),
@@ -419,77 +369,4 @@ async fn delete_collection(
     let body = json!({"kind": t.info.list_kind, "apiVersion": t.info.api_version(),
         "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]}, "items": deleted});
     Ok(json_response(StatusCode::OK, &body, &[]))
-}
-
-async fn watch(state: &AppState, t: &Target, req: &Request) -> Result<Response, ApiError> {
-    let (label_selector, field_selector) = selectors(req)?;
-    let timeout = match req.param("timeoutSeconds") {
-        Some(s) => Some(Duration::from_secs(s.parse().map_err(|_| {
-            ApiError::BadRequest(format!("invalid timeoutSeconds {s:?}"))
-        })?)),
-        None => None,
-    };
-    let params = WatchParams {
-        resource_version: req.param("resourceVersion").map(str::to_string),
-        label_selector,
-        field_selector,
-        allow_bookmarks: req.flag("allowWatchBookmarks"),
-        send_initial_events: req.flag("sendInitialEvents"),
-        timeout,
-        ..Default::default()
-    };
-    let stream = state
-        .registry
-        .watch(t.info, t.namespace.as_deref(), params)
-        .await?;
-    let view = view(req);
-    let info = t.info;
-    let guard = WatchGuard::new(
-        &state.metrics,
-        WatchLabels {
-            group: info.group.into(),
-            version: info.version.into(),
-            kind: info.kind.into(),
-        },
-    );
-    let line_of = move |event: &minik_registry::WatchEvent| -> Bytes {
-        if view == View::Object {
-            return event.json_line();
-        }
-        let mut json = event.to_json();
-        json["object"] = view.event(info, event.kind, &event.object);
-        let mut line = serde_json::to_vec(&json).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
-    };
-    let body = futures::stream::unfold((stream, guard), move |(mut s, guard)| {
-        let line_of = line_of.clone();
-        async move {
-            let event = s.next().await?;
-            let first = line_of(&event);
-            // A watcher that is behind gets what is already waiting in one write.
-            let mut more = Vec::new();
-            while more.len() < 64 {
-                match s.next().now_or_never() {
-                    Some(Some(e)) => more.push(line_of(&e)),
-                    _ => break,
-                }
-            }
-            let chunk = if more.is_empty() {
-                first
-            } else {
-                let mut buf = first.to_vec();
-                more.iter().for_each(|l| buf.extend_from_slice(l));
-                Bytes::from(buf)
-            };
-            Some((Ok::<_, std::io::Error>(chunk), (s, guard)))
-        }
-    })
-    .boxed();
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-cache, private")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }

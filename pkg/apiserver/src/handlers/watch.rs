@@ -1,0 +1,92 @@
+//! Watch responses: a chunked stream of JSON lines.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::{FutureExt, StreamExt};
+use minik_registry::{ApiError, WatchParams};
+
+use super::{Request, selectors, view};
+use crate::AppState;
+use crate::metrics::{WatchGuard, WatchLabels};
+use crate::path::Target;
+use crate::view::View;
+
+pub(super) async fn watch(
+    state: &AppState,
+    t: &Target,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let (label_selector, field_selector) = selectors(req)?;
+    let timeout = match req.param("timeoutSeconds") {
+        Some(s) => Some(Duration::from_secs(s.parse().map_err(|_| {
+            ApiError::BadRequest(format!("invalid timeoutSeconds {s:?}"))
+        })?)),
+        None => None,
+    };
+    let params = WatchParams {
+        resource_version: req.param("resourceVersion").map(str::to_string),
+        label_selector,
+        field_selector,
+        allow_bookmarks: req.flag("allowWatchBookmarks"),
+        send_initial_events: req.flag("sendInitialEvents"),
+        timeout,
+        ..Default::default()
+    };
+    let stream = state
+        .registry
+        .watch(t.info, t.namespace.as_deref(), params)
+        .await?;
+    let view = view(req);
+    let info = t.info;
+    let guard = WatchGuard::new(
+        &state.metrics,
+        WatchLabels {
+            group: info.group.into(),
+            version: info.version.into(),
+            kind: info.kind.into(),
+        },
+    );
+    let line_of = move |event: &minik_registry::WatchEvent| -> Bytes {
+        if view == View::Object {
+            return event.json_line();
+        }
+        let mut json = event.to_json();
+        json["object"] = view.event(info, event.kind, &event.object);
+        let mut line = serde_json::to_vec(&json).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    };
+    let body = futures::stream::unfold((stream, guard), move |(mut s, guard)| {
+        let line_of = line_of.clone();
+        async move {
+            let event = s.next().await?;
+            let first = line_of(&event);
+            // A watcher that is behind gets what is already waiting in one write.
+            let mut more = Vec::new();
+            while more.len() < 64 {
+                match s.next().now_or_never() {
+                    Some(Some(e)) => more.push(line_of(&e)),
+                    _ => break,
+                }
+            }
+            let chunk = if more.is_empty() {
+                first
+            } else {
+                let mut buf = first.to_vec();
+                more.iter().for_each(|l| buf.extend_from_slice(l));
+                Bytes::from(buf)
+            };
+            Some((Ok::<_, std::io::Error>(chunk), (s, guard)))
+        }
+    })
+    .boxed();
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
