@@ -279,3 +279,79 @@ type: Normal
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// kubectl's typed commands POST protobuf (`k8s\0` + runtime.Unknown).
+#[test]
+fn typed_create_commands_send_protobuf() {
+    let s = Server::start();
+    for (i, k) in Kubectl::each(&s).into_iter().enumerate() {
+        let ns = format!("typed-{i}");
+        ok(k.run(&["create", "namespace", &ns]));
+        let n = ["-n", ns.as_str()];
+        let run = |args: &[&str]| ok(k.run(&[&n[..], args].concat()));
+        run(&[
+            "create",
+            "configmap",
+            "cm",
+            "--from-literal=a=b",
+            "--from-literal=c.d=e",
+        ]);
+        run(&[
+            "create",
+            "secret",
+            "generic",
+            "sec",
+            "--from-literal=pw=hunter2",
+        ]);
+        run(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox:1.36",
+            "--replicas=0",
+            "--port=80",
+        ]);
+        run(&["create", "service", "clusterip", "svc", "--tcp=80:8080"]);
+        run(&["create", "job", "j", "--image=busybox", "--", "echo", "hi"]);
+        run(&["create", "role", "r", "--verb=get", "--resource=pods"]);
+        run(&["create", "rolebinding", "rb", "--role=r", "--user=bob"]);
+        run(&[
+            "run",
+            "p",
+            "--image=busybox",
+            "--restart=Never",
+            "--",
+            "sleep",
+            "1",
+        ]);
+        run(&["create", "ingress", "ing", "--rule=foo.com/bar=svc:80"]);
+        let get =
+            |what: &str, path: &str| run(&["get", what, "-o", &format!("jsonpath={{{path}}}")]);
+        assert_eq!(get("cm/cm", ".data.c\\.d"), "e");
+        assert_eq!(get("secret/sec", ".data.pw"), "aHVudGVyMg==");
+        assert_eq!(get("deploy/web", ".spec.replicas"), "0");
+        assert_eq!(
+            get(
+                "deploy/web",
+                ".spec.template.spec.containers[0].ports[0].containerPort"
+            ),
+            "80"
+        );
+        assert!(get("svc/svc", ".spec.clusterIP").starts_with("10.43."));
+        assert_eq!(get("svc/svc", ".spec.ports[0].targetPort"), "8080");
+        assert_eq!(
+            get("job/j", ".spec.template.spec.containers[0].command"),
+            "[\"echo\",\"hi\"]"
+        );
+        assert_eq!(get("rolebinding/rb", ".subjects[0].name"), "bob");
+        assert_eq!(get("pod/p", ".spec.restartPolicy"), "Never");
+        assert_eq!(
+            get(
+                "ingress/ing",
+                ".spec.rules[0].http.paths[0].backend.service.port.number"
+            ),
+            "80"
+        );
+        ok(k.run(&["delete", "namespace", &ns]));
+    }
+}

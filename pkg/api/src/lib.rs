@@ -10,3 +10,4 @@ pub use table::{ResourceInfo, all, find, find_kind};
 
 /// The group name core ("legacy") resources have in discovery and in storage keys.
 pub const CORE_GROUP: &str = "";
+pub mod proto;

@@ -220,6 +220,9 @@ fn body(req: &Request) -> Result<Value, ApiError> {
     let value: Value = if ctype.starts_with("application/json") || ctype.is_empty() {
         serde_json::from_slice(bytes)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}")))?
+    } else if ctype.starts_with("application/vnd.kubernetes.protobuf") {
+        minik_api::proto::decode_envelope(bytes)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding protobuf body: {e}")))?
     } else if ctype.starts_with("application/yaml") || ctype.starts_with("application/x-yaml") {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| ApiError::BadRequest("the YAML body is not UTF-8".into()))?;
@@ -227,7 +230,7 @@ fn body(req: &Request) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))?
     } else {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ctype})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ctype})"
         )));
     };
     if !value.is_object() {

@@ -136,7 +136,11 @@ pub(super) fn ports(o: &Value, _: DateTime<Utc>) -> Value {
                 .map(|p| {
                     let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
                     let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-                    match p.get("nodePort").and_then(Value::as_i64) {
+                    match p
+                        .get("nodePort")
+                        .and_then(Value::as_i64)
+                        .filter(|n| *n != 0)
+                    {
                         Some(np) => format!("{port}:{np}/{proto}"),
                         None => format!("{port}/{proto}"),
                     }
