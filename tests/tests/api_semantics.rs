@@ -793,3 +793,66 @@ async fn graceful_pod_deletion() {
         404
     );
 }
+
+/// Read one server-to-client WebSocket text frame (unmasked, as servers send them).
+async fn ws_frame(r: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    r.read_exact(&mut head).await.unwrap();
+    let len = match head[1] & 0x7f {
+        126 => r.read_u16().await.unwrap() as usize,
+        127 => r.read_u64().await.unwrap() as usize,
+        n => n as usize,
+    };
+    let mut payload = vec![0; len];
+    r.read_exact(&mut payload).await.unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_over_websocket() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    api.call(
+        Method::POST,
+        cms,
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ws1"}})),
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = api.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    for (protocol, base64) in [("binary.k8s.io", false), ("base64.binary.k8s.io", true)] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut r = tokio::io::BufReader::new(tcp);
+        let req = format!(
+            "GET {cms}?watch=true HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
+        );
+        r.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let mut status = String::new();
+        r.read_line(&mut status).await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let (opcode, payload) = ws_frame(&mut r).await;
+        assert_eq!(opcode, 1, "a text frame");
+        let text = if base64 {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(&payload)
+                .unwrap()
+        } else {
+            payload
+        };
+        let event: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(event["type"], "ADDED");
+        assert_eq!(event["object"]["metadata"]["name"], "ws1");
+    }
+}

@@ -1,6 +1,7 @@
 //! The generic resource handlers: one set of functions for every resource.
 
 use axum::body::Bytes;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +29,11 @@ struct Request {
     params: Vec<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    /// Set when the client asked to upgrade to a WebSocket (watch over WebSocket).
+    ws: Option<WebSocketUpgrade>,
 }
+
+type Ws = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 
 impl Request {
     fn param(&self, name: &str) -> Option<&str> {
@@ -56,6 +61,7 @@ pub async fn core(
     method: Method,
     Query(params): Params,
     headers: HeaderMap,
+    ws: Ws,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let req = Request {
@@ -63,6 +69,7 @@ pub async fn core(
         params,
         headers,
         body,
+        ws: ws.ok(),
     };
     serve(&state, "", &version, &rest, req).await
 }
@@ -73,6 +80,7 @@ pub async fn grouped(
     method: Method,
     Query(params): Params,
     headers: HeaderMap,
+    ws: Ws,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let req = Request {
@@ -80,6 +88,7 @@ pub async fn grouped(
         params,
         headers,
         body,
+        ws: ws.ok(),
     };
     serve(&state, &group, &version, &rest, req).await
 }
@@ -145,7 +154,7 @@ async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response
         return Err(ApiError::MethodNotAllowed);
     }
     match (&req.method, t.name.as_deref()) {
-        (&Method::GET, None) if req.flag("watch") => watch(state, t, &req).await,
+        (&Method::GET, None) if req.flag("watch") => watch(state, t, req).await,
         (&Method::GET, None) => {
             let list = reg.list(t.info, ns, &list_params(&req)?).await?;
             Ok(respond_list(t, &req, list))

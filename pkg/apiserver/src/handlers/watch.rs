@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use futures::{FutureExt, StreamExt};
 use minik_registry::{ApiError, WatchParams};
 
@@ -17,8 +20,10 @@ use crate::view::View;
 pub(super) async fn watch(
     state: &AppState,
     t: &Target,
-    req: &Request,
+    mut req: Request,
 ) -> Result<Response, ApiError> {
+    let req_ws = req.ws.take();
+    let req = &req;
     let (label_selector, field_selector) = selectors(req)?;
     let timeout = match req.param("timeoutSeconds") {
         Some(s) => Some(Duration::from_secs(s.parse().map_err(|_| {
@@ -59,6 +64,9 @@ pub(super) async fn watch(
         line.push(b'\n');
         Bytes::from(line)
     };
+    if let Some(ws) = req_ws {
+        return Ok(websocket(ws, stream, guard, line_of));
+    }
     let body = futures::stream::unfold((stream, guard), move |(mut s, guard)| {
         let line_of = line_of.clone();
         async move {
@@ -89,4 +97,42 @@ pub(super) async fn watch(
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+/// Subprotocols for watch over WebSocket: JSON events in text frames, or base64 of them.
+const PROTOCOLS: [&str; 2] = ["base64.binary.k8s.io", "binary.k8s.io"];
+
+/// The same events as WebSocket messages, one per event.
+fn websocket(
+    ws: WebSocketUpgrade,
+    mut stream: minik_registry::WatchStream,
+    guard: WatchGuard,
+    line_of: impl Fn(&minik_registry::WatchEvent) -> Bytes + Send + 'static,
+) -> Response {
+    ws.protocols(PROTOCOLS)
+        .on_upgrade(move |mut socket| async move {
+            let _guard = guard;
+            let base64 = socket.protocol().is_some_and(|p| p == PROTOCOLS[0]);
+            loop {
+                let event = tokio::select! {
+                    e = stream.next() => e,
+                    got = socket.recv() => match got {
+                        // Pings are answered by the library; a close or an error ends the watch.
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => None,
+                        Some(Ok(_)) => continue,
+                    },
+                };
+                let Some(event) = event else { break };
+                let line = line_of(&event);
+                let message = if base64 {
+                    Message::Text(STANDARD.encode(&line).into())
+                } else {
+                    Message::Text(String::from_utf8_lossy(&line).trim_end().to_string().into())
+                };
+                if socket.send(message).await.is_err() {
+                    break;
+                }
+            }
+            let _ = socket.send(Message::Close(None)).await;
+        })
 }
