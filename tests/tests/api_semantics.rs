@@ -856,3 +856,45 @@ async fn watch_over_websocket() {
         assert_eq!(event["object"]["metadata"]["name"], "ws1");
     }
 }
+
+#[tokio::test]
+async fn node_ports_are_allocated_once() {
+    let api = api().await;
+    let svcs = "/api/v1/namespaces/default/services";
+    let svc = |name: &str, node_port: Option<i64>| {
+        let mut port = json!({"port": 80});
+        if let Some(p) = node_port {
+            port["nodePort"] = json!(p);
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [port]}})
+    };
+    let (code, a) = api.call(Method::POST, svcs, Some(svc("a", None))).await;
+    assert_eq!(code, 201);
+    let port = a["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&port));
+    let (code, b) = api
+        .call(Method::POST, svcs, Some(svc("b", Some(port))))
+        .await;
+    assert_eq!(code, 422, "{b}");
+    assert_eq!(b["details"]["causes"][0]["field"], "spec.ports[0].nodePort");
+    let (code, _) = api.call(Method::POST, svcs, Some(svc("c", Some(80)))).await;
+    assert_eq!(code, 422, "out of range");
+    // The failed creates left nothing behind: after a is gone, its port can be had.
+    api.call(Method::DELETE, &format!("{svcs}/a"), None).await;
+    let (code, b) = api
+        .call(Method::POST, svcs, Some(svc("b", Some(port))))
+        .await;
+    assert_eq!(
+        (code, b["spec"]["ports"][0]["nodePort"].as_i64()),
+        (201, Some(port))
+    );
+    let (_, list) = api
+        .call(Method::GET, "/apis/networking.k8s.io/v1/ipaddresses", None)
+        .await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "only b's ClusterIP is held"
+    );
+}

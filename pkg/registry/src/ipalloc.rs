@@ -1,6 +1,7 @@
-//! ClusterIP allocation as kube-apiserver's IPAddress allocator does it: each allocated IP is
-//! an `IPAddress` object named by the IP, so two services can never get the same one (the
-//! second create of the same name fails).
+//! Service allocations. ClusterIPs as kube-apiserver's IPAddress allocator does it: each
+//! allocated IP is an `IPAddress` object named by the IP, so two services can never get the
+//! same one (the second create of the same name fails). NodePorts (30000-32767) the same way
+//! with one store key per port.
 
 use std::net::Ipv4Addr;
 
@@ -158,8 +159,87 @@ impl Registry {
         Ok(())
     }
 
+    /// Give a new service its ClusterIP and, for NodePort and LoadBalancer services, its
+    /// node ports. Nothing stays allocated when this fails.
+    pub(crate) async fn allocate_service(&self, ns: &str, svc: &mut Value) -> Result<()> {
+        self.allocate_cluster_ip(ns, svc).await?;
+        if let Err(e) = self.allocate_node_ports(ns, svc).await {
+            self.release_cluster_ip(svc).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Free what a deleted service held.
+    pub(crate) async fn release_service(&self, svc: &Value) {
+        self.release_cluster_ip(svc).await;
+        for port in node_ports(svc) {
+            let _ = self.store.delete(&node_port_key(port), None).await;
+        }
+    }
+
+    async fn allocate_node_ports(&self, ns: &str, svc: &mut Value) -> Result<()> {
+        let ty = svc
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP");
+        if !matches!(ty, "NodePort" | "LoadBalancer") {
+            return Ok(());
+        }
+        let name = svc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let owner = format!("{ns}/{name}").into_bytes();
+        let count = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let mut taken_here = Vec::new();
+        for i in 0..count {
+            let asked = svc["spec"]["ports"][i]["nodePort"].as_i64().unwrap_or(0);
+            match self.node_port(asked, &owner).await {
+                Some(port) => {
+                    taken_here.push(port);
+                    svc["spec"]["ports"][i]["nodePort"] = json!(port);
+                }
+                None => {
+                    // Give back what this create took; the ports asked for belong to others.
+                    for p in taken_here {
+                        let _ = self.store.delete(&node_port_key(p), None).await;
+                    }
+                    return Err(node_port_error(&name, i, asked));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserve `asked` (or, for 0, any free node port); None when that cannot be had.
+    async fn node_port(&self, asked: i64, owner: &[u8]) -> Option<i64> {
+        let reserve = async |p: i64| {
+            self.store
+                .create(&node_port_key(p), owner.to_vec())
+                .await
+                .is_ok()
+        };
+        if asked != 0 {
+            return (NODE_PORTS.contains(&asked) && reserve(asked).await).then_some(asked);
+        }
+        let span = NODE_PORTS.end() - NODE_PORTS.start() + 1;
+        let start = rand::rng().random_range(0..span);
+        for k in 0..span {
+            let p = NODE_PORTS.start() + (start + k) % span;
+            if reserve(p).await {
+                return Some(p);
+            }
+        }
+        None
+    }
+
     /// Free the ClusterIP of a deleted service.
-    pub(crate) async fn release_cluster_ip(&self, svc: &Value) {
+    async fn release_cluster_ip(&self, svc: &Value) {
         let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) else {
             return;
         };
@@ -173,6 +253,44 @@ impl Registry {
             tracing::warn!(ip, error = %e, "could not release a ClusterIP");
         }
     }
+}
+
+/// The node port range (kube-apiserver's default --service-node-port-range).
+const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+fn node_port_key(port: i64) -> String {
+    format!("/registry/minik/nodeports/{port}")
+}
+
+fn node_ports(svc: &Value) -> Vec<i64> {
+    svc.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+        .filter(|p| *p != 0)
+        .collect()
+}
+
+fn node_port_error(svc: &str, i: usize, port: i64) -> ApiError {
+    let services = minik_api::find("", "v1", "services").expect("services are served");
+    let why = if port == 0 {
+        "no free node port in 30000-32767".to_string()
+    } else if NODE_PORTS.contains(&port) {
+        "provided port is already allocated".to_string()
+    } else {
+        "provided port is not in the valid range. The range of valid ports is 30000-32767"
+            .to_string()
+    };
+    ApiError::invalid(
+        services,
+        svc,
+        vec![Cause {
+            field: format!("spec.ports[{i}].nodePort"),
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {port}: {why}"),
+        }],
+    )
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ impl Registry {
         let key = object_key(info, namespace, &name);
         let service = info.group.is_empty() && info.kind == "Service";
         if service && !params.dry_run {
-            self.allocate_cluster_ip(namespace.unwrap_or("default"), &mut typed)
+            self.allocate_service(namespace.unwrap_or("default"), &mut typed)
                 .await?;
         }
         if params.dry_run {
@@ -175,7 +175,7 @@ impl Registry {
             }
             Err(e) => {
                 if service {
-                    self.release_cluster_ip(&typed).await;
+                    self.release_service(&typed).await;
                 }
                 match e {
                     minik_store::Error::KeyExists { .. } => Err(already_exists(info, &name)),
@@ -354,7 +354,7 @@ impl Registry {
             match self.store.delete(&key, Some(current.mod_revision)).await {
                 Ok(_) => {
                     if info.group.is_empty() && info.kind == "Service" {
-                        self.release_cluster_ip(&obj).await;
+                        self.release_service(&obj).await;
                     }
                     return Ok((obj, true));
                 }
@@ -378,7 +378,7 @@ impl Registry {
                 match self.store.delete(&kv.key, None).await {
                     Ok(d) if info.kind == "Service" => {
                         if let Ok(svc) = decode(&d.prev) {
-                            self.release_cluster_ip(&svc).await;
+                            self.release_service(&svc).await;
                         }
                     }
                     Ok(_) | Err(minik_store::Error::NotFound { .. }) => {}
