@@ -898,3 +898,54 @@ async fn node_ports_are_allocated_once() {
         "only b's ClusterIP is held"
     );
 }
+
+#[tokio::test]
+async fn protobuf_answers_for_protobuf_only_clients() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (_, created) = api
+        .call(Method::POST, cms, Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb"}, "data": {"k": "v"}})))
+        .await;
+    let get = |uri: String, accept: &'static str| {
+        let router = api.router.clone();
+        async move {
+            let req = Request::builder()
+                .uri(uri)
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, ctype, body)
+        }
+    };
+    let pb = "application/vnd.kubernetes.protobuf";
+    let (code, ctype, body) = get(format!("{cms}/pb"), pb).await;
+    assert_eq!((code, ctype.as_str()), (200, pb));
+    assert!(body.starts_with(b"k8s\0"));
+    let decoded = minik_api::proto::decode_envelope(&body).unwrap();
+    assert_eq!(decoded["data"], created["data"]);
+    assert_eq!(decoded["metadata"]["uid"], created["metadata"]["uid"]);
+    let (code, _, body) = get(cms.to_string(), pb).await;
+    assert_eq!(code, 200);
+    let list = minik_api::proto::decode_envelope(&body).unwrap();
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert_eq!(list["items"][0]["metadata"]["name"], "pb");
+    // Clients that also take JSON get JSON; a protobuf-only watch is refused.
+    let (_, ctype, _) = get(
+        format!("{cms}/pb"),
+        "application/vnd.kubernetes.protobuf,application/json",
+    )
+    .await;
+    assert_eq!(ctype, "application/json");
+    let (code, _, _) = get(format!("{cms}?watch=true"), pb).await;
+    assert_eq!(code, 406);
+}

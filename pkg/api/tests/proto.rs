@@ -205,3 +205,57 @@ fn bad_bodies_are_errors() {
     assert!(decode_envelope(&envelope("v1", "NoSuchKind", vec![])).is_err());
     assert!(decode_envelope(&envelope("v1", "ConfigMap", vec![0x0a, 0x05, 0x01])).is_err());
 }
+
+#[test]
+fn json_encodes_to_protobuf_that_prost_reads() {
+    let obj = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "uid": "u-1", "resourceVersion": "42",
+            "creationTimestamp": "2026-11-30T10:00:00Z", "labels": {"app": "web"}},
+        "spec": {"replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox",
+                    "resources": {"requests": {"cpu": "100m"}},
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}]}],
+                    "volumes": [{"name": "v", "emptyDir": {}}]}}},
+        "status": {"replicas": 3, "readyReplicas": 2},
+    });
+    let bytes = minik_api::proto::encode_envelope(&obj).unwrap();
+    let unknown = Unknown::decode(&bytes[4..]).unwrap();
+    assert_eq!(
+        unknown.type_meta.as_ref().unwrap().kind.as_deref(),
+        Some("Deployment")
+    );
+    let d = apps::Deployment::decode(unknown.raw.as_deref().unwrap()).unwrap();
+    let meta = d.metadata.unwrap();
+    assert_eq!(meta.resource_version.as_deref(), Some("42"));
+    assert_eq!(
+        meta.creation_timestamp.unwrap().seconds,
+        Some(1_796_032_800)
+    );
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    let ru = spec.strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(ru.max_surge.unwrap().int_val, Some(1));
+    assert_eq!(ru.max_unavailable.unwrap().str_val.as_deref(), Some("25%"));
+    let pod = spec.template.unwrap().spec.unwrap();
+    assert_eq!(
+        pod.containers[0].resources.as_ref().unwrap().requests["cpu"]
+            .string
+            .as_deref(),
+        Some("100m")
+    );
+    assert!(
+        pod.volumes[0]
+            .volume_source
+            .as_ref()
+            .unwrap()
+            .empty_dir
+            .is_some()
+    );
+    assert_eq!(d.status.unwrap().ready_replicas, Some(2));
+    // And back: the decoder gives the same object.
+    assert_eq!(decode_envelope(&bytes).unwrap(), obj);
+}

@@ -2,6 +2,10 @@
 //! body size limit.
 
 use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -39,8 +43,75 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     json_response(axum::http::StatusCode::INTERNAL_SERVER_ERROR, &body, &[]).into_response()
 }
 
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// Whether the client accepts only protobuf (so a JSON answer must be re-encoded).
+fn protobuf_only(accept: &str) -> bool {
+    let types: Vec<&str> = accept
+        .split(',')
+        .map(|m| m.split(';').next().unwrap_or("").trim())
+        .collect();
+    types.contains(&PROTOBUF)
+        && !types.iter().any(|t| {
+            matches!(
+                *t,
+                "application/json" | "*/*" | "application/*" | "application/yaml"
+            )
+        })
+}
+
+/// Answer in protobuf when that is all the client takes.
+async fn negotiate(req: Request, next: Next) -> Response {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let resp = next.run(req).await;
+    if !protobuf_only(&accept) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let sized = http_body::Body::size_hint(resp.body()).exact().is_some();
+    if !is_json {
+        return resp;
+    }
+    let not_acceptable = |why: String| {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": why, "reason": "NotAcceptable", "code": 406});
+        json_response(StatusCode::NOT_ACCEPTABLE, &body, &[])
+    };
+    if !sized {
+        return not_acceptable("watch streams are served as application/json".into());
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let encoded = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|v| minik_api::proto::encode_envelope(&v).map_err(|e| e.to_string()));
+    match encoded {
+        Ok(pb) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static(PROTOBUF),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(pb))
+        }
+        Err(e) => not_acceptable(format!("this response has no protobuf form: {e}")),
+    }
+}
+
 pub fn wrap(router: Router) -> Router {
     router
+        .layer(axum::middleware::from_fn(negotiate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(
             CompressionLayer::new()

@@ -20,7 +20,7 @@ fn err<T>(m: impl Into<String>) -> Result<T, ProtoError> {
     Err(ProtoError(m.into()))
 }
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static Message>> =
+pub(super) static BY_NAME: LazyLock<HashMap<&'static str, &'static Message>> =
     LazyLock::new(|| MESSAGES.iter().map(|m| (m.name, m)).collect());
 
 /// One field value as it is on the wire.
@@ -272,7 +272,7 @@ fn push_repeated(
 
 /// The proto message name of a Kubernetes kind (`apps/v1` `Deployment` ->
 /// `api.apps.v1.Deployment`).
-fn message_name(api_version: &str, kind: &str) -> Option<&'static str> {
+pub(super) fn message_name(api_version: &str, kind: &str) -> Option<&'static str> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let wanted = |m: &&&Message| {
         m.name.ends_with(&format!(".{version}.{kind}"))

@@ -2,9 +2,11 @@
 //! built-in type, from a schema table generated from the k8s-pb crate at build time.
 
 mod decode;
+mod encode;
 mod names;
 
 pub use decode::{ProtoError, decode_envelope};
+pub use encode::encode_envelope;
 
 /// What a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
