@@ -9,7 +9,6 @@ use futures::{AsyncBufReadExt, StreamExt};
 use hdrhistogram::Histogram;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use minik_bench::report::{Table, ms, rate};
 use minik_tests::server::Server;
@@ -60,11 +59,7 @@ fn cm(name: &str) -> ConfigMap {
 }
 
 async fn client(s: &Server) -> Client {
-    let kc = Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
+    s.kube_client().await
 }
 
 /// Create configmaps named `{prefix}{n}` from `clients` tasks until `deadline` (or `count`

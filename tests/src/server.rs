@@ -74,6 +74,16 @@ impl Server {
         }
     }
 
+    /// A kube-rs client for this server, from the kubeconfig it wrote.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .expect("client config");
+        kube::Client::try_from(config).expect("client")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }

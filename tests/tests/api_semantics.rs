@@ -86,6 +86,16 @@ impl Api {
     }
 }
 
+/// The names of a list's items.
+fn item_names(list: &Value) -> Vec<&str> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect()
+}
+
 fn deploy(name: &str, replicas: i64) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
@@ -267,12 +277,7 @@ async fn finalizers_dry_run_preconditions_and_collections() {
         .await;
     assert_eq!(code, 200);
     let (_, left) = api.call(Method::GET, cms, None).await;
-    let names: Vec<&str> = left["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let names = item_names(&left);
     assert_eq!(names, ["k"]);
 }
 
@@ -481,12 +486,7 @@ async fn watch_cache_serves_many_watchers_and_recent_versions() {
         .call(Method::GET, &format!("{cms}?resourceVersion=0"), None)
         .await;
     assert_eq!(code, 200);
-    let names: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let names = item_names(&list);
     assert_eq!(names, ["two"]);
 }
 

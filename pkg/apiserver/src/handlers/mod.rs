@@ -55,42 +55,63 @@ impl Request {
     }
 }
 
+/// The parts of a resource request every handler takes.
+pub struct Parts {
+    method: Method,
+    params: Vec<(String, String)>,
+    headers: HeaderMap,
+    ws: Option<WebSocketUpgrade>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parts {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let params = Params::from_request_parts(parts, state)
+            .await
+            .map(|Query(p)| p)
+            .unwrap_or_default();
+        let ws: Ws = WebSocketUpgrade::from_request_parts(parts, state).await;
+        Ok(Parts {
+            method: parts.method.clone(),
+            params,
+            headers: parts.headers.clone(),
+            ws: ws.ok(),
+        })
+    }
+}
+
+fn request(p: Parts, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Request {
+    Request {
+        method: p.method,
+        params: p.params,
+        headers: p.headers,
+        body,
+        ws: p.ws,
+    }
+}
+
+/// `/api/<version>/...`
 pub async fn core(
     State(state): State<AppState>,
     Path((version, rest)): Path<(String, String)>,
-    method: Method,
-    Query(params): Params,
-    headers: HeaderMap,
-    ws: Ws,
+    parts: Parts,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let req = Request {
-        method,
-        params,
-        headers,
-        body,
-        ws: ws.ok(),
-    };
-    serve(&state, "", &version, &rest, req).await
+    serve(&state, "", &version, &rest, request(parts, body)).await
 }
 
+/// `/apis/<group>/<version>/...`
 pub async fn grouped(
     State(state): State<AppState>,
     Path((group, version, rest)): Path<(String, String, String)>,
-    method: Method,
-    Query(params): Params,
-    headers: HeaderMap,
-    ws: Ws,
+    parts: Parts,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let req = Request {
-        method,
-        params,
-        headers,
-        body,
-        ws: ws.ok(),
-    };
-    serve(&state, &group, &version, &rest, req).await
+    serve(&state, &group, &version, &rest, request(parts, body)).await
 }
 
 async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Request) -> Response {
