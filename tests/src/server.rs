@@ -13,6 +13,37 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub kubeconfig: PathBuf,
+    extra: Vec<String>,
+}
+
+fn spawn(
+    dir: &tempfile::TempDir,
+    port: u16,
+    kubeconfig: &std::path::Path,
+    extra: &[String],
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("server.log"))
+        .expect("log file");
+    Command::new(minik_bin())
+        .args([
+            "server",
+            "--bind-address",
+            "127.0.0.1",
+            "--https-listen-port",
+        ])
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--write-kubeconfig")
+        .arg(kubeconfig)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start minik server")
 }
 
 fn free_port() -> u16 {
@@ -33,45 +64,64 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let child = Command::new(minik_bin())
-            .args([
-                "server",
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-            ])
-            .arg(port.to_string())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start minik server");
-        let server = Server {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(&dir, port, &kubeconfig, &extra);
+        let mut server = Server {
             child,
             dir,
             port,
             kubeconfig,
+            extra,
         };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if server.kubeconfig.exists() {
-                let out = server.kubectl(&["get", "--raw", "/readyz"]);
-                if out.status.success() {
-                    return server;
-                }
+            if self.kubeconfig.exists()
+                && self.kubectl(&["get", "--raw", "/readyz"]).status.success()
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("minik server exited ({status}); log:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "minik server did not get ready in 60 s; log:\n{}",
-                server.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Stop the server (SIGTERM, or SIGKILL when `kill9`) and start it again on the same
+    /// data directory and port.
+    pub fn restart(&mut self, kill9: bool) {
+        if kill9 {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        } else {
+            self.stop();
+        }
+        self.child = spawn(&self.dir, self.port, &self.kubeconfig, &self.extra);
+        self.wait_ready();
+    }
+
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// A kube-rs client for this server, from the kubeconfig it wrote.
@@ -133,17 +183,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -355,3 +355,46 @@ fn typed_create_commands_send_protobuf() {
         ok(k.run(&["delete", "namespace", &ns]));
     }
 }
+
+/// A restart keeps the data and the certificates; kill -9 loses nothing acknowledged.
+#[test]
+fn data_survives_restart_and_kill9() {
+    let mut s = Server::start();
+    let kubeconfig = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    {
+        let k = &Kubectl::each(&s)[0];
+        ok(k.stdin(&["create", "-f", "-"], CM));
+    }
+    s.restart(false);
+    assert_eq!(
+        std::fs::read_to_string(&s.kubeconfig).unwrap(),
+        kubeconfig,
+        "same CA and client cert"
+    );
+    let k = &Kubectl::each(&s)[0];
+    assert_eq!(
+        ok(k.run(&["get", "cm", "cm1", "-o", "jsonpath={.data.a}"])),
+        "1"
+    );
+    let mut docs = String::new();
+    for i in 0..20 {
+        docs.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: k{i}\n"
+        ));
+    }
+    ok(k.stdin(&["create", "-f", "-"], &docs));
+    s.restart(true);
+    let k = &Kubectl::each(&s)[0];
+    let names = ok(k.run(&["get", "cm", "-o", "name"]));
+    for i in 0..20 {
+        assert!(
+            names.contains(&format!("configmap/k{i}\n")),
+            "k{i} lost after kill -9:\n{names}"
+        );
+    }
+    // Bootstrap is idempotent: still one kubernetes service.
+    assert_eq!(
+        ok(k.run(&["get", "svc", "-o", "name"])).trim(),
+        "service/kubernetes"
+    );
+}

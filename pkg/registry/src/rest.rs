@@ -158,6 +158,10 @@ impl Registry {
         let key = object_key(info, namespace, &name);
         let service = info.group.is_empty() && info.kind == "Service";
         if service && !params.dry_run {
+            // An existing service is AlreadyExists, not a clash over its ClusterIP.
+            if self.store.get(&key, None).await?.1.is_some() {
+                return Err(already_exists(info, &name));
+            }
             self.allocate_service(namespace.unwrap_or("default"), &mut typed)
                 .await?;
         }
