@@ -949,3 +949,71 @@ async fn protobuf_answers_for_protobuf_only_clients() {
     let (code, _, _) = get(format!("{cms}?watch=true"), pb).await;
     assert_eq!(code, 406);
 }
+
+/// Garbage in any content type gets a 4xx Status and changes nothing; the server stays up.
+#[tokio::test]
+async fn garbage_bodies_are_client_errors() {
+    let api = api().await;
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("application/json", b"".to_vec()),
+        ("application/json", b"null".to_vec()),
+        ("application/json", b"[1,2]".to_vec()),
+        ("application/json", deep.clone().into_bytes()),
+        ("application/json", vec![0xff, 0xfe, 0x00]),
+        ("application/yaml", b"a: [unclosed".to_vec()),
+        ("application/yaml", b"*alias".to_vec()),
+        ("application/yaml", deep.into_bytes()),
+        ("application/vnd.kubernetes.protobuf", b"k8s\0".to_vec()),
+        (
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01".to_vec(),
+        ),
+        (
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0\x12\x05\x0a\x03\xff\xff\xff".to_vec(),
+        ),
+        ("text/plain", b"hello".to_vec()),
+    ];
+    for path in [
+        "/api/v1/namespaces/default/configmaps",
+        "/apis/apps/v1/namespaces/default/deployments",
+        "/api/v1/namespaces",
+    ] {
+        for (ctype, body) in &bodies {
+            for method in [Method::POST, Method::PUT] {
+                let uri = if method == Method::PUT {
+                    format!("{path}/x")
+                } else {
+                    path.to_string()
+                };
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(&uri)
+                    .header("content-type", *ctype)
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                let resp = api.router.clone().oneshot(req).await.unwrap();
+                let code = resp.status().as_u16();
+                assert!(
+                    (400..500).contains(&code),
+                    "{method} {uri} {ctype} {:?}: {code}",
+                    String::from_utf8_lossy(&body[..body.len().min(20)])
+                );
+            }
+        }
+    }
+    let (_, cms) = api.call(Method::GET, "/api/v1/configmaps", None).await;
+    assert_eq!(item_names(&cms).len(), 0);
+    let (_, nss) = api.call(Method::GET, "/api/v1/namespaces", None).await;
+    assert_eq!(item_names(&nss), ["default"]);
+    for bad in [
+        "/api/v1/namespaces/%ff/configmaps",
+        "/api/v1/namespaces/default/configmaps?limit=-1&labelSelector=a%20in%20",
+        "/apis//v1/x",
+        "/api/v1/namespaces/default/configmaps/a/b/c/d",
+    ] {
+        let (code, _) = api.call(Method::GET, bad, None).await;
+        assert!((400..500).contains(&code) || code == 200, "{bad}: {code}");
+    }
+}
