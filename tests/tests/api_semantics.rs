@@ -1017,3 +1017,59 @@ async fn garbage_bodies_are_client_errors() {
         assert!((400..500).contains(&code) || code == 200, "{bad}: {code}");
     }
 }
+
+#[tokio::test]
+async fn events_are_one_storage_in_two_groups() {
+    let api = api().await;
+    let core = "/api/v1/namespaces/default/events";
+    let v1 = "/apis/events.k8s.io/v1/namespaces/default/events";
+    let (code, _) = api
+        .call(Method::POST, core, Some(json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "from-core"},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "Started", "message": "hello", "type": "Normal", "count": 1})))
+        .await;
+    assert_eq!(code, 201);
+    let watch = {
+        let a = Api {
+            router: api.router.clone(),
+            store: api.store.clone(),
+        };
+        tokio::spawn(async move {
+            a.watch_lines(
+                "/apis/events.k8s.io/v1/namespaces/default/events?watch=true&resourceVersion=0",
+                2,
+            )
+            .await
+        })
+    };
+    let (code, created) = api
+        .call(Method::POST, v1, Some(json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "from-v1"},
+            "eventTime": "2026-11-30T10:00:00.000000Z", "reportingController": "minik/test", "reportingInstance": "i",
+            "action": "Testing", "reason": "Tested", "regarding": {"kind": "Pod", "name": "q"}, "note": "hi there", "type": "Normal"})))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let (_, list) = api.call(Method::GET, v1, None).await;
+    assert_eq!(item_names(&list), ["from-core", "from-v1"]);
+    assert_eq!(list["items"][0]["note"], "hello");
+    assert_eq!(list["items"][0]["regarding"]["name"], "p");
+    let (_, core_view) = api
+        .call(Method::GET, &format!("{core}/from-v1"), None)
+        .await;
+    assert_eq!(core_view["message"], "hi there");
+    assert_eq!(core_view["involvedObject"]["name"], "q");
+    assert_eq!(core_view["reportingComponent"], "minik/test");
+    let lines = watch.await.unwrap();
+    assert_eq!(lines[0]["object"]["note"], "hello");
+    assert_eq!(lines[1]["object"]["regarding"]["name"], "q");
+    assert_eq!(
+        api.call(Method::DELETE, &format!("{v1}/from-core"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        api.call(Method::GET, &format!("{core}/from-core"), None)
+            .await
+            .0,
+        404
+    );
+}

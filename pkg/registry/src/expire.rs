@@ -30,7 +30,8 @@ impl Registry {
     pub async fn expire_events(&self, ttl: Duration) -> Result<usize> {
         let cutoff = Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         let mut removed = 0;
-        for (group, version) in [("", "v1"), ("events.k8s.io", "v1")] {
+        // events.k8s.io/v1 events live in the same storage as core ones.
+        for (group, version) in [("", "v1")] {
             let Some(info) = minik_api::find(group, version, "events") else {
                 continue;
             };

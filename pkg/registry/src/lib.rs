@@ -5,6 +5,7 @@
 
 mod cache;
 mod components;
+mod convert;
 mod error;
 mod expire;
 mod ipalloc;
@@ -35,8 +36,9 @@ pub fn object_key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> S
     }
 }
 
-/// The prefix of every object of a resource.
+/// The prefix of every object of a resource (events.k8s.io events share core events').
 pub fn resource_prefix(info: &ResourceInfo) -> String {
+    let info = convert::storage_info(info);
     let group = if info.group.is_empty() {
         "core"
     } else {

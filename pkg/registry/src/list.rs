@@ -1,6 +1,8 @@
 //! List with selectors, pagination (one snapshot; an expired token is 410) and
 //! resourceVersion semantics.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use minik_api::ResourceInfo;
@@ -105,7 +107,7 @@ impl Registry {
             snapshot = Some(result.revision);
             after = result.kvs.last().map(|kv| kv.key.to_string());
             for kv in &result.kvs {
-                let obj = decode(kv)?;
+                let obj = crate::convert::from_storage(info, decode(kv)?);
                 if params.label_selector.matches_labels(&obj)
                     && params.field_selector.matches_fields(&obj)
                 {
@@ -162,9 +164,13 @@ impl Registry {
         if rv < wanted {
             return Ok(None);
         }
-        let items: Vec<&Value> = objects
+        let convert = crate::convert::is_events_v1(info);
+        let items: Vec<Cow<'_, Value>> = objects
             .iter()
-            .map(|o| &**o)
+            .map(|o| match convert {
+                true => Cow::Owned(crate::convert::from_storage(info, (**o).clone())),
+                false => Cow::Borrowed(&**o),
+            })
             .filter(|o| {
                 params.label_selector.matches_labels(o) && params.field_selector.matches_fields(o)
             })

@@ -171,7 +171,8 @@ impl Registry {
                 None => Ok((typed, warnings)),
             };
         }
-        match self.store.create(&key, encode(&typed)?).await {
+        let stored = crate::convert::to_storage(info, &typed);
+        match self.store.create(&key, encode(&stored)?).await {
             Ok(kv) => {
                 meta_mut(&mut typed)?
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
@@ -203,7 +204,8 @@ impl Registry {
             .store
             .get(&object_key(info, namespace, name), None)
             .await?;
-        decode(&kv.ok_or_else(|| ApiError::not_found(info, name))?)
+        let kv = kv.ok_or_else(|| ApiError::not_found(info, name))?;
+        Ok(crate::convert::from_storage(info, decode(&kv)?))
     }
 
     /// PUT: replace an object (or its status when `status` is set).
@@ -228,7 +230,7 @@ impl Registry {
         let key = object_key(info, namespace, name);
         let (_, current) = self.store.get(&key, None).await?;
         let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
-        let old = decode(&current)?;
+        let old = crate::convert::from_storage(info, decode(&current)?);
         if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
             && rv != current.mod_revision.to_string()
         {
@@ -271,7 +273,11 @@ impl Registry {
         }
         match self
             .store
-            .update(&key, encode(&typed)?, current.mod_revision)
+            .update(
+                &key,
+                encode(&crate::convert::to_storage(info, &typed))?,
+                current.mod_revision,
+            )
             .await
         {
             Ok(kv) => {
@@ -299,7 +305,7 @@ impl Registry {
         loop {
             let (_, current) = self.store.get(&key, None).await?;
             let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
-            let mut obj = decode(&current)?;
+            let mut obj = crate::convert::from_storage(info, decode(&current)?);
             if let Some(uid) = &params.uid
                 && meta_str(&obj, "uid") != Some(uid.as_str())
             {
@@ -337,7 +343,11 @@ impl Registry {
                     m.remove("resourceVersion");
                     match self
                         .store
-                        .update(&key, encode(&obj)?, current.mod_revision)
+                        .update(
+                            &key,
+                            encode(&crate::convert::to_storage(info, &obj))?,
+                            current.mod_revision,
+                        )
                         .await
                     {
                         Ok(kv) => {

@@ -82,6 +82,14 @@ impl WatchEvent {
     }
 }
 
+/// A stored object as the watched resource shows it.
+fn converted(info: &ResourceInfo, obj: &Arc<Value>) -> Arc<Value> {
+    if crate::convert::is_events_v1(info) {
+        return Arc::new(crate::convert::from_storage(info, (**obj).clone()));
+    }
+    obj.clone()
+}
+
 fn matches(params: &WatchParams, obj: &Value) -> bool {
     params.label_selector.matches_labels(obj) && params.field_selector.matches_fields(obj)
 }
@@ -149,12 +157,14 @@ impl Registry {
             let (rv, objects, sub) = cacher
                 .snapshot(&prefix)
                 .ok_or_else(|| ApiError::Internal("the watch cache is restarting".into()))?;
-            for obj in objects.iter().filter(|o| matches(&params, o)) {
-                queued.push_back(WatchEvent {
-                    kind: "ADDED",
-                    object: obj.clone(),
-                    shared: None,
-                });
+            for obj in objects.iter().map(|o| converted(info, o)) {
+                if matches(&params, &obj) {
+                    queued.push_back(WatchEvent {
+                        kind: "ADDED",
+                        object: obj,
+                        shared: None,
+                    });
+                }
             }
             if params.send_initial_events && params.allow_bookmarks {
                 queued.push_back(bookmark(info, rv, true));
@@ -272,6 +282,24 @@ impl WatchStream {
 
     /// The event a change is for this watcher, given its selectors (None: not for it).
     fn translate(&self, c: Arc<Change>) -> Option<WatchEvent> {
+        if crate::convert::is_events_v1(self.info) {
+            // Served from another group's storage: convert, and share no serialized line.
+            let converted = Change {
+                rv: c.rv,
+                key: c.key.clone(),
+                deleted: c.deleted,
+                object: converted(self.info, &c.object),
+                prev: c.prev.as_ref().map(|p| converted(self.info, p)),
+                line: Default::default(),
+            };
+            let mut e = self.translate_plain(Arc::new(converted))?;
+            e.shared = None;
+            return Some(e);
+        }
+        self.translate_plain(c)
+    }
+
+    fn translate_plain(&self, c: Arc<Change>) -> Option<WatchEvent> {
         let old_matches = c.prev.as_deref().is_some_and(|o| matches(&self.params, o));
         let kind = if c.deleted {
             if !matches(&self.params, &c.object) {

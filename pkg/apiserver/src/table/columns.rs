@@ -155,33 +155,45 @@ pub fn for_kind(group: &str, kind: &str) -> Vec<Column> {
             }),
             col("StorageClass", |o, _| s(o, "/spec/storageClassName")),
         ],
-        ("", "Event") => vec![
-            col("Last Seen", |o, now| {
-                let t = o
-                    .get("lastTimestamp")
-                    .or(o.get("eventTime"))
-                    .and_then(Value::as_str)
+        ("", "Event") => {
+            // kubectl's event columns: no Name or Age (Name only with -o wide).
+            return vec![
+                col("Last Seen", |o, now| {
+                    let t = [
+                        "/lastTimestamp",
+                        "/eventTime",
+                        "/metadata/creationTimestamp",
+                    ]
+                    .iter()
+                    .find_map(|p| o.pointer(p).and_then(Value::as_str))
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-                json!(t.map_or("<unknown>".to_string(), |t| human_duration(
-                    (now - t.with_timezone(&Utc)).num_seconds()
-                )))
-            }),
-            col("Type", |o, _| s(o, "/type")),
-            col("Reason", |o, _| s(o, "/reason")),
-            col("Object", |o, _| {
-                json!(format!(
-                    "{}/{}",
-                    o.pointer("/involvedObject/kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_lowercase(),
-                    o.pointer("/involvedObject/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                ))
-            }),
-            col("Message", |o, _| s(o, "/message")),
-        ],
+                    json!(t.map_or("<unknown>".to_string(), |t| human_duration(
+                        (now - t.with_timezone(&Utc)).num_seconds()
+                    )))
+                }),
+                col("Type", |o, _| s(o, "/type")),
+                col("Reason", |o, _| s(o, "/reason")),
+                col("Object", |o, _| {
+                    json!(format!(
+                        "{}/{}",
+                        o.pointer("/involvedObject/kind")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_lowercase(),
+                        o.pointer("/involvedObject/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    ))
+                }),
+                col("Message", |o, _| s(o, "/message")),
+                wide("Source", |o, _| s(o, "/source/component")),
+                wide("Count", |o, _| json!(n(o, "/count"))),
+                Column {
+                    priority: 1,
+                    ..NAME
+                },
+            ];
+        }
         ("apps", "Deployment") => vec![
             col("Ready", ready_of_replicas),
             int("Up-to-date", |o, _| json!(n(o, "/status/updatedReplicas"))),
