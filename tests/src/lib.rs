@@ -1,5 +1,6 @@
 //! Shared helpers of minik's integration and end-to-end tests.
 
+pub mod api;
 pub mod server;
 pub mod store_contract;
 

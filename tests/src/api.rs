@@ -1,0 +1,107 @@
+//! The API server in process (router over an in-memory store), for tests that need no
+//! socket.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use minik_apiserver::{AppState, app};
+use minik_registry::Registry;
+use minik_store::StoreOptions;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// The API router in process over an in-memory store.
+pub struct Api {
+    pub router: axum::Router,
+    pub store: std::sync::Arc<dyn minik_store::Backend>,
+}
+
+/// A fresh API with the `default` namespace.
+pub async fn api() -> Api {
+    let options = StoreOptions {
+        compaction_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let store = minik_store::open("memory://", std::path::Path::new("/"), options)
+        .await
+        .unwrap();
+    let registry = Registry::new(store.clone());
+    let api = Api {
+        router: app(AppState::new(registry)),
+        store,
+    };
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces",
+            Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})),
+        )
+        .await;
+    assert_eq!(code, 201);
+    api
+}
+
+impl Api {
+    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(match body {
+                Some(b) => Body::from(serde_json::to_vec(&b).unwrap()),
+                None => Body::empty(),
+            })
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (code, v)
+    }
+
+    /// The first `n` lines of a watch response.
+    pub async fn watch_lines(&self, uri: &str, n: usize) -> Vec<Value> {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body().into_data_stream();
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while lines.len() < n {
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut body))
+                    .await
+                    .expect("a watch event in 10 s")
+                    .expect("stream open")
+                    .unwrap();
+            buf.extend_from_slice(&chunk);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                lines.push(serde_json::from_slice(&line).unwrap());
+            }
+        }
+        lines
+    }
+}
+
+/// The names of a list's items.
+pub fn item_names(list: &Value) -> Vec<&str> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect()
+}
+
+pub fn deploy(name: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+}
+
+pub const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
