@@ -526,3 +526,37 @@ async fn events_are_one_storage_in_two_groups() {
         404
     );
 }
+
+#[tokio::test]
+async fn hpas_are_one_storage_in_two_versions() {
+    let api = api().await;
+    let v1 = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers";
+    let v2 = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    let (code, created) = api
+        .call(Method::POST, v1, Some(json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 60}})))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["targetCPUUtilizationPercentage"], 60);
+    let (_, as_v2) = api.call(Method::GET, &format!("{v2}/web"), None).await;
+    assert_eq!(as_v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        as_v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+    let (_, list) = api.call(Method::GET, v1, None).await;
+    assert_eq!(
+        list["items"][0]["spec"]["targetCPUUtilizationPercentage"],
+        60
+    );
+    assert_eq!(
+        api.call(Method::DELETE, &format!("{v2}/web"), None).await.0,
+        200
+    );
+    assert_eq!(
+        api.call(Method::GET, &format!("{v1}/web"), None).await.0,
+        404
+    );
+}

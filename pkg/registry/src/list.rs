@@ -164,7 +164,7 @@ impl Registry {
         if rv < wanted {
             return Ok(None);
         }
-        let convert = crate::convert::is_events_v1(info);
+        let convert = crate::convert::converts(info);
         let items: Vec<Cow<'_, Value>> = objects
             .iter()
             .map(|o| match convert {

@@ -84,7 +84,7 @@ impl WatchEvent {
 
 /// A stored object as the watched resource shows it.
 fn converted(info: &ResourceInfo, obj: &Arc<Value>) -> Arc<Value> {
-    if crate::convert::is_events_v1(info) {
+    if crate::convert::converts(info) {
         return Arc::new(crate::convert::from_storage(info, (**obj).clone()));
     }
     obj.clone()
@@ -282,7 +282,7 @@ impl WatchStream {
 
     /// The event a change is for this watcher, given its selectors (None: not for it).
     fn translate(&self, c: Arc<Change>) -> Option<WatchEvent> {
-        if crate::convert::is_events_v1(self.info) {
+        if crate::convert::converts(self.info) {
             // Served from another group's storage: convert, and share no serialized line.
             let converted = Change {
                 rv: c.rv,
