@@ -3,6 +3,7 @@
 
 mod cells;
 mod columns;
+mod group_columns;
 
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};

@@ -17,7 +17,7 @@ pub struct Column {
     pub cell: Cell,
 }
 
-const fn col(name: &'static str, cell: Cell) -> Column {
+pub(super) const fn col(name: &'static str, cell: Cell) -> Column {
     Column {
         name,
         kind: "string",
@@ -27,7 +27,7 @@ const fn col(name: &'static str, cell: Cell) -> Column {
     }
 }
 
-const fn int(name: &'static str, cell: Cell) -> Column {
+pub(super) const fn int(name: &'static str, cell: Cell) -> Column {
     Column {
         name,
         kind: "integer",
@@ -37,7 +37,7 @@ const fn int(name: &'static str, cell: Cell) -> Column {
     }
 }
 
-const fn wide(name: &'static str, cell: Cell) -> Column {
+pub(super) const fn wide(name: &'static str, cell: Cell) -> Column {
     Column {
         name,
         kind: "string",
@@ -54,7 +54,7 @@ const NAME: Column = Column {
     priority: 0,
     cell: |o, _| s(o, "/metadata/name"),
 };
-const AGE: Column = col("Age", age);
+pub(super) const AGE: Column = col("Age", age);
 
 /// The columns of a kind (Name and Age around the kind's own).
 pub fn for_kind(group: &str, kind: &str) -> Vec<Column> {
@@ -194,85 +194,6 @@ pub fn for_kind(group: &str, kind: &str) -> Vec<Column> {
                 },
             ];
         }
-        ("apps", "Deployment") => vec![
-            col("Ready", ready_of_replicas),
-            int("Up-to-date", |o, _| json!(n(o, "/status/updatedReplicas"))),
-            int("Available", |o, _| json!(n(o, "/status/availableReplicas"))),
-            AGE,
-            wide("Containers", |o, _| {
-                container_field(o, "/spec/template/spec/containers", "name")
-            }),
-            wide("Images", |o, _| {
-                container_field(o, "/spec/template/spec/containers", "image")
-            }),
-            wide("Selector", |o, _| {
-                labels_selector(o, "/spec/selector/matchLabels")
-            }),
-        ],
-        ("apps", "ReplicaSet") => vec![
-            int("Desired", |o, _| json!(n(o, "/spec/replicas"))),
-            int("Current", |o, _| json!(n(o, "/status/replicas"))),
-            int("Ready", |o, _| json!(n(o, "/status/readyReplicas"))),
-        ],
-        ("apps", "StatefulSet") => vec![col("Ready", ready_of_replicas)],
-        ("apps", "DaemonSet") => vec![
-            int("Desired", |o, _| {
-                json!(n(o, "/status/desiredNumberScheduled"))
-            }),
-            int("Current", |o, _| {
-                json!(n(o, "/status/currentNumberScheduled"))
-            }),
-            int("Ready", |o, _| json!(n(o, "/status/numberReady"))),
-            int("Up-to-date", |o, _| {
-                json!(n(o, "/status/updatedNumberScheduled"))
-            }),
-            int("Available", |o, _| json!(n(o, "/status/numberAvailable"))),
-            col("Node Selector", |o, _| {
-                labels_selector(o, "/spec/template/spec/nodeSelector")
-            }),
-        ],
-        ("batch", "Job") => vec![
-            col("Status", |o, _| {
-                let done = o
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|cs| {
-                        cs.iter()
-                            .find(|c| c.get("status") == Some(&json!("True")))
-                            .and_then(|c| c.get("type").and_then(Value::as_str))
-                    });
-                json!(match done {
-                    Some("Complete") => "Complete",
-                    Some("Failed") => "Failed",
-                    Some("Suspended") => "Suspended",
-                    _ => "Running",
-                })
-            }),
-            col("Completions", completions),
-        ],
-        ("batch", "CronJob") => vec![
-            col("Schedule", |o, _| s(o, "/spec/schedule")),
-            col("Timezone", |o, _| {
-                or_none(s(o, "/spec/timeZone").as_str().unwrap_or("").into())
-            }),
-            col("Suspend", |o, _| {
-                json!(if o.pointer("/spec/suspend") == Some(&json!(true)) {
-                    "True"
-                } else {
-                    "False"
-                })
-            }),
-            int("Active", |o, _| json!(len(o, "/status/active"))),
-            col("Last Schedule", |o, now| {
-                let t = o
-                    .pointer("/status/lastScheduleTime")
-                    .and_then(Value::as_str)
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-                json!(t.map_or("<none>".to_string(), |t| human_duration(
-                    (now - t.with_timezone(&Utc)).num_seconds()
-                )))
-            }),
-        ],
         ("", "ComponentStatus") => {
             return vec![
                 NAME,
@@ -285,48 +206,40 @@ pub fn for_kind(group: &str, kind: &str) -> Vec<Column> {
             ];
         }
         ("", "Endpoints") => vec![col("Endpoints", endpoints_cell)],
-        ("discovery.k8s.io", "EndpointSlice") => vec![
-            col("AddressType", |o, _| s(o, "/addressType")),
-            col("Ports", |o, _| {
-                let ports: Vec<String> = o
-                    .pointer("/ports")
-                    .and_then(Value::as_array)
-                    .map(|ps| {
-                        ps.iter()
-                            .filter_map(|p| p.get("port").and_then(Value::as_i64))
-                            .map(|p| p.to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                json!(if ports.is_empty() {
-                    "<unset>".to_string()
-                } else {
-                    ports.join(",")
+        ("", "PersistentVolume") => vec![
+            col("Capacity", |o, _| s(o, "/spec/capacity/storage")),
+            col("Reclaim Policy", |o, _| {
+                s(o, "/spec/persistentVolumeReclaimPolicy")
+            }),
+            col("Status", |o, _| s(o, "/status/phase")),
+            col("Claim", |o, _| {
+                let ns = o
+                    .pointer("/spec/claimRef/namespace")
+                    .and_then(Value::as_str);
+                let name = o.pointer("/spec/claimRef/name").and_then(Value::as_str);
+                json!(match (ns, name) {
+                    (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                    _ => String::new(),
                 })
             }),
-            col("Endpoints", |o, _| {
-                let addrs: Vec<String> = o
-                    .pointer("/endpoints")
-                    .and_then(Value::as_array)
-                    .map(|es| {
-                        es.iter()
-                            .flat_map(|e| {
-                                e.get("addresses")
-                                    .and_then(Value::as_array)
-                                    .cloned()
-                                    .unwrap_or_default()
-                            })
-                            .filter_map(|a| a.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                or_none(addrs.join(","))
-            }),
+            col("StorageClass", |o, _| s(o, "/spec/storageClassName")),
         ],
-        ("coordination.k8s.io", "Lease") => {
-            vec![col("Holder", |o, _| s(o, "/spec/holderIdentity"))]
-        }
-        _ => vec![],
+        _ => match super::group_columns::for_group_kind(group, kind) {
+            Some(own) => own,
+            // Resources without a printer of their own: Name and Created At, as kube-apiserver.
+            None => {
+                return vec![
+                    NAME,
+                    Column {
+                        name: "Created At",
+                        kind: "date",
+                        format: "",
+                        priority: 0,
+                        cell: |o, _| s(o, "/metadata/creationTimestamp"),
+                    },
+                ];
+            }
+        },
     };
     let has_age = own.iter().any(|c| c.name == "Age");
     cols.extend(own);
