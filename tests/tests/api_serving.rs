@@ -121,3 +121,41 @@ async fn protobuf_answers_for_protobuf_only_clients() {
     let (code, _, _) = get(format!("{cms}?watch=true"), pb).await;
     assert_eq!(code, 406);
 }
+
+#[tokio::test]
+async fn deprecated_resources_warn() {
+    let api = api().await;
+    for (uri, want) in [
+        (
+            "/api/v1/componentstatuses",
+            "v1 ComponentStatus is deprecated in v1.19+",
+        ),
+        (
+            "/api/v1/namespaces/default/endpoints",
+            "v1 Endpoints is deprecated in v1.33+",
+        ),
+    ] {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let resp = api.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let warning = resp.headers().get("warning").unwrap().to_str().unwrap();
+        assert!(
+            warning.starts_with("299 - \"") && warning.contains(want),
+            "{warning}"
+        );
+    }
+    let req = Request::builder()
+        .uri("/api/v1/namespaces/default/configmaps")
+        .body(Body::empty())
+        .unwrap();
+    assert!(
+        api.router
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap()
+            .headers()
+            .get("warning")
+            .is_none()
+    );
+}

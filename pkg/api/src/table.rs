@@ -25,6 +25,8 @@ pub struct ResourceInfo {
     /// Decode a body as this type and encode it again: the typed view of the object, with
     /// defaults of the Rust types and unknown fields dropped.
     pub typed: fn(&serde_json::Value) -> Result<serde_json::Value, String>,
+    /// The warning kube-apiserver sends with every request to a deprecated resource.
+    pub deprecated: Option<&'static str>,
     /// Add this type's OpenAPI schema (and every schema it refers to) to a generator;
     /// returns the reference to it.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
@@ -97,6 +99,7 @@ where
         subresources,
         typed: typed::<T>,
         schema: schema::<T>,
+        deprecated: None,
     }
 }
 
@@ -196,8 +199,17 @@ static TABLE: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         info::<apireg::APIService>(&[], &["api-extensions"], STATUS),
     ];
     for r in t.iter_mut() {
-        if r.kind == "ComponentStatus" {
-            r.verbs = READ_ONLY;
+        match (r.group, r.kind) {
+            ("", "ComponentStatus") => {
+                r.verbs = READ_ONLY;
+                r.deprecated = Some("v1 ComponentStatus is deprecated in v1.19+");
+            }
+            ("", "Endpoints") => {
+                r.deprecated = Some(
+                    "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice",
+                );
+            }
+            _ => {}
         }
     }
     t

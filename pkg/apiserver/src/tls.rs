@@ -91,7 +91,9 @@ async fn connection(
         }
     };
     let service = TowerToHyperService::new(app);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Informers keep many watches open on one HTTP/2 connection (kube-apiserver allows 1000).
+    builder.http2().max_concurrent_streams(1000);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::select! {
         r = conn => if let Err(e) = r {

@@ -142,10 +142,15 @@ async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Re
         code: String::new(),
     };
     let timer = RequestTimer::start(&state.metrics, labels);
-    let resp = match dispatch(state, &target, req).await {
+    let mut resp = match dispatch(state, &target, req).await {
         Ok(resp) => resp,
         Err(e) => Failure(e).into_response(),
     };
+    if let Some(msg) = target.info.deprecated
+        && let Ok(v) = format!("299 - \"{msg}\"").parse()
+    {
+        resp.headers_mut().append(axum::http::header::WARNING, v);
+    }
     timer.finish(resp.status().as_u16());
     resp
 }
