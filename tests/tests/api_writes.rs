@@ -560,3 +560,46 @@ async fn hpas_are_one_storage_in_two_versions() {
         404
     );
 }
+
+#[tokio::test]
+async fn service_updates_keep_and_change_allocations() {
+    let api = api().await;
+    let svcs = "/api/v1/namespaces/default/services";
+    let (_, a) = api
+        .call(
+            Method::POST,
+            svcs,
+            Some(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"},
+            "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}),
+            ),
+        )
+        .await;
+    let ip = a["spec"]["clusterIP"].clone();
+    // A replace that leaves out the allocated values keeps them.
+    let mut bare = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"},
+        "spec": {"type": "NodePort", "selector": {"app": "a"}, "ports": [{"port": 80}]}});
+    let (code, np) = api
+        .call(Method::PUT, &format!("{svcs}/a"), Some(bare.clone()))
+        .await;
+    assert_eq!(code, 200, "{np}");
+    assert_eq!(np["spec"]["clusterIP"], ip);
+    let port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&port));
+    // Again without nodePort: the same one is kept.
+    let (_, again) = api
+        .call(Method::PUT, &format!("{svcs}/a"), Some(bare.clone()))
+        .await;
+    assert_eq!(again["spec"]["ports"][0]["nodePort"], port);
+    // Back to ClusterIP: the node port is dropped and free again.
+    bare["spec"]["type"] = json!("ClusterIP");
+    let (_, back) = api
+        .call(Method::PUT, &format!("{svcs}/a"), Some(bare))
+        .await;
+    assert!(back["spec"]["ports"][0].get("nodePort").is_none());
+    let (code, b) = api
+        .call(Method::POST, svcs, Some(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"},
+            "spec": {"type": "NodePort", "selector": {"app": "b"}, "ports": [{"port": 80, "nodePort": port}]}})))
+        .await;
+    assert_eq!(code, 201, "{b}");
+}

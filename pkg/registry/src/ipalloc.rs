@@ -216,6 +216,63 @@ impl Registry {
         Ok(())
     }
 
+    /// On a service update: give ports that need one a node port, drop node ports from a
+    /// type that has none. Returns the ports taken here (to give back if the update fails).
+    pub(crate) async fn update_node_ports(
+        &self,
+        ns: &str,
+        old: &Value,
+        svc: &mut Value,
+    ) -> Result<Vec<i64>> {
+        let held = node_ports(old);
+        let needs = matches!(
+            svc.pointer("/spec/type").and_then(Value::as_str),
+            Some("NodePort" | "LoadBalancer")
+        );
+        let name = svc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let owner = format!("{ns}/{name}").into_bytes();
+        let count = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let mut taken = Vec::new();
+        for i in 0..count {
+            let port = &mut svc["spec"]["ports"][i];
+            if !needs {
+                if let Some(m) = port.as_object_mut() {
+                    m.remove("nodePort");
+                }
+                continue;
+            }
+            let asked = port.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
+            if asked != 0 && held.contains(&asked) {
+                continue;
+            }
+            match self.node_port(asked, &owner).await {
+                Some(p) => {
+                    taken.push(p);
+                    svc["spec"]["ports"][i]["nodePort"] = json!(p);
+                }
+                None => {
+                    self.release_node_ports(&taken).await;
+                    return Err(node_port_error(&name, i, asked));
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Give node ports back.
+    pub(crate) async fn release_node_ports(&self, ports: &[i64]) {
+        for p in ports {
+            let _ = self.store.delete(&node_port_key(*p), None).await;
+        }
+    }
+
     /// Reserve `asked` (or, for 0, any free node port); None when that cannot be had.
     async fn node_port(&self, asked: i64, owner: &[u8]) -> Option<i64> {
         let reserve = async |p: i64| {
@@ -262,7 +319,7 @@ fn node_port_key(port: i64) -> String {
     format!("/registry/minik/nodeports/{port}")
 }
 
-fn node_ports(svc: &Value) -> Vec<i64> {
+pub(crate) fn node_ports(svc: &Value) -> Vec<i64> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
         .into_iter()

@@ -271,23 +271,38 @@ impl Registry {
                 Err(e) => Err(e.into()),
             };
         }
-        match self
-            .store
-            .update(
-                &key,
-                encode(&crate::convert::to_storage(info, &typed))?,
-                current.mod_revision,
-            )
-            .await
-        {
+        let service = info.group.is_empty() && info.kind == "Service" && !status;
+        let taken = match service {
+            true => {
+                self.update_node_ports(namespace.unwrap_or("default"), &old, &mut typed)
+                    .await?
+            }
+            false => Vec::new(),
+        };
+        let stored = encode(&crate::convert::to_storage(info, &typed))?;
+        match self.store.update(&key, stored, current.mod_revision).await {
             Ok(kv) => {
+                if service {
+                    // Node ports the service no longer has go back to the pool.
+                    let now = crate::ipalloc::node_ports(&typed);
+                    let stale: Vec<i64> = crate::ipalloc::node_ports(&old)
+                        .into_iter()
+                        .filter(|p| !now.contains(p))
+                        .collect();
+                    self.release_node_ports(&stale).await;
+                }
                 meta_mut(&mut typed)?
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 Ok((typed, warnings))
             }
-            Err(minik_store::Error::Conflict { .. }) => Err(ApiError::conflict(info, name)),
-            Err(minik_store::Error::NotFound { .. }) => Err(ApiError::not_found(info, name)),
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                self.release_node_ports(&taken).await;
+                Err(match e {
+                    minik_store::Error::Conflict { .. } => ApiError::conflict(info, name),
+                    minik_store::Error::NotFound { .. } => ApiError::not_found(info, name),
+                    e => e.into(),
+                })
+            }
         }
     }
 

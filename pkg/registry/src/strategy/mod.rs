@@ -71,8 +71,40 @@ fn job_selector(obj: &mut Value) {
     }
 }
 
+/// A service update keeps what was allocated when the new object leaves it out
+/// (kube-apiserver's patchAllocatedValues): the ClusterIPs, and each port's nodePort.
+fn keep_allocated(old: &Value, new: &mut Value) {
+    for field in ["clusterIP", "clusterIPs"] {
+        if new.pointer(&format!("/spec/{field}")).is_none()
+            && let Some(v) = old.pointer(&format!("/spec/{field}"))
+        {
+            new["spec"][field] = v.clone();
+        }
+    }
+    let old_ports = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+        for p in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+            let same = old_ports.iter().find(|o| {
+                o.get("port") == p.get("port")
+                    && o.get("protocol").unwrap_or(&json!("TCP"))
+                        == p.get("protocol").unwrap_or(&json!("TCP"))
+            });
+            if let Some(np) = same.and_then(|o| o.get("nodePort")) {
+                p["nodePort"] = np.clone();
+            }
+        }
+    }
+}
+
 /// On a main-resource update, keep the stored status (PrepareForUpdate).
 pub fn prepare_for_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
+    if info.group.is_empty() && info.kind == "Service" {
+        keep_allocated(old, new);
+    }
     if has_status(info) {
         match old.get("status") {
             Some(s) => new["status"] = s.clone(),
