@@ -28,9 +28,12 @@ fn main() -> ExitCode {
 fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colors only for a terminal; logs in files and journals stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
