@@ -11,25 +11,28 @@ fn find_source() -> PathBuf {
     if let Some(p) = std::env::var_os("MINIK_K8S_PB_SRC") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .expect("CARGO_HOME or HOME");
-    let registry = home.join("registry").join("src");
-    for entry in std::fs::read_dir(&registry).expect("cargo registry sources") {
-        let candidate = entry
-            .expect("registry entry")
-            .path()
-            .join(K8S_PB)
-            .join("src");
-        if candidate.is_dir() {
-            return candidate;
+    // Cargo's home: $CARGO_HOME (set by rustup), else ~/.cargo, else the usual system place.
+    let homes = [
+        std::env::var_os("CARGO_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")),
+        Some(PathBuf::from("/usr/local/cargo")),
+    ];
+    for registry in homes
+        .into_iter()
+        .flatten()
+        .map(|h| h.join("registry").join("src"))
+    {
+        let Ok(entries) = std::fs::read_dir(&registry) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let candidate = entry.path().join(K8S_PB).join("src");
+            if candidate.is_dir() {
+                return candidate;
+            }
         }
     }
-    panic!(
-        "{K8S_PB} sources not found under {}; set MINIK_K8S_PB_SRC",
-        registry.display()
-    );
+    panic!("{K8S_PB} sources not found in Cargo's registry; set MINIK_K8S_PB_SRC to its src/");
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
