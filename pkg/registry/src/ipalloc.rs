@@ -178,46 +178,16 @@ impl Registry {
         }
     }
 
+    /// A new service's node ports: an update from nothing.
     async fn allocate_node_ports(&self, ns: &str, svc: &mut Value) -> Result<()> {
-        let ty = svc
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP");
-        if !matches!(ty, "NodePort" | "LoadBalancer") {
-            return Ok(());
-        }
-        let name = svc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let owner = format!("{ns}/{name}").into_bytes();
-        let count = svc
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        let mut taken_here = Vec::new();
-        for i in 0..count {
-            let asked = svc["spec"]["ports"][i]["nodePort"].as_i64().unwrap_or(0);
-            match self.node_port(asked, &owner).await {
-                Some(port) => {
-                    taken_here.push(port);
-                    svc["spec"]["ports"][i]["nodePort"] = json!(port);
-                }
-                None => {
-                    // Give back what this create took; the ports asked for belong to others.
-                    for p in taken_here {
-                        let _ = self.store.delete(&node_port_key(p), None).await;
-                    }
-                    return Err(node_port_error(&name, i, asked));
-                }
-            }
-        }
-        Ok(())
+        self.update_node_ports(ns, &Value::Null, svc)
+            .await
+            .map(|_| ())
     }
 
-    /// On a service update: give ports that need one a node port, drop node ports from a
-    /// type that has none. Returns the ports taken here (to give back if the update fails).
+    /// Give ports that need one a node port (keeping those `old` already holds), and drop
+    /// node ports from a type that has none. Returns the ports taken here, to give back if
+    /// the write fails; on an error nothing taken here stays taken.
     pub(crate) async fn update_node_ports(
         &self,
         ns: &str,
