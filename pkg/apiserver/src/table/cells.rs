@@ -265,3 +265,22 @@ pub(super) fn endpoints_cell(o: &Value, _: DateTime<Utc>) -> Value {
     }
     or_none(out.join(","))
 }
+
+/// The string at `p`, or "".
+pub(super) fn text<'a>(o: &'a Value, p: &str) -> &'a str {
+    o.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The string at `p`, or `default`.
+pub(super) fn str_or(o: &Value, p: &str, default: &str) -> Value {
+    json!(o.pointer(p).and_then(Value::as_str).unwrap_or(default))
+}
+
+/// `Kind/name` of the reference at `base` (scaleTargetRef, roleRef, involvedObject).
+pub(super) fn kind_name(o: &Value, base: &str) -> String {
+    format!(
+        "{}/{}",
+        text(o, &format!("{base}/kind")),
+        text(o, &format!("{base}/name"))
+    )
+}

@@ -176,13 +176,8 @@ pub fn for_kind(group: &str, kind: &str) -> Vec<Column> {
                 col("Object", |o, _| {
                     json!(format!(
                         "{}/{}",
-                        o.pointer("/involvedObject/kind")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_lowercase(),
-                        o.pointer("/involvedObject/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
+                        text(o, "/involvedObject/kind").to_lowercase(),
+                        text(o, "/involvedObject/name")
                     ))
                 }),
                 col("Message", |o, _| s(o, "/message")),

@@ -132,18 +132,10 @@ pub(super) fn for_group_kind(group: &str, kind: &str) -> Option<Vec<Column>> {
         ("storage.k8s.io", "StorageClass") => vec![
             col("Provisioner", |o, _| s(o, "/provisioner")),
             col("ReclaimPolicy", |o, _| {
-                json!(
-                    o.get("reclaimPolicy")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Delete")
-                )
+                str_or(o, "/reclaimPolicy", "Delete")
             }),
             col("VolumeBindingMode", |o, _| {
-                json!(
-                    o.get("volumeBindingMode")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Immediate")
-                )
+                str_or(o, "/volumeBindingMode", "Immediate")
             }),
             col("AllowVolumeExpansion", |o, _| {
                 json!(
@@ -192,15 +184,7 @@ pub(super) fn for_group_kind(group: &str, kind: &str) -> Option<Vec<Column>> {
         ],
         ("autoscaling", "HorizontalPodAutoscaler") => vec![
             col("Reference", |o, _| {
-                json!(format!(
-                    "{}/{}",
-                    o.pointer("/spec/scaleTargetRef/kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or(""),
-                    o.pointer("/spec/scaleTargetRef/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                ))
+                json!(kind_name(o, "/spec/scaleTargetRef"))
             }),
             col("MinPods", |o, _| {
                 json!(
@@ -235,17 +219,7 @@ pub(super) fn for_group_kind(group: &str, kind: &str) -> Option<Vec<Column>> {
             }),
         ],
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            vec![col("Role", |o, _| {
-                json!(format!(
-                    "{}/{}",
-                    o.pointer("/roleRef/kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or(""),
-                    o.pointer("/roleRef/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                ))
-            })]
+            vec![col("Role", |o, _| json!(kind_name(o, "/roleRef")))]
         }
         ("networking.k8s.io", "NetworkPolicy") => vec![col("Pod-Selector", |o, _| {
             labels_selector(o, "/spec/podSelector/matchLabels")
