@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use minik_bench::report::{Table, ms, rate};
+use minik_bench::report::{Table, ms, p50_p99_ms, rate};
 use minik_tests::server::Server;
 
 struct Plan {
@@ -180,14 +180,7 @@ async fn main() {
     }
     t.row(
         "get p50 / p99 (ms)",
-        vec![
-            format!(
-                "{} / {}",
-                ms(h.value_at_quantile(0.5) as f64 / 1e3),
-                ms(h.value_at_quantile(0.99) as f64 / 1e3)
-            ),
-            "p99 < 5".into(),
-        ],
+        vec![p50_p99_ms(&h, 1e3), "p99 < 5".into()],
     );
 
     let list: Api<ConfigMap> = Api::namespaced(client.clone(), "list");
@@ -242,14 +235,7 @@ async fn main() {
             "watch delivery p50 / p99 (ms), {} watchers, {} writes/s",
             p.watchers, p.watch_rate
         ),
-        vec![
-            format!(
-                "{} / {}",
-                ms(all.value_at_quantile(0.5) as f64 / 1e6),
-                ms(all.value_at_quantile(0.99) as f64 / 1e6)
-            ),
-            "p99 < 50".into(),
-        ],
+        vec![p50_p99_ms(&all, 1e6), "p99 < 50".into()],
     );
     t.row(
         "watch events delivered / expected",

@@ -81,3 +81,12 @@ pub fn ratio(minik: f64, etcd: f64) -> String {
         "-".into()
     }
 }
+
+/// "p50 / p99" of a histogram in milliseconds; `per_ms` is how many recorded units make 1 ms.
+pub fn p50_p99_ms(h: &hdrhistogram::Histogram<u64>, per_ms: f64) -> String {
+    format!(
+        "{} / {}",
+        ms(h.value_at_quantile(0.5) as f64 / per_ms),
+        ms(h.value_at_quantile(0.99) as f64 / per_ms)
+    )
+}
