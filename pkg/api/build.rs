@@ -87,6 +87,40 @@ fn message_type(ty: &str) -> String {
         .to_string()
 }
 
+/// The Go markers (`+patchStrategy=merge`, `+listType=map`, ...) of a doc comment: the patch
+/// and apply semantics of a field, kept by k8s-pb from the Kubernetes sources.
+#[derive(Default)]
+struct Markers {
+    patch_strategy: String,
+    merge_key: String,
+    list_type: String,
+    list_keys: Vec<String>,
+    map_type: String,
+    struct_type: String,
+}
+
+impl Markers {
+    fn from(doc: &[&str]) -> Markers {
+        let mut m = Markers::default();
+        for line in doc {
+            let Some((key, value)) = line.strip_prefix('+').and_then(|l| l.split_once('=')) else {
+                continue;
+            };
+            let value = value.trim().to_string();
+            match key {
+                "patchStrategy" => m.patch_strategy = value,
+                "patchMergeKey" => m.merge_key = value,
+                "listType" => m.list_type = value,
+                "listMapKey" => m.list_keys.push(value),
+                "mapType" => m.map_type = value,
+                "structType" => m.struct_type = value,
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
 fn main() {
     let src = find_source();
     println!("cargo:rerun-if-changed=build.rs");
@@ -110,18 +144,28 @@ fn main() {
         let mut i = 0;
         let mut in_struct = false;
         let mut pending: Option<String> = None;
+        // The doc comment above the next struct or field: it carries Go's markers.
+        let mut doc: Vec<&str> = Vec::new();
+        let mut struct_type = String::new();
         while i < lines.len() {
             let line = lines[i].trim();
-            if let Some(name) = line
+            if let Some(comment) = line.strip_prefix("///") {
+                doc.push(comment.trim());
+            } else if let Some(name) = line
                 .strip_prefix("pub struct ")
                 .and_then(|r| r.strip_suffix(" {"))
             {
                 let full = format!("{}.{}", module.join("."), name);
+                struct_type = Markers::from(&doc).struct_type;
+                doc.clear();
                 writeln!(out, "    Message {{ name: {full:?}, fields: &[").unwrap();
                 in_struct = true;
-            } else if in_struct && line == "}" {
-                out.push_str("    ] },\n");
-                in_struct = false;
+            } else if line == "}" {
+                doc.clear();
+                if in_struct {
+                    writeln!(out, "    ], struct_type: {struct_type:?} }},").unwrap();
+                    in_struct = false;
+                }
             } else if in_struct && line.starts_with("#[prost(") {
                 pending = Some(
                     line.trim_start_matches("#[prost(")
@@ -175,7 +219,21 @@ fn main() {
                     }
                     other => panic!("unknown prost kind {other:?} in {}", file.display()),
                 };
-                writeln!(out, "        Field {{ tag: {tag}, name: {:?}, kind: {kind}, repeated: {repeated} }},", name.trim().trim_start_matches("r#")).unwrap();
+                let m = Markers::from(&doc);
+                doc.clear();
+                writeln!(
+                    out,
+                    "        Field {{ tag: {tag}, name: {:?}, kind: {kind}, repeated: {repeated}, \
+                     patch_strategy: {:?}, merge_key: {:?}, list_type: {:?}, list_keys: &{:?}, \
+                     map_type: {:?} }},",
+                    name.trim().trim_start_matches("r#"),
+                    m.patch_strategy,
+                    m.merge_key,
+                    m.list_type,
+                    m.list_keys,
+                    m.map_type,
+                )
+                .unwrap();
             }
             i += 1;
         }

@@ -111,15 +111,100 @@ async fn protobuf_answers_for_protobuf_only_clients() {
     let list = minik_api::proto::decode_envelope(&body).unwrap();
     assert_eq!(list["kind"], "ConfigMapList");
     assert_eq!(list["items"][0]["metadata"]["name"], "pb");
-    // Clients that also take JSON get JSON; a protobuf-only watch is refused.
+    // Clients that also take JSON get JSON.
     let (_, ctype, _) = get(
         format!("{cms}/pb"),
         "application/vnd.kubernetes.protobuf,application/json",
     )
     .await;
     assert_eq!(ctype, "application/json");
-    let (code, _, _) = get(format!("{cms}?watch=true"), pb).await;
-    assert_eq!(code, 406);
+}
+
+#[tokio::test]
+async fn protobuf_watch_is_length_framed_watch_events() {
+    use prost::Message;
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let req = Request::builder()
+        .uri(format!("{cms}?watch=true&resourceVersion=0"))
+        .header("accept", "application/vnd.kubernetes.protobuf")
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    );
+    for name in ["w1", "w2"] {
+        api.call(Method::POST, cms, Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}}))).await;
+    }
+    let mut body = resp.into_body().into_data_stream();
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let chunk =
+            tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut body))
+                .await
+                .expect("an event within 5 s")
+                .expect("stream open")
+                .unwrap();
+        buf.extend_from_slice(&chunk);
+        while buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            if buf.len() < 4 + len {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+            let ev =
+                k8s_pb::apimachinery::pkg::apis::meta::v1::WatchEvent::decode(&frame[..]).unwrap();
+            let raw = ev.object.unwrap().raw.unwrap();
+            let obj = minik_api::proto::decode_envelope(&raw).unwrap();
+            events.push((ev.r#type.unwrap(), obj));
+        }
+    }
+    assert_eq!(events[0].0, "ADDED");
+    assert_eq!(events[0].1["kind"], "ConfigMap");
+    assert_eq!(events[0].1["data"]["k"], "w1");
+    assert_eq!(events[1].1["metadata"]["name"], "w2");
+}
+
+#[tokio::test]
+async fn openapi_v2_and_v3_carry_patch_and_list_extensions() {
+    let api = api().await;
+    let (code, v2) = api.call(Method::GET, "/openapi/v2", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(v2["swagger"], "2.0");
+    let containers = &v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+    assert_eq!(containers["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        containers["items"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.Container"
+    );
+    let deploy = &v2["definitions"]["io.k8s.api.apps.v1.Deployment"];
+    assert_eq!(
+        deploy["x-kubernetes-group-version-kind"][0]["kind"],
+        "Deployment"
+    );
+    // A reference with a description is a plain $ref in v2.
+    assert_eq!(
+        deploy["properties"]["spec"]["$ref"],
+        "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    );
+    assert!(
+        v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"].is_object()
+    );
+    let (_, v3) = api.call(Method::GET, "/openapi/v3/api/v1", None).await;
+    let ports = &v3["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"]["ports"];
+    assert_eq!(
+        ports["x-kubernetes-list-map-keys"],
+        json!(["containerPort", "protocol"])
+    );
+    let selector =
+        &v3["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"];
+    assert_eq!(selector["x-kubernetes-map-type"], "atomic");
 }
 
 #[tokio::test]

@@ -126,6 +126,72 @@ async fn finalizers_dry_run_preconditions_and_collections() {
 }
 
 #[tokio::test]
+async fn propagation_policy_leaves_the_garbage_collectors_finalizer() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for name in ["fg", "or", "bg"] {
+        api.call(
+            Method::POST,
+            cms,
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})),
+        )
+        .await;
+    }
+    let (code, fg) = api
+        .call(
+            Method::DELETE,
+            &format!("{cms}/fg"),
+            Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(fg["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    assert!(fg["metadata"]["deletionTimestamp"].is_string());
+    // Asked again as Orphan: the finalizer is swapped.
+    let (_, or) = api
+        .call(
+            Method::DELETE,
+            &format!("{cms}/fg?propagationPolicy=Orphan"),
+            None,
+        )
+        .await;
+    assert_eq!(or["metadata"]["finalizers"], json!(["orphan"]));
+    let (_, or) = api
+        .call(
+            Method::DELETE,
+            &format!("{cms}/or"),
+            Some(json!({"orphanDependents": true})),
+        )
+        .await;
+    assert_eq!(or["metadata"]["finalizers"], json!(["orphan"]));
+    // Background (the default): gone at once.
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{cms}/bg?propagationPolicy=Background"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        api.call(Method::GET, &format!("{cms}/bg"), None).await.0,
+        404
+    );
+    let (code, bad) = api
+        .call(
+            Method::DELETE,
+            &format!("{cms}/or?propagationPolicy=Sideways"),
+            None,
+        )
+        .await;
+    assert_eq!((code, bad["reason"].as_str()), (422, Some("Invalid")));
+    assert!(
+        bad["message"].as_str().unwrap().contains("Sideways"),
+        "{bad}"
+    );
+}
+
+#[tokio::test]
 async fn defaults_validation_and_cluster_ips() {
     let api = api().await;
     let (code, d) = api

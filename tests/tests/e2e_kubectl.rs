@@ -94,6 +94,16 @@ fn version_discovery_and_bootstrap() {
             explain.contains("GROUP:") && explain.contains("apps"),
             "{explain}"
         );
+        // OpenAPI v2, fetched as gnostic protobuf, down through references.
+        let explain = ok(k.run(&[
+            "explain",
+            "deploy.spec.template.spec.containers.ports",
+            "--output=plaintext-openapiv2",
+        ]));
+        assert!(
+            explain.contains("KIND:     Deployment") && explain.contains("List of ports"),
+            "{explain}"
+        );
         let cs = ok(k.run(&["get", "componentstatuses"]));
         assert!(
             cs.contains("etcd-0") && cs.contains("scheduler") && cs.contains("controller-manager"),

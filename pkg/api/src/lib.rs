@@ -3,6 +3,7 @@
 //! subresources) and a typed decoder from k8s-openapi for checking bodies.
 
 mod names;
+pub mod schema;
 mod table;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_name};

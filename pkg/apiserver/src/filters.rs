@@ -87,7 +87,7 @@ async fn negotiate(req: Request, next: Next) -> Response {
         json_response(StatusCode::NOT_ACCEPTABLE, &body, &[])
     };
     if !sized {
-        return not_acceptable("watch streams are served as application/json".into());
+        return protobuf_stream(resp);
     }
     let (mut parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
@@ -107,6 +107,40 @@ async fn negotiate(req: Request, next: Next) -> Response {
         }
         Err(e) => not_acceptable(format!("this response has no protobuf form: {e}")),
     }
+}
+
+/// A JSON watch stream (one event per line) re-framed as a protobuf watch stream.
+fn protobuf_stream(resp: Response) -> Response {
+    use futures::StreamExt;
+    let (mut parts, body) = resp.into_parts();
+    let frames = body
+        .into_data_stream()
+        .scan(Vec::new(), |pending: &mut Vec<u8>, chunk| {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return futures::future::ready(Some(Err(e))),
+            };
+            pending.extend_from_slice(&chunk);
+            let mut out = Vec::new();
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let encoded = serde_json::from_slice::<serde_json::Value>(&line)
+                    .map_err(|e| e.to_string())
+                    .and_then(|ev| {
+                        minik_api::proto::encode_watch_event(&ev).map_err(|e| e.to_string())
+                    });
+                match encoded {
+                    Ok(frame) => out.extend(frame),
+                    Err(e) => tracing::warn!("watch event has no protobuf form: {e}"),
+                }
+            }
+            futures::future::ready(Some(Ok(bytes::Bytes::from(out))))
+        });
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/vnd.kubernetes.protobuf;stream=watch"),
+    );
+    Response::from_parts(parts, Body::from_stream(frames))
 }
 
 pub fn wrap(router: Router) -> Router {

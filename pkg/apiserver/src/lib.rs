@@ -53,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz/{*check}", get(health::one))
         .route("/livez/{*check}", get(health::one))
         .route("/readyz/{*check}", get(health::one))
+        .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::root))
         .route("/openapi/v3/{*rest}", get(openapi::document))
         .route("/api/{version}", get(discovery::core_resources))

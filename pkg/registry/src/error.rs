@@ -105,6 +105,20 @@ impl ApiError {
         }
     }
 
+    /// A bad field of a request's options (`DeleteOptions`): 422 as kube-apiserver says it.
+    pub fn invalid_options(field: &str, message: &str) -> Self {
+        ApiError::Invalid {
+            group: "meta.k8s.io".into(),
+            kind: "DeleteOptions".into(),
+            name: String::new(),
+            causes: vec![Cause {
+                field: field.into(),
+                message: message.into(),
+                reason: "FieldValueNotSupported".into(),
+            }],
+        }
+    }
+
     pub fn not_found(info: &minik_api::ResourceInfo, name: &str) -> Self {
         ApiError::NotFound {
             group: info.group.into(),

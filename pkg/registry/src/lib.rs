@@ -22,7 +22,7 @@ pub use error::{ApiError, Cause, Result};
 pub use ipalloc::ServiceCidr;
 pub use list::{ListParams, ResourceVersionMatch};
 pub use meta::now_rfc3339;
-pub use rest::{DeleteParams, Registry, WriteParams};
+pub use rest::{DeleteParams, Propagation, Registry, WriteParams};
 pub use selector::Selector;
 pub use watch::{WatchEvent, WatchParams, WatchStream};
 

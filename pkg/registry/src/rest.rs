@@ -27,6 +27,53 @@ pub struct DeleteParams {
     pub dry_run: bool,
     /// Seconds the object gets to finish (pods); None: its own default.
     pub grace_period_seconds: Option<i64>,
+    /// What happens to the object's dependents; None: Background.
+    pub propagation: Option<Propagation>,
+}
+
+/// `DeleteOptions.propagationPolicy`: the garbage collector acts on the finalizer each one
+/// leaves (`orphan`, `foregroundDeletion`); Background leaves none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+const ORPHAN: &str = "orphan";
+const FOREGROUND: &str = "foregroundDeletion";
+
+/// Set the garbage collector's finalizers for `policy`; whether they changed.
+fn gc_finalizers(obj: &mut Value, policy: Option<Propagation>) -> Result<bool> {
+    let Some(policy) = policy else {
+        return Ok(false);
+    };
+    let m = meta_mut(obj)?;
+    let mut list: Vec<String> = m
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let before = list.clone();
+    list.retain(|f| f != ORPHAN && f != FOREGROUND);
+    match policy {
+        Propagation::Orphan => list.push(ORPHAN.into()),
+        Propagation::Foreground => list.push(FOREGROUND.into()),
+        Propagation::Background => {}
+    }
+    if list == before {
+        return Ok(false);
+    }
+    if list.is_empty() {
+        m.remove("finalizers");
+    } else {
+        m.insert("finalizers".into(), json!(list));
+    }
+    Ok(true)
 }
 
 /// What a write returns: the object and the warnings to send back.
@@ -341,6 +388,7 @@ impl Registry {
                 return Ok((obj, true));
             }
             let grace = strategy::grace_period(info, &obj, params.grace_period_seconds);
+            let changed = gc_finalizers(&mut obj, params.propagation)?;
             if !finalizers_empty(&obj) || grace > 0 {
                 // Graceful: mark it; the kubelet (or whoever removes the finalizers) ends it.
                 let m = meta_mut(&mut obj)?;
@@ -349,12 +397,15 @@ impl Registry {
                     .get("deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
                     .is_none_or(|g| grace < g);
-                if m.get("deletionTimestamp").is_none() || shorter {
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        json!(deadline.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                    );
-                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                let first = m.get("deletionTimestamp").is_none();
+                if first || shorter || changed {
+                    if first || shorter {
+                        m.insert(
+                            "deletionTimestamp".into(),
+                            json!(deadline.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                        );
+                        m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    }
                     m.remove("resourceVersion");
                     match self
                         .store

@@ -228,6 +228,7 @@ impl Registry {
             grace_period_seconds: eviction
                 .pointer("/deleteOptions/gracePeriodSeconds")
                 .and_then(Value::as_i64),
+            propagation: None,
         };
         self.delete(pods, Some(ns), name, &params).await.map(|_| ())
     }

@@ -141,9 +141,9 @@ pub(crate) fn message(name: &str, v: &Value) -> Result<Vec<u8>, ProtoError> {
                     };
                     let vf = Field {
                         tag: 2,
-                        name: field.name,
                         kind: vk,
                         repeated: false,
+                        ..*field
                     };
                     value(&mut entry, &vf, vk, mv)?;
                     bytes_field(&mut out, field.tag, &entry);
@@ -177,5 +177,22 @@ pub fn encode_envelope(obj: &Value) -> Result<Vec<u8>, ProtoError> {
     bytes_field(&mut unknown, 4, b"");
     let mut out = b"k8s\0".to_vec();
     out.extend(unknown);
+    Ok(out)
+}
+
+/// One event of a protobuf watch stream: a length-prefixed (4 bytes, big-endian)
+/// `meta.v1.WatchEvent` whose object is the object's own envelope, as client-go reads it.
+pub fn encode_watch_event(event: &Value) -> Result<Vec<u8>, ProtoError> {
+    let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+    let object = encode_envelope(event.get("object").unwrap_or(&Value::Null))?;
+    let mut raw = Vec::new();
+    bytes_field(&mut raw, 1, &object);
+    let mut watch_event = Vec::new();
+    bytes_field(&mut watch_event, 1, kind.as_bytes());
+    bytes_field(&mut watch_event, 2, &raw);
+    let len =
+        u32::try_from(watch_event.len()).map_err(|_| ProtoError("watch event too large".into()))?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend(watch_event);
     Ok(out)
 }

@@ -3,10 +3,10 @@
 
 mod decode;
 mod encode;
-mod names;
+pub(crate) mod names;
 
 pub use decode::{ProtoError, decode_envelope};
-pub use encode::encode_envelope;
+pub use encode::{encode_envelope, encode_watch_event};
 
 /// What a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,16 @@ pub struct Field {
     pub name: &'static str,
     pub kind: Kind,
     pub repeated: bool,
+    /// Go's `+patchStrategy` (`merge`, `retainKeys`, `merge,retainKeys`) or "".
+    pub patch_strategy: &'static str,
+    /// Go's `+patchMergeKey` or "".
+    pub merge_key: &'static str,
+    /// Go's `+listType` (`atomic`, `set`, `map`) or "".
+    pub list_type: &'static str,
+    /// Go's `+listMapKey`s.
+    pub list_keys: &'static [&'static str],
+    /// Go's `+mapType` (`atomic`, `granular`) or "".
+    pub map_type: &'static str,
 }
 
 /// One message type.
@@ -38,6 +48,20 @@ pub struct Field {
 pub struct Message {
     pub name: &'static str,
     pub fields: &'static [Field],
+    /// Go's `+structType` (`atomic`, `granular`) or "".
+    pub struct_type: &'static str,
 }
 
 include!(concat!(env!("OUT_DIR"), "/proto_schema.rs"));
+
+/// The message called `name` (`api.core.v1.PodSpec`).
+pub fn message(name: &str) -> Option<&'static Message> {
+    decode::BY_NAME.get(name).copied()
+}
+
+/// The proto message name of an OpenAPI definition: `io.k8s.api.core.v1.Pod` is
+/// `api.core.v1.Pod`; the aggregator and apiextensions packages use '-' in OpenAPI and '_'
+/// in proto.
+pub fn message_of_definition(definition: &str) -> Option<String> {
+    Some(definition.strip_prefix("io.k8s.")?.replacen('-', "_", 1))
+}

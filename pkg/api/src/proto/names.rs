@@ -19,9 +19,7 @@ static PROPERTIES: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
         .take_definitions(false)
         .into_iter()
         .filter_map(|(name, schema)| {
-            // io.k8s.api.core.v1.Pod -> api.core.v1.Pod; the aggregator and apiextensions
-            // packages use '-' in OpenAPI and '_' in proto.
-            let proto = name.strip_prefix("io.k8s.")?.replacen('-', "_", 1);
+            let proto = super::message_of_definition(&name)?;
             let props = schema
                 .get("properties")
                 .and_then(Value::as_object)

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minik_registry::{
-    ApiError, DeleteParams, ListParams, ResourceVersionMatch, Selector, WriteParams,
+    ApiError, DeleteParams, ListParams, Propagation, ResourceVersionMatch, Selector, WriteParams,
 };
 use serde_json::{Value, json};
 
@@ -332,13 +332,16 @@ fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
                 })?),
                 None => None,
             },
+            propagation: req
+                .param("propagationPolicy")
+                .map(propagation)
+                .transpose()?,
             ..Default::default()
         };
     if let Ok(b) = &req.body
         && !b.is_empty()
     {
-        let opts: Value = serde_json::from_slice(b)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
+        let opts = body(req)?;
         p.uid = opts
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
@@ -350,6 +353,18 @@ fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
         if let Some(g) = opts.get("gracePeriodSeconds").and_then(Value::as_i64) {
             p.grace_period_seconds = Some(g);
         }
+        if let Some(policy) = opts.get("propagationPolicy").and_then(Value::as_str) {
+            p.propagation = Some(propagation(policy)?);
+        }
+        if opts.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            if p.propagation.is_some_and(|x| x != Propagation::Orphan) {
+                return Err(ApiError::invalid_options(
+                    "propagationPolicy",
+                    "orphanDependents and propagationPolicy cannot both be set",
+                ));
+            }
+            p.propagation = Some(Propagation::Orphan);
+        }
         if opts
             .get("dryRun")
             .and_then(Value::as_array)
@@ -359,6 +374,20 @@ fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
         }
     }
     Ok(p)
+}
+
+fn propagation(policy: &str) -> Result<Propagation, ApiError> {
+    match policy {
+        "Orphan" => Ok(Propagation::Orphan),
+        "Background" => Ok(Propagation::Background),
+        "Foreground" => Ok(Propagation::Foreground),
+        other => Err(ApiError::invalid_options(
+            "propagationPolicy",
+            &format!(
+                "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ),
+        )),
+    }
 }
 
 fn view(req: &Request) -> View {

@@ -1,7 +1,13 @@
 //! OpenAPI v3: the root index and one document per group-version with every path and
 //! operation, tagged with x-kubernetes-group-version-kind and x-kubernetes-action, and the
 //! query parameters each operation takes (kubectl checks `fieldValidation` there before it
-//! relies on server-side validation).
+//! relies on server-side validation). OpenAPI v2 (one document, JSON or gnostic protobuf)
+//! is made from the same documents (v2.rs).
+
+mod gnostic;
+mod v2;
+
+pub use v2::v2;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -53,15 +59,7 @@ pub async fn document(Path(rest): Path<String>) -> Response {
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == rest.trim_matches('/'));
     match found {
-        Some((g, v)) => {
-            let doc = {
-                let mut docs = DOCUMENTS.lock().unwrap_or_else(|e| e.into_inner());
-                docs.entry(gv_path(g, v))
-                    .or_insert_with(|| Arc::new(gv_document(g, v)))
-                    .clone()
-            };
-            json_response(StatusCode::OK, &doc, &[])
-        }
+        Some((g, v)) => json_response(StatusCode::OK, &cached_document(g, v), &[]),
         None => {
             crate::status::not_found_path(format!("/openapi/v3/{rest}").parse().unwrap_or_default())
                 .await
@@ -96,6 +94,14 @@ const LIST: &[&str] = &[
     "timeoutSeconds",
     "watch",
 ];
+
+/// The document of one group-version, built once and kept.
+fn cached_document(group: &str, version: &str) -> Arc<Value> {
+    let mut docs = DOCUMENTS.lock().unwrap_or_else(|e| e.into_inner());
+    docs.entry(gv_path(group, version))
+        .or_insert_with(|| Arc::new(gv_document(group, version)))
+        .clone()
+}
 
 fn gv_document(group: &str, version: &str) -> Value {
     let base = format!("/{}", gv_path(group, version));
@@ -173,6 +179,7 @@ fn schemas(group: &str, version: &str) -> Map<String, Value> {
         }
     }
     let mut defs = generator.take_definitions(true);
+    minik_api::schema::annotate(&mut defs);
     for (name, r) in kinds {
         if let Some(Value::Object(schema)) = defs.get_mut(&name) {
             schema.insert(

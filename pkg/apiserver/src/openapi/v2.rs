@@ -1,0 +1,101 @@
+//! OpenAPI v2 (`/openapi/v2`): every group-version in one Swagger 2.0 document, as JSON or,
+//! when asked for `application/com.github.proto-openapi.spec.v2@v1.0+protobuf` (what
+//! client-go's discovery and `kubectl explain --output=plaintext-openapiv2` ask for), in
+//! gnostic's protobuf form.
+
+use std::sync::LazyLock;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{cached_document, group_versions};
+use crate::status::json_response;
+
+/// The document and its protobuf encoding, built once.
+static DOCUMENT: LazyLock<(Value, Vec<u8>)> = LazyLock::new(|| {
+    let doc = build();
+    let pb = super::gnostic::document(&doc);
+    (doc, pb)
+});
+
+pub async fn v2(headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("com.github.proto-openapi.spec.v2") {
+        let body = tokio::task::spawn_blocking(|| DOCUMENT.1.clone())
+            .await
+            .unwrap_or_default();
+        return ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
+    }
+    let doc = tokio::task::spawn_blocking(|| DOCUMENT.0.clone())
+        .await
+        .unwrap_or_default();
+    json_response(StatusCode::OK, &doc, &[])
+}
+
+fn build() -> Value {
+    let mut paths = Map::new();
+    let mut definitions = Map::new();
+    for (g, v) in group_versions() {
+        let doc = cached_document(g, v);
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            paths.insert(path.clone(), to_v2(item.clone()));
+        }
+        for (name, schema) in doc["components"]["schemas"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            definitions
+                .entry(name.clone())
+                .or_insert_with(|| to_v2(schema.clone()));
+        }
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": minik_version::KUBERNETES_VERSION},
+        "paths": paths,
+        "definitions": definitions,
+    })
+}
+
+/// Rewrite a v3 fragment as v2: references point at `#/definitions/`, parameters carry
+/// their type directly, and `nullable` (not in v2) goes.
+fn to_v2(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            m.remove("nullable");
+            // v3 wraps a reference with siblings in a one-element allOf; v2 readers (kubectl's
+            // among them) want the plain `$ref`.
+            let lone_ref = match m.get("allOf").and_then(Value::as_array) {
+                Some(all) if all.len() == 1 => all[0].get("$ref").cloned(),
+                _ => None,
+            };
+            if let Some(r) = lone_ref {
+                m.remove("allOf");
+                m.insert("$ref".into(), r);
+            }
+            if let Some(Value::String(r)) = m.get_mut("$ref") {
+                *r = r.replace("#/components/schemas/", "#/definitions/");
+            }
+            if m.get("in").is_some()
+                && let Some(Value::Object(schema)) = m.remove("schema")
+            {
+                m.extend(schema);
+            }
+            for (_, child) in m.iter_mut() {
+                *child = to_v2(std::mem::take(child));
+            }
+        }
+        Value::Array(items) => {
+            for child in items.iter_mut() {
+                *child = to_v2(std::mem::take(child));
+            }
+        }
+        _ => {}
+    }
+    v
+}
