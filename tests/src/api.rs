@@ -45,14 +45,28 @@ pub async fn api() -> Api {
 
 impl Api {
     pub async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        self.send(method, uri, "application/json", body).await
+    }
+
+    /// PATCH with a patch type's content type (`application/merge-patch+json`, ...).
+    pub async fn patch(&self, uri: &str, ctype: &str, body: &str) -> (u16, Value) {
+        self.send(Method::PATCH, uri, ctype, Some(body.as_bytes().to_vec()))
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        ctype: &str,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
         let req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("content-type", "application/json")
-            .body(match body {
-                Some(b) => Body::from(serde_json::to_vec(&b).unwrap()),
-                None => Body::empty(),
-            })
+            .header("content-type", ctype)
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
             .unwrap();
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let code = resp.status().as_u16();

@@ -214,6 +214,13 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// stdout of a command that must have succeeded (the test fails with its output otherwise).
+pub fn ok(out: Output) -> String {
+    let t = text(&out);
+    assert!(out.status.success(), "kubectl failed: {t}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// One kubectl binary against one server.
 pub struct Kubectl<'a> {
     pub server: &'a Server,

@@ -4,14 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use minik_tests::server::{Kubectl, Server, text};
+use minik_tests::server::{Kubectl, Server, ok, text};
 use serde_json::Value;
-
-fn ok(out: std::process::Output) -> String {
-    let t = text(&out);
-    assert!(out.status.success(), "kubectl failed: {t}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 const CM: &str = "apiVersion: v1
 kind: ConfigMap

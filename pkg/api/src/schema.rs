@@ -72,12 +72,34 @@ pub fn definition_of_ref(reference: &str) -> Option<String> {
     reference.rsplit('/').next().map(str::to_string)
 }
 
-/// The definition a schema is or refers to.
+/// The definition a schema is or refers to (directly or as a one-element `allOf`).
 pub fn resolve(schema: &Value) -> &Value {
-    match schema.get("$ref").and_then(Value::as_str) {
+    let reference = schema.get("$ref").or_else(|| match schema.get("allOf") {
+        Some(Value::Array(all)) if all.len() == 1 => all[0].get("$ref"),
+        _ => None,
+    });
+    match reference.and_then(Value::as_str) {
         Some(r) => definition_of_ref(r)
             .and_then(|n| DEFINITIONS.get(&n))
             .unwrap_or(schema),
         None => schema,
     }
+}
+
+/// The schema of field `key` of an object schema (a property, or the values of a map).
+pub fn field<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
+    let s = resolve(schema);
+    s.get("properties")
+        .and_then(|p| p.get(key))
+        .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+}
+
+/// The schema of the items of an array schema.
+pub fn items(schema: &Value) -> Option<&Value> {
+    resolve(schema).get("items")
+}
+
+/// The schema of a resource's kind.
+pub fn of(info: &ResourceInfo) -> Option<&'static Value> {
+    DEFINITIONS.get(&definition_name(info)?)
 }

@@ -41,6 +41,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// 422 without field causes: a patch that cannot be applied.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Gone(String),
     #[error("the server does not allow this method on the requested resource")]
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::Conflict { .. } => (409, "Conflict"),
             ApiError::Invalid { .. } => (422, "Invalid"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
+            ApiError::Unprocessable(_) => (422, "Invalid"),
             ApiError::Gone(_) => (410, "Expired"),
             ApiError::MethodNotAllowed => (405, "MethodNotAllowed"),
             ApiError::UnsupportedMediaType(_) => (415, "UnsupportedMediaType"),

@@ -11,6 +11,7 @@ mod expire;
 mod ipalloc;
 mod list;
 mod meta;
+pub mod patch;
 mod rest;
 mod selector;
 mod strategy;

@@ -5,6 +5,7 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use minik_registry::patch::PatchType;
 use minik_registry::{
     ApiError, DeleteParams, ListParams, Propagation, ResourceVersionMatch, Selector, WriteParams,
 };
@@ -214,11 +215,34 @@ async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response
             Ok(json_response(StatusCode::OK, &body, &[]))
         }
         (&Method::DELETE, None) => delete_collection(state, t, &req).await,
-        (&Method::PATCH, _) => Err(ApiError::BadRequest(
-            "PATCH is not supported by this server yet".into(),
-        )),
+        (&Method::PATCH, Some(_)) => patch(state, t, &req).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// PATCH of an object or of a subresource.
+async fn patch(state: &AppState, t: &Target, req: &Request) -> Result<Response, ApiError> {
+    let ctype = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind = PatchType::from_content_type(ctype)?;
+    let bytes = body_bytes(req)?;
+    let name = t.name.as_deref().unwrap_or_default();
+    let (obj, warnings) = state
+        .registry
+        .patch(
+            t.info,
+            t.namespace.as_deref(),
+            name,
+            t.subresource.as_deref(),
+            kind,
+            bytes,
+            &write_params(req),
+        )
+        .await?;
+    Ok(respond_object(t, req, StatusCode::OK, obj, &warnings))
 }
 
 /// The RBAC verb of a request.
@@ -236,17 +260,22 @@ fn verb(method: &Method, t: &Target, watch: bool) -> &'static str {
     }
 }
 
-fn body(req: &Request) -> Result<Value, ApiError> {
-    let bytes = match &req.body {
-        Ok(b) => b,
+/// The request body as it came; 413 when it is over the limit.
+fn body_bytes(req: &Request) -> Result<&Bytes, ApiError> {
+    match &req.body {
+        Ok(b) => Ok(b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::RequestEntityTooLarge(format!(
+            Err(ApiError::RequestEntityTooLarge(format!(
                 "the request body is larger than {} bytes",
                 crate::filters::MAX_BODY
-            )));
+            )))
         }
-        Err(e) => return Err(ApiError::BadRequest(e.to_string())),
-    };
+        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+    }
+}
+
+fn body(req: &Request) -> Result<Value, ApiError> {
+    let bytes = body_bytes(req)?;
     let ctype = req
         .headers
         .get(header::CONTENT_TYPE)

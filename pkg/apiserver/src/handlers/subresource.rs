@@ -56,9 +56,7 @@ pub(super) async fn subresource(
             let obj = reg.finalize_namespace(name, &body(req)?).await?;
             Ok(respond_object(t, req, StatusCode::OK, obj, &[]))
         }
-        (_, &Method::PATCH) => Err(ApiError::BadRequest(
-            "PATCH is not supported by this server yet".into(),
-        )),
+        ("scale" | "ephemeralcontainers", &Method::PATCH) => super::patch(state, t, req).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

@@ -1,0 +1,157 @@
+//! PATCH: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge patch, each
+//! turning the current object into the one to write; the write itself is an update.
+
+mod strategic;
+
+use serde_json::Value;
+
+use crate::error::{ApiError, Result};
+
+/// The kind of a PATCH body, from its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+impl PatchType {
+    /// The patch type of a Content-Type; 415 for anything else.
+    pub fn from_content_type(ctype: &str) -> Result<PatchType> {
+        match ctype.split(';').next().unwrap_or("").trim() {
+            "application/json-patch+json" => Ok(PatchType::Json),
+            "application/merge-patch+json" => Ok(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+            "application/apply-patch+yaml" => Ok(PatchType::Apply),
+            other => Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+            ))),
+        }
+    }
+}
+
+fn bad(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("error decoding {what}: {e}"))
+}
+
+/// Apply a JSON, merge or strategic patch to `current`, whose schema is `schema`.
+pub fn apply(
+    kind: PatchType,
+    current: &Value,
+    body: &[u8],
+    schema: Option<&Value>,
+) -> Result<Value> {
+    match kind {
+        PatchType::Json => {
+            let ops: json_patch::Patch =
+                serde_json::from_slice(body).map_err(|e| bad("JSON patch", e))?;
+            let mut doc = current.clone();
+            json_patch::patch(&mut doc, &ops.0).map_err(|e| unprocessable(e.to_string()))?;
+            Ok(doc)
+        }
+        PatchType::Merge => {
+            let p: Value = serde_json::from_slice(body).map_err(|e| bad("merge patch", e))?;
+            if !p.is_object() {
+                return Err(ApiError::BadRequest(
+                    "a merge patch must be a JSON object".into(),
+                ));
+            }
+            let mut doc = current.clone();
+            json_patch::merge(&mut doc, &p);
+            Ok(doc)
+        }
+        PatchType::Strategic => {
+            let p: Value =
+                serde_json::from_slice(body).map_err(|e| bad("strategic merge patch", e))?;
+            if !p.is_object() {
+                return Err(ApiError::BadRequest(
+                    "a strategic merge patch must be a JSON object".into(),
+                ));
+            }
+            strategic::apply(current, &p, schema).map_err(unprocessable)
+        }
+        PatchType::Apply => Err(ApiError::Internal(
+            "server-side apply is not a document patch".into(),
+        )),
+    }
+}
+
+/// A patch that cannot be applied: 422, as kube-apiserver answers a failed `test`.
+fn unprocessable(message: String) -> ApiError {
+    ApiError::Unprocessable(format!("the patch cannot be applied: {message}"))
+}
+
+/// Whether a patch sets metadata.resourceVersion itself (then a conflict is the client's,
+/// not retried).
+fn pins_version(kind: PatchType, body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    match kind {
+        PatchType::Json => v.as_array().into_iter().flatten().any(|op| {
+            op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                && op.get("op").and_then(Value::as_str) != Some("test")
+        }),
+        _ => v.pointer("/metadata/resourceVersion").is_some(),
+    }
+}
+
+/// How many times a patch is re-applied when the object changes under it.
+const TRIES: usize = 5;
+
+impl crate::Registry {
+    /// PATCH an object or its `status`, `scale` or `ephemeralcontainers` subresource: read
+    /// it, apply the patch, write it back as an update conditional on what was read;
+    /// retried when the object changed meanwhile unless the patch named a resourceVersion.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        info: &minik_api::ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        kind: PatchType,
+        body: &[u8],
+        params: &crate::WriteParams,
+    ) -> Result<crate::rest::Written> {
+        let pinned = pins_version(kind, body);
+        let mut last = None;
+        for _ in 0..TRIES {
+            let (current, schema) = match sub {
+                Some("scale") => (
+                    self.get_scale(info, ns, name).await?,
+                    minik_api::schema::DEFINITIONS.get("io.k8s.api.autoscaling.v1.Scale"),
+                ),
+                _ => (self.get(info, ns, name).await?, minik_api::schema::of(info)),
+            };
+            let mut patched = apply(kind, &current, body, schema)?;
+            if !pinned && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+                let rv = current.pointer("/metadata/resourceVersion").cloned();
+                m.insert("resourceVersion".into(), rv.unwrap_or(Value::Null));
+            }
+            let written = match sub {
+                None => self.update(info, ns, name, patched, false, params).await,
+                Some("status") => self.update(info, ns, name, patched, true, params).await,
+                Some("scale") => self
+                    .update_scale(info, ns, name, patched)
+                    .await
+                    .map(|s| (s, Vec::new())),
+                Some("ephemeralcontainers") => self
+                    .update_ephemeral_containers(ns.unwrap_or_default(), name, &patched)
+                    .await
+                    .map(|p| (p, Vec::new())),
+                Some(other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "the {other} subresource cannot be patched"
+                    )));
+                }
+            };
+            match written {
+                Err(e @ ApiError::Conflict { .. }) if !pinned => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| ApiError::conflict(info, name)))
+    }
+}

@@ -1,0 +1,69 @@
+//! PATCH through the router: conflicts, subresources, dry run and validation.
+
+use axum::http::Method;
+use minik_tests::api::{api, deploy};
+use serde_json::json;
+
+const MERGE: &str = "application/merge-patch+json";
+
+#[tokio::test]
+async fn patch_conflicts_subresources_and_dry_run() {
+    let api = api().await;
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let (_, d) = api.call(Method::POST, deps, Some(deploy("web", 1))).await;
+    let web = format!("{deps}/web");
+    let rv = d["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, _) = api
+        .patch(&web, MERGE, r#"{"metadata":{"labels":{"a":"1"}}}"#)
+        .await;
+    assert_eq!(code, 200);
+    // The patch names the version it read, which is now stale: 409.
+    let stale = json!({"metadata": {"resourceVersion": rv, "labels": {"b": "2"}}}).to_string();
+    let (code, body) = api.patch(&web, MERGE, &stale).await;
+    assert_eq!((code, body["reason"].as_str()), (409, Some("Conflict")));
+    // Dry run: answered, not stored.
+    let (code, out) = api
+        .patch(
+            &format!("{web}?dryRun=All"),
+            MERGE,
+            r#"{"spec":{"replicas":9}}"#,
+        )
+        .await;
+    assert_eq!((code, out["spec"]["replicas"].as_i64()), (200, Some(9)));
+    assert_eq!(
+        api.call(Method::GET, &web, None).await.1["spec"]["replicas"],
+        1
+    );
+    // Status through the main resource is ignored; through status it lands.
+    let status = r#"{"status":{"replicas":4}}"#;
+    api.patch(&web, MERGE, status).await;
+    assert!(api.call(Method::GET, &web, None).await.1["status"]["replicas"].is_null());
+    let (code, out) = api.patch(&format!("{web}/status"), MERGE, status).await;
+    assert_eq!((code, out["status"]["replicas"].as_i64()), (200, Some(4)));
+    // Scale.
+    let (code, scale) = api
+        .patch(&format!("{web}/scale"), MERGE, r#"{"spec":{"replicas":3}}"#)
+        .await;
+    assert_eq!((code, scale["kind"].as_str()), (200, Some("Scale")));
+    assert_eq!(
+        api.call(Method::GET, &web, None).await.1["spec"]["replicas"],
+        3
+    );
+    // Unknown fields: Strict refuses, the default warns and drops them.
+    let (code, _) = api
+        .patch(
+            &format!("{web}?fieldValidation=Strict"),
+            MERGE,
+            r#"{"spec":{"bogus":1}}"#,
+        )
+        .await;
+    assert_eq!(code, 400);
+    // An unknown patch type is 415; a missing object 404.
+    let (code, _) = api.patch(&web, "text/plain", "{}").await;
+    assert_eq!(code, 415);
+    let (code, _) = api.patch(&format!("{deps}/nope"), MERGE, "{}").await;
+    assert_eq!(code, 404);
+}
