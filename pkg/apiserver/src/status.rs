@@ -34,6 +34,11 @@ pub fn status_body(err: &ApiError) -> (StatusCode, Value) {
             name,
             ..
         } => Some(json!({"name": name, "group": group, "kind": resource})),
+        ApiError::ApplyConflict { causes, .. } => Some(json!({
+            "causes": causes.iter().map(|c| json!({
+                "reason": c.reason, "message": c.message, "field": c.field
+            })).collect::<Vec<_>>(),
+        })),
         ApiError::Invalid {
             group,
             kind,

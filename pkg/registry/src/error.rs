@@ -32,6 +32,9 @@ pub enum ApiError {
         name: String,
         message: String,
     },
+    /// Server-side apply found fields another manager owns: 409 with one cause per field.
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
     #[error("{kind}{group_suffix} \"{name}\" is invalid: {}", causes_text(causes), group_suffix = dot(group))]
     Invalid {
         group: String,
@@ -86,7 +89,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => (404, "NotFound"),
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
-            ApiError::Conflict { .. } => (409, "Conflict"),
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => (409, "Conflict"),
             ApiError::Invalid { .. } => (422, "Invalid"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Unprocessable(_) => (422, "Invalid"),

@@ -10,6 +10,7 @@ mod error;
 mod expire;
 mod ipalloc;
 mod list;
+pub mod managed;
 mod meta;
 pub mod patch;
 mod rest;

@@ -17,6 +17,41 @@ pub struct WriteParams {
     /// `Strict` (unknown fields are an error), `Warn` (a warning) or `Ignore`.
     pub field_validation: Option<String>,
     pub dry_run: bool,
+    /// Who writes (recorded in managedFields as an Update); None records nothing.
+    pub field_manager: Option<String>,
+    /// The object's managedFields were computed by server-side apply: keep them.
+    pub applied: bool,
+}
+
+impl WriteParams {
+    /// Record the write in managedFields, or keep what apply computed.
+    fn manage(
+        &self,
+        info: &ResourceInfo,
+        status: bool,
+        old: &Value,
+        new: &mut Value,
+        requested: Option<&Value>,
+    ) -> Result<()> {
+        if self.applied {
+            if let (Some(mf), Ok(m)) = (requested, meta_mut(new)) {
+                m.insert("managedFields".into(), mf.clone());
+            }
+            return Ok(());
+        }
+        match &self.field_manager {
+            Some(manager) => {
+                let sub = if status { "status" } else { "" };
+                crate::managed::record_update(info, sub, old, new, requested, manager)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The managedFields a request body carries.
+fn requested_managed(obj: &Value) -> Option<Value> {
+    obj.pointer("/metadata/managedFields").cloned()
 }
 
 /// Preconditions of a delete.
@@ -195,8 +230,10 @@ impl Registry {
     ) -> Result<Written> {
         meta::check_type_and_namespace(info, &mut obj, namespace)?;
         let name = meta::prepare_create(info, &mut obj)?;
+        let requested = requested_managed(&obj);
         let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
         strategy::prepare_for_create(info, &mut typed);
+        params.manage(info, false, &json!({}), &mut typed, requested.as_ref())?;
         let causes = strategy::validate(info, None, &typed);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
@@ -274,6 +311,7 @@ impl Registry {
                 ));
             }
         }
+        let requested = requested_managed(&obj);
         let key = object_key(info, namespace, name);
         let (_, current) = self.store.get(&key, None).await?;
         let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
@@ -288,8 +326,12 @@ impl Registry {
         } else {
             strategy::prepare_for_update(info, &old, &mut obj);
         }
-        meta::prepare_update(&old, &mut obj)?;
         let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
+        if !status {
+            strategy::default(info, &mut typed);
+        }
+        meta::prepare_update(&old, &mut typed)?;
+        params.manage(info, status, &old, &mut typed, requested.as_ref())?;
         let causes = strategy::validate(info, Some(&old), &typed);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));

@@ -61,15 +61,21 @@ fn scale_of(obj: &Value) -> Value {
     })
 }
 
+fn owner<'a>(manager: Option<&'a str>, sub: &'a str) -> Option<(&'a str, &'a str)> {
+    manager.map(|m| (m, sub))
+}
+
 impl Registry {
     /// Change a stored object with `f`, compare-and-swap, retrying on conflicts. `f` sees
-    /// the current object and may refuse. Returns the object as stored.
+    /// the current object and may refuse. `owner` (manager, subresource) is recorded in
+    /// managedFields. Returns the object as stored.
     pub(crate) async fn modify(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
         expected_rv: Option<&str>,
+        owner: Option<(&str, &str)>,
         f: impl Fn(&mut Value) -> Result<()>,
     ) -> Result<Value> {
         let key = object_key(info, ns, name);
@@ -80,7 +86,11 @@ impl Registry {
                 return Err(ApiError::conflict(info, name));
             }
             let mut obj = decode(&kv)?;
+            let old = obj.clone();
             f(&mut obj)?;
+            if let Some((manager, sub)) = owner {
+                crate::managed::record_update(info, sub, &old, &mut obj, None, manager)?;
+            }
             meta_mut(&mut obj)?.remove("resourceVersion");
             let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(e.to_string()))?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
@@ -115,6 +125,7 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
         scale: Value,
+        manager: Option<&str>,
     ) -> Result<Value> {
         let replicas = scale
             .pointer("/spec/replicas")
@@ -137,7 +148,7 @@ impl Registry {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str);
         let obj = self
-            .modify(info, ns, name, rv, |o| {
+            .modify(info, ns, name, rv, owner(manager, "scale"), |o| {
                 if o.pointer("/spec/replicas") != Some(&json!(replicas)) {
                     o["spec"]["replicas"] = json!(replicas);
                     let generation = o
@@ -165,7 +176,7 @@ impl Registry {
                 "binding target name is required".into(),
             ));
         }
-        self.modify(pods, Some(ns), name, None, |pod| {
+        self.modify(pods, Some(ns), name, None, None, |pod| {
             if pod.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(ApiError::Conflict { group: String::new(), resource: "pods".into(), name: name.into(), message: "pod is being deleted, cannot be assigned to a host".into() });
             }
@@ -240,6 +251,7 @@ impl Registry {
         ns: &str,
         name: &str,
         body: &Value,
+        manager: Option<&str>,
     ) -> Result<Value> {
         let pods = minik_api::find("", "v1", "pods").expect("pods are served");
         let wanted = body
@@ -249,29 +261,36 @@ impl Registry {
         let rv = body
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str);
-        self.modify(pods, Some(ns), name, rv, |pod| {
-            let old = pod
-                .pointer("/spec/ephemeralContainers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let new = wanted.as_array().cloned().unwrap_or_default();
-            if new.len() < old.len() || old.iter().zip(&new).any(|(a, b)| a != b) {
-                return Err(ApiError::invalid(
-                    pods,
-                    name,
-                    vec![crate::Cause {
+        self.modify(
+            pods,
+            Some(ns),
+            name,
+            rv,
+            owner(manager, "ephemeralcontainers"),
+            |pod| {
+                let old = pod
+                    .pointer("/spec/ephemeralContainers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let new = wanted.as_array().cloned().unwrap_or_default();
+                if new.len() < old.len() || old.iter().zip(&new).any(|(a, b)| a != b) {
+                    return Err(ApiError::invalid(
+                        pods,
+                        name,
+                        vec![crate::Cause {
                         field: "spec.ephemeralContainers".into(),
                         reason: "FieldValueForbidden".into(),
                         message:
                             "Forbidden: existing ephemeral containers may not be changed or removed"
                                 .into(),
                     }],
-                ));
-            }
-            pod["spec"]["ephemeralContainers"] = json!(new);
-            Ok(())
-        })
+                    ));
+                }
+                pod["spec"]["ephemeralContainers"] = json!(new);
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -282,7 +301,7 @@ impl Registry {
             .pointer("/spec/finalizers")
             .cloned()
             .unwrap_or(json!([]));
-        self.modify(nss, None, name, None, |ns| {
+        self.modify(nss, None, name, None, None, |ns| {
             ns["spec"]["finalizers"] = finalizers.clone();
             Ok(())
         })

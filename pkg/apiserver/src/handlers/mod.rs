@@ -230,6 +230,28 @@ async fn patch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
     let kind = PatchType::from_content_type(ctype)?;
     let bytes = body_bytes(req)?;
     let name = t.name.as_deref().unwrap_or_default();
+    if kind == PatchType::Apply {
+        let mut params = write_params(req);
+        params.field_manager = req.param("fieldManager").map(str::to_string);
+        let ((obj, warnings), created) = state
+            .registry
+            .apply(
+                t.info,
+                t.namespace.as_deref(),
+                name,
+                t.subresource.as_deref(),
+                bytes,
+                req.flag("force"),
+                &params,
+            )
+            .await?;
+        let code = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return Ok(respond_object(t, req, code, obj, &warnings));
+    }
     let (obj, warnings) = state
         .registry
         .patch(
@@ -309,6 +331,24 @@ fn write_params(req: &Request) -> WriteParams {
     WriteParams {
         field_validation: req.param("fieldValidation").map(str::to_string),
         dry_run: req.param("dryRun") == Some("All"),
+        field_manager: Some(field_manager(req)),
+        ..Default::default()
+    }
+}
+
+/// `fieldManager`, else what the User-Agent names before its first '/' (as kube-apiserver).
+fn field_manager(req: &Request) -> String {
+    if let Some(m) = req.param("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    let agent = req
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match agent.split('/').next().map(str::trim) {
+        Some(a) if !a.is_empty() => a.chars().take(128).collect(),
+        _ => "unknown".into(),
     }
 }
 

@@ -31,7 +31,10 @@ pub(super) async fn subresource(
             &[],
         )),
         ("scale", &Method::PUT) => {
-            let scale = reg.update_scale(t.info, ns, name, body(req)?).await?;
+            let manager = super::field_manager(req);
+            let scale = reg
+                .update_scale(t.info, ns, name, body(req)?, Some(&manager))
+                .await?;
             Ok(json_response(StatusCode::OK, &scale, &[]))
         }
         ("binding", &Method::POST) => {
@@ -48,7 +51,12 @@ pub(super) async fn subresource(
         }
         ("ephemeralcontainers", &Method::PUT) => {
             let pod = reg
-                .update_ephemeral_containers(ns.unwrap_or_default(), name, &body(req)?)
+                .update_ephemeral_containers(
+                    ns.unwrap_or_default(),
+                    name,
+                    &body(req)?,
+                    Some(&super::field_manager(req)),
+                )
                 .await?;
             Ok(respond_object(t, req, StatusCode::OK, pod, &[]))
         }

@@ -134,11 +134,16 @@ impl crate::Registry {
                 None => self.update(info, ns, name, patched, false, params).await,
                 Some("status") => self.update(info, ns, name, patched, true, params).await,
                 Some("scale") => self
-                    .update_scale(info, ns, name, patched)
+                    .update_scale(info, ns, name, patched, params.field_manager.as_deref())
                     .await
                     .map(|s| (s, Vec::new())),
                 Some("ephemeralcontainers") => self
-                    .update_ephemeral_containers(ns.unwrap_or_default(), name, &patched)
+                    .update_ephemeral_containers(
+                        ns.unwrap_or_default(),
+                        name,
+                        &patched,
+                        params.field_manager.as_deref(),
+                    )
                     .await
                     .map(|p| (p, Vec::new())),
                 Some(other) => {
@@ -153,5 +158,112 @@ impl crate::Registry {
             }
         }
         Err(last.unwrap_or_else(|| ApiError::conflict(info, name)))
+    }
+}
+
+impl crate::Registry {
+    /// Server-side apply (`application/apply-patch+yaml`) of an object or its status:
+    /// creates the object when it does not exist. Returns what was written and whether it
+    /// was created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply(
+        &self,
+        info: &minik_api::ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        body: &[u8],
+        force: bool,
+        params: &crate::WriteParams,
+    ) -> Result<(crate::rest::Written, bool)> {
+        let status = match sub {
+            None => false,
+            Some("status") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "server-side apply is not supported on the {other} subresource"
+                )));
+            }
+        };
+        let Some(manager) = params.field_manager.clone().filter(|m| !m.is_empty()) else {
+            return Err(ApiError::BadRequest(
+                "PATCH requests with apply must have a fieldManager".into(),
+            ));
+        };
+        let config = apply_config(info, name, body)?;
+        let pinned = config.pointer("/metadata/resourceVersion").is_some();
+        let applied = crate::WriteParams {
+            field_manager: None,
+            applied: true,
+            ..params.clone()
+        };
+        let mut last = None;
+        for _ in 0..TRIES {
+            let live = match self.get(info, ns, name).await {
+                Ok(v) => Some(v),
+                Err(ApiError::NotFound { .. }) if !status => None,
+                Err(e) => return Err(e),
+            };
+            let mut new =
+                crate::managed::apply(info, status, live.as_ref(), &config, &manager, force)?;
+            let written = match &live {
+                None => {
+                    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("resourceVersion");
+                    }
+                    match self.create(info, ns, new, &applied).await {
+                        Err(e @ ApiError::AlreadyExists { .. }) => {
+                            last = Some(e);
+                            continue;
+                        }
+                        other => return other.map(|w| (w, true)),
+                    }
+                }
+                Some(live) => {
+                    if !pinned
+                        && let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
+                    {
+                        let rv = live.pointer("/metadata/resourceVersion").cloned();
+                        m.insert("resourceVersion".into(), rv.unwrap_or(Value::Null));
+                    }
+                    self.update(info, ns, name, new, status, &applied).await
+                }
+            };
+            match written {
+                Err(e @ ApiError::Conflict { .. }) if !pinned => last = Some(e),
+                other => return other.map(|w| (w, false)),
+            }
+        }
+        Err(last.unwrap_or_else(|| ApiError::conflict(info, name)))
+    }
+}
+
+/// The applied configuration: YAML (or JSON) naming this resource's apiVersion and kind.
+fn apply_config(info: &minik_api::ResourceInfo, name: &str, body: &[u8]) -> Result<Value> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the apply body is not UTF-8".into()))?;
+    let config: Value =
+        serde_saphyr::from_str(text).map_err(|e| bad("the applied configuration", e))?;
+    if !config.is_object() {
+        return Err(ApiError::BadRequest(
+            "the applied configuration must be an object".into(),
+        ));
+    }
+    let api_version = config.get("apiVersion").and_then(Value::as_str);
+    let kind = config.get("kind").and_then(Value::as_str);
+    if api_version != Some(info.api_version().as_str()) || kind != Some(info.kind) {
+        return Err(ApiError::BadRequest(format!(
+            "the applied configuration must have apiVersion {:?} and kind {:?} (got {:?} and {:?})",
+            info.api_version(),
+            info.kind,
+            api_version.unwrap_or(""),
+            kind.unwrap_or("")
+        )));
+    }
+    match config.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if n == name => Ok(config),
+        _ => Err(ApiError::BadRequest(
+            "the name of the applied configuration does not match the name on the URL".into(),
+        )),
     }
 }

@@ -23,17 +23,22 @@ pub fn has_status(info: &ResourceInfo) -> bool {
     info.subresources.contains(&"status")
 }
 
-/// Defaults set on create that the typed view does not give (PrepareForCreate).
+/// What create sets that the typed view does not give (PrepareForCreate), defaults included.
 pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
         ("", "Namespace") => obj["status"] = json!({"phase": "Active"}),
+        ("batch", "Job") => job_selector(obj),
+        _ => {}
+    }
+    default(info, obj);
+}
+
+/// Defaults of fields left out, applied to every write as the apiserver's decoding does.
+pub fn default(info: &ResourceInfo, obj: &mut Value) {
+    match (info.group, info.kind) {
         ("", "Pod") => defaults::pod(obj),
         ("", "Service") => defaults::service(obj),
         ("", "Secret") => defaults::default(obj, "type", json!("Opaque")),
-        ("batch", "Job") => {
-            job_selector(obj);
-            defaults::workload(info.kind, obj);
-        }
         ("apps", k) | ("batch", k) | ("", k @ "ReplicationController") => {
             defaults::workload(k, obj)
         }

@@ -1,0 +1,380 @@
+//! managedFields: who owns which fields of an object. Every write records its manager
+//! (an `Update` entry with the fields it changed, taken from others), and server-side apply
+//! (`Apply` entries) merges a configuration, prunes what its manager stopped applying, and
+//! refuses to change fields other managers own unless forced.
+
+mod fieldset;
+mod typed;
+
+use minik_api::ResourceInfo;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Cause, Result};
+use fieldset::{Path, Set, display};
+
+/// One managedFields entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: Value,
+    subresource: String,
+    set: Set,
+}
+
+impl Entry {
+    fn same_owner(&self, other: &Entry) -> bool {
+        self.manager == other.manager
+            && self.operation == other.operation
+            && self.subresource == other.subresource
+            && (self.operation == "Apply" || self.api_version == other.api_version)
+    }
+}
+
+fn decode(list: Option<&Value>) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for e in list.and_then(Value::as_array).into_iter().flatten() {
+        let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let set = match e.get("fieldsV1") {
+            Some(f) => Set::from_fields_v1(f).map_err(|m| {
+                ApiError::BadRequest(format!("metadata.managedFields: invalid fieldsV1: {m}"))
+            })?,
+            None => Set::default(),
+        };
+        out.push(Entry {
+            manager: s("manager"),
+            operation: s("operation"),
+            api_version: s("apiVersion"),
+            time: e.get("time").cloned().unwrap_or(Value::Null),
+            subresource: s("subresource"),
+            set,
+        });
+    }
+    Ok(out)
+}
+
+fn encode(entries: &[Entry]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .map(|e| {
+                let mut v = json!({"manager": e.manager, "operation": e.operation,
+                    "apiVersion": e.api_version, "time": e.time, "fieldsType": "FieldsV1",
+                    "fieldsV1": e.set.to_fields_v1()});
+                if !e.subresource.is_empty() {
+                    v["subresource"] = json!(e.subresource);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+fn path(els: &[&str]) -> Path {
+    els.iter().map(|e| format!("f:{e}")).collect()
+}
+
+/// The server's own metadata: never owned by a manager.
+const IGNORED: &[&[&str]] = &[
+    &["apiVersion"],
+    &["kind"],
+    &["metadata", "name"],
+    &["metadata", "namespace"],
+    &["metadata", "creationTimestamp"],
+    &["metadata", "selfLink"],
+    &["metadata", "uid"],
+    &["metadata", "generation"],
+    &["metadata", "managedFields"],
+    &["metadata", "resourceVersion"],
+    &["metadata", "deletionTimestamp"],
+    &["metadata", "deletionGracePeriodSeconds"],
+];
+
+/// Keep only the fields a write through this endpoint may own: never the server's
+/// metadata; on the main resource not status (when it has a status subresource), through
+/// status only status.
+fn scope(info: &ResourceInfo, sub: &str, set: &Set) -> Set {
+    let ignored: Vec<Path> = IGNORED.iter().map(|p| path(p)).collect();
+    let mut set = set.without_prefixes(&ignored);
+    set.0.remove(&path(&["metadata"]));
+    match sub {
+        "" if crate::strategy::has_status(info) => set.without_prefixes(&[path(&["status"])]),
+        "" => set,
+        "scale" => set.with_prefixes(&[path(&["spec", "replicas"])]),
+        "ephemeralcontainers" => set.with_prefixes(&[path(&["spec", "ephemeralContainers"])]),
+        other => set.with_prefixes(&[path(&[other])]),
+    }
+}
+
+fn without_managed(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    o
+}
+
+fn now() -> Value {
+    json!(crate::meta::now_rfc3339())
+}
+
+/// Take the fields `changed` from every manager but `me`; the ones that had them, with
+/// the fields, are returned (the conflicts of an apply).
+fn take_from_others(
+    entries: &mut Vec<Entry>,
+    me: &Entry,
+    changed: &Set,
+    removed: &Set,
+) -> Vec<(Entry, Set)> {
+    let mut conflicts = Vec::new();
+    for e in entries.iter_mut().filter(|e| !e.same_owner(me)) {
+        let lost = e.set.intersection(changed);
+        if !lost.is_empty() {
+            conflicts.push((e.clone(), lost.clone()));
+            e.set = e.set.difference(&lost);
+        }
+        e.set = e.set.difference(removed);
+    }
+    entries.retain(|e| !e.set.is_empty() || e.same_owner(me));
+    conflicts
+}
+
+/// The managers an update starts from: the stored ones, unless the request set its own
+/// (`[{}]` clears them; an empty list keeps the stored ones).
+fn baseline(old: &Value, requested: Option<&Value>) -> Result<Option<Vec<Entry>>> {
+    match requested.and_then(Value::as_array) {
+        Some(list)
+            if list
+                .iter()
+                .all(|e| e.as_object().is_some_and(|m| m.is_empty()))
+                && !list.is_empty() =>
+        {
+            Ok(None)
+        }
+        Some(list) if !list.is_empty() => decode(requested).map(Some),
+        _ => decode(old.pointer("/metadata/managedFields")).map(Some),
+    }
+}
+
+fn store(obj: &mut Value, entries: &[Entry]) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if entries.is_empty() {
+            m.remove("managedFields");
+        } else {
+            m.insert("managedFields".into(), encode(entries));
+        }
+    }
+}
+
+/// Record a create or update by `manager` (an `Update` operation) through subresource
+/// `sub` ("" for the object itself): it owns what it changed and takes those fields from
+/// everyone else. `requested` is the managedFields the request carried.
+pub fn record_update(
+    info: &ResourceInfo,
+    sub: &str,
+    old: &Value,
+    new: &mut Value,
+    requested: Option<&Value>,
+    manager: &str,
+) -> Result<()> {
+    let Some(mut entries) = baseline(old, requested)? else {
+        store(new, &[]);
+        return Ok(());
+    };
+    let schema = minik_api::schema::of(info);
+    let c = typed::compare(&without_managed(old), &without_managed(new), schema);
+    let (added, modified, removed) = (
+        scope(info, sub, &c.added),
+        scope(info, sub, &c.modified),
+        scope(info, sub, &c.removed),
+    );
+    let mut me = Entry {
+        manager: manager.to_string(),
+        operation: "Update".into(),
+        api_version: info.api_version(),
+        time: now(),
+        subresource: sub.to_string(),
+        set: Set::default(),
+    };
+    take_from_others(&mut entries, &me, &added.union(&modified), &removed);
+    let mine = entries.iter().position(|e| e.same_owner(&me));
+    let before = mine.map(|i| entries[i].set.clone()).unwrap_or_default();
+    me.set = before.difference(&removed).union(&modified).union(&added);
+    match mine {
+        Some(i) if me.set.is_empty() => {
+            entries.remove(i);
+        }
+        // The time changes only with the fields.
+        Some(i) if entries[i].set != me.set => entries[i] = me,
+        Some(_) => {}
+        None if !me.set.is_empty() => entries.push(me),
+        None => {}
+    }
+    store(new, &entries);
+    Ok(())
+}
+
+/// Why an apply failed: fields other managers own, or anything else.
+enum Failure {
+    Conflicts(Vec<(Entry, Set)>),
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Conflicts(c) => conflict_error(&c),
+            Failure::Api(e) => e,
+        }
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Server-side apply of `config` by `manager` onto `live` (None: the object is new).
+/// Returns the object to write, managedFields included.
+///
+/// As kube-apiserver does, `kubectl apply --server-side` (manager `kubectl`) on an object
+/// last applied client-side may take over, without conflicts, the fields its
+/// last-applied-configuration annotation set to the values they still have.
+pub fn apply(
+    info: &ResourceInfo,
+    status: bool,
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Value> {
+    let conflicts = match try_apply(info, status, live, config, manager, force) {
+        Err(Failure::Conflicts(c)) if manager == "kubectl" => c,
+        other => return other.map_err(ApiError::from),
+    };
+    let allowed = live.and_then(|l| allowed_by_last_applied(info, l));
+    let unexplained: Vec<(Entry, Set)> = conflicts
+        .into_iter()
+        .map(|(e, fields)| {
+            let rest = match &allowed {
+                Some(a) => fields.difference(a),
+                None => fields,
+            };
+            (e, rest)
+        })
+        .filter(|(_, rest)| !rest.is_empty())
+        .collect();
+    if !unexplained.is_empty() {
+        return Err(conflict_error(&unexplained));
+    }
+    try_apply(info, status, live, config, manager, true).map_err(ApiError::from)
+}
+
+/// The fields the last-applied-configuration annotation sets to what the object still has.
+fn allowed_by_last_applied(info: &ResourceInfo, live: &Value) -> Option<Set> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()?;
+    let last: Value = serde_json::from_str(text).ok()?;
+    if last.get("apiVersion").and_then(Value::as_str) != Some(info.api_version().as_str()) {
+        return None;
+    }
+    let schema = minik_api::schema::of(info);
+    let c = typed::compare(&last, &without_managed(live), schema);
+    Some(
+        typed::field_set(&last, schema)
+            .difference(&c.modified)
+            .difference(&c.added)
+            .difference(&c.removed),
+    )
+}
+
+fn try_apply(
+    info: &ResourceInfo,
+    status: bool,
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+) -> std::result::Result<Value, Failure> {
+    let schema = minik_api::schema::of(info);
+    let sub = if status { "status" } else { "" };
+    let empty = json!({});
+    let live_obj = live.unwrap_or(&empty);
+    let mut entries = decode(live_obj.pointer("/metadata/managedFields"))?;
+    let live_plain = without_managed(live_obj);
+    let mut config_plain = without_managed(config);
+    if !status
+        && crate::strategy::has_status(info)
+        && let Some(m) = config_plain.as_object_mut()
+    {
+        m.remove("status");
+    }
+    let mut merged = typed::merge(&live_plain, &config_plain, schema);
+    let me = Entry {
+        manager: manager.to_string(),
+        operation: "Apply".into(),
+        api_version: info.api_version(),
+        time: now(),
+        subresource: sub.to_string(),
+        set: scope(info, sub, &typed::field_set(&config_plain, schema)),
+    };
+    // What the manager applied before and no longer does goes, unless someone else owns it.
+    if let Some(last) = entries.iter().find(|e| e.same_owner(&me)) {
+        let others = entries
+            .iter()
+            .filter(|e| !e.same_owner(&me))
+            .fold(Set::default(), |acc, e| acc.union(&e.set));
+        let kept = me.set.union(&others);
+        let dropped = last.set.difference(&kept);
+        typed::remove(&mut merged, &dropped, &kept);
+    }
+    let c = typed::compare(&live_plain, &merged, schema);
+    let changed = scope(info, sub, &c.added.union(&c.modified));
+    let removed = scope(info, sub, &c.removed);
+    let conflicts = take_from_others(&mut entries, &me, &changed, &removed);
+    if !conflicts.is_empty() && !force {
+        return Err(Failure::Conflicts(conflicts));
+    }
+    match entries.iter().position(|e| e.same_owner(&me)) {
+        Some(i) => entries[i] = me,
+        None => entries.push(me),
+    }
+    entries.retain(|e| !e.set.is_empty());
+    store(&mut merged, &entries);
+    Ok(merged)
+}
+
+fn conflict_error(conflicts: &[(Entry, Set)]) -> ApiError {
+    let mut causes = Vec::new();
+    let mut parts = Vec::new();
+    for (owner, fields) in conflicts {
+        let who = if owner.operation == "Apply" {
+            format!("conflict with \"{}\"", owner.manager)
+        } else {
+            format!(
+                "conflict with \"{}\" using {}",
+                owner.manager, owner.api_version
+            )
+        };
+        for f in &fields.0 {
+            causes.push(Cause {
+                field: display(f),
+                message: who.clone(),
+                reason: "FieldManagerConflict".into(),
+            });
+            parts.push(format!("{who}: {}", display(f)));
+        }
+    }
+    let n = causes.len();
+    let plural = if n == 1 { "conflict" } else { "conflicts" };
+    ApiError::ApplyConflict {
+        message: format!("Apply failed with {n} {plural}: {}", parts.join("\n")),
+        causes,
+    }
+}

@@ -1,0 +1,70 @@
+//! managedFields recorded for ordinary writes, as kube-apiserver records them.
+
+use axum::http::Method;
+use minik_tests::api::api;
+use serde_json::json;
+
+#[tokio::test]
+async fn updates_are_recorded_per_manager() {
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (_, c) = api
+        .call(Method::POST, &format!("{cms}?fieldManager=creator"), Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": {"a": "1"}})))
+        .await;
+    let mf = &c["metadata"]["managedFields"];
+    assert_eq!(mf[0]["manager"], "creator");
+    assert_eq!(mf[0]["operation"], "Update");
+    assert_eq!(mf[0]["fieldsV1"], json!({"f:data": {".": {}, "f:a": {}}}));
+    // Another manager changes a and adds a label: it takes a, creator keeps the map.
+    let (_, p) = api
+        .patch(
+            &format!("{cms}/m?fieldManager=labeler"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"x":"y"}},"data":{"a":"2"}}"#,
+        )
+        .await;
+    let mf = p["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(mf.len(), 2, "{mf:?}");
+    assert_eq!(mf[0]["fieldsV1"], json!({"f:data": {}}));
+    assert_eq!(
+        mf[1]["fieldsV1"],
+        json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {".": {}, "f:x": {}}}})
+    );
+    // `[{}]` clears them.
+    let (_, cleared) = api
+        .patch(
+            &format!("{cms}/m"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"managedFields":[{}]}}"#,
+        )
+        .await;
+    assert!(
+        cleared["metadata"].get("managedFields").is_none(),
+        "{cleared}"
+    );
+    // Apply needs a field manager.
+    let (code, _) = api
+        .patch(
+            &format!("{cms}/m"),
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n",
+        )
+        .await;
+    assert_eq!(code, 400);
+    let (code, created) = api
+        .patch(
+            &format!("{cms}/new?fieldManager=me"),
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: new}\ndata: {k: v}\n",
+        )
+        .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["operation"],
+        "Apply"
+    );
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:data": {"f:k": {}}})
+    );
+}
