@@ -68,3 +68,48 @@ async fn updates_are_recorded_per_manager() {
         json!({"f:data": {"f:k": {}}})
     );
 }
+
+#[tokio::test]
+async fn a_created_deployment_is_recorded_as_kube_apiserver_records_it() {
+    let api = api().await;
+    let deps = "/apis/apps/v1/namespaces/default/deployments";
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}});
+    let (code, d) = api
+        .call(
+            Method::POST,
+            &format!("{deps}?fieldManager=kubectl-create"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let labels = json!({".": {}, "f:app": {}});
+    let want = json!({
+        "f:metadata": {"f:labels": labels},
+        "f:spec": {
+            "f:progressDeadlineSeconds": {}, "f:replicas": {}, "f:revisionHistoryLimit": {},
+            "f:selector": {},
+            // kube-apiserver also marks rollingUpdate itself (".": {}): a Go pointer, which
+            // the schemas do not tell apart from a struct value.
+            "f:strategy": {"f:rollingUpdate": {"f:maxSurge": {}, "f:maxUnavailable": {}}, "f:type": {}},
+            "f:template": {
+                "f:metadata": {"f:labels": labels},
+                "f:spec": {
+                    "f:containers": {"k:{\"name\":\"nginx\"}": {".": {}, "f:image": {},
+                        "f:imagePullPolicy": {}, "f:name": {}, "f:resources": {},
+                        "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}}},
+                    "f:dnsPolicy": {}, "f:restartPolicy": {}, "f:schedulerName": {},
+                    "f:securityContext": {}, "f:terminationGracePeriodSeconds": {},
+                }
+            }
+        }
+    });
+    assert_eq!(
+        d["metadata"]["managedFields"][0]["fieldsV1"], want,
+        "{}",
+        d["metadata"]["managedFields"]
+    );
+}

@@ -126,8 +126,8 @@ fn special(name: &str, buf: &[u8]) -> Result<Option<Value>, ProtoError> {
     };
     Ok(Some(match name {
         "apimachinery.pkg.apis.meta.v1.Time" | "apimachinery.pkg.apis.meta.v1.MicroTime" => {
-            // Go's zero time (year 1) is how an unset non-pointer time travels.
-            if int(1)? <= -62_135_596_800 {
+            // An unset non-pointer time travels as an empty message (or Go's year 1).
+            if buf.is_empty() || int(1)? <= -62_135_596_800 {
                 return Ok(Some(Value::Null));
             }
             let t = chrono::DateTime::from_timestamp(int(1)?, int(2)? as u32)

@@ -158,8 +158,20 @@ pub struct Comparison {
 pub fn compare(old: &Value, new: &Value, s: Option<&Value>) -> Comparison {
     let mut c = Comparison::default();
     let mut path = Vec::new();
-    walk_compare(Some(old), Some(new), s, &mut path, &mut c);
+    walk_compare(Some(old), Some(new), s, false, &mut path, &mut c);
     c
+}
+
+/// Whether field `key` of a struct is required (Go writes it even when empty, so it is
+/// never "added" on its own).
+fn required(sh: Shape<'_>, key: &str) -> bool {
+    match sh {
+        Shape::Struct(s) => s
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.iter().any(|k| k == key)),
+        _ => false,
+    }
 }
 
 fn entries<'v>(sh: Shape<'_>, v: Option<&'v Value>) -> Vec<(String, &'v Value)> {
@@ -178,6 +190,7 @@ fn walk_compare(
     old: Option<&Value>,
     new: Option<&Value>,
     s: Option<&Value>,
+    is_required: bool,
     path: &mut Path,
     c: &mut Comparison,
 ) {
@@ -199,18 +212,29 @@ fn walk_compare(
             for key in keys {
                 let o = before.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
                 let n = after.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
-                let cs = match sh {
-                    Shape::Struct(_) | Shape::Map(_) => child(sh, &key[2..]),
-                    _ => item_schema(sh),
+                let (cs, req) = match sh {
+                    Shape::Struct(_) | Shape::Map(_) => {
+                        (child(sh, &key[2..]), required(sh, &key[2..]))
+                    }
+                    _ => (item_schema(sh), false),
                 };
                 path.push(key.clone());
-                walk_compare(o, n, cs, path, c);
+                walk_compare(o, n, cs, req, path, c);
                 path.pop();
             }
         }
     }
-    // A struct node is never a member itself (Go's non-pointer structs always exist).
-    if path.is_empty() || matches!(sh, Shape::Struct(_)) && new.is_some_and(Value::is_object) {
+    // A struct field with fields is never a member itself (Go's non-pointer structs always
+    // exist), nor is a required list or struct (always written); list items always are.
+    let item = path.last().is_some_and(|p| !p.starts_with("f:"));
+    let filled = new
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty());
+    let container = !matches!(sh, Shape::Atomic);
+    if path.is_empty()
+        || !item && container && is_required
+        || !item && matches!(sh, Shape::Struct(_)) && filled
+    {
         return;
     }
     match (old, new) {

@@ -14,6 +14,19 @@ pub(crate) fn default(obj: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// An update strategy: RollingUpdate unless set, and the rolling update's unset fields.
+fn rolling(spec: &mut Value, field: &str, defaults: Value) {
+    default(spec, field, json!({}));
+    let strategy = &mut spec[field];
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type") == Some(&json!("RollingUpdate")) {
+        default(strategy, "rollingUpdate", json!({}));
+        for (k, v) in defaults.as_object().into_iter().flatten() {
+            default(&mut strategy["rollingUpdate"], k, v.clone());
+        }
+    }
+}
+
 fn each(obj: &mut Value, pointer: &str, f: impl Fn(&mut Value)) {
     if let Some(Value::Array(items)) = obj.pointer_mut(pointer) {
         items.iter_mut().for_each(f);
@@ -137,27 +150,18 @@ pub(crate) fn workload(kind: &str, obj: &mut Value) {
             default(spec, "replicas", json!(1));
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "progressDeadlineSeconds", json!(600));
-            default(spec, "strategy", json!({"type": "RollingUpdate"}));
-            if spec.pointer("/strategy/type") == Some(&json!("RollingUpdate")) {
-                let ru = spec["strategy"]
-                    .as_object_mut()
-                    .map(|s| s.entry("rollingUpdate").or_insert(json!({})));
-                if let Some(ru) = ru {
-                    default(ru, "maxUnavailable", json!("25%"));
-                    default(ru, "maxSurge", json!("25%"));
-                }
-            }
+            rolling(
+                spec,
+                "strategy",
+                json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
+            );
         }
         "ReplicaSet" | "ReplicationController" => default(spec, "replicas", json!(1)),
         "StatefulSet" => {
             default(spec, "replicas", json!(1));
             default(spec, "podManagementPolicy", json!("OrderedReady"));
             default(spec, "revisionHistoryLimit", json!(10));
-            default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            rolling(spec, "updateStrategy", json!({"partition": 0}));
             default(
                 spec,
                 "persistentVolumeClaimRetentionPolicy",
@@ -166,10 +170,10 @@ pub(crate) fn workload(kind: &str, obj: &mut Value) {
         }
         "DaemonSet" => {
             default(spec, "revisionHistoryLimit", json!(10));
-            default(
+            rolling(
                 spec,
                 "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                json!({"maxUnavailable": 1, "maxSurge": 0}),
             );
         }
         "Job" => {
