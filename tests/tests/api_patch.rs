@@ -52,6 +52,25 @@ async fn patch_conflicts_subresources_and_dry_run() {
         api.call(Method::GET, &web, None).await.1["spec"]["replicas"],
         3
     );
+    let (code, scale) = api
+        .patch(
+            &format!("{web}/scale?dryRun=All"),
+            MERGE,
+            r#"{"spec":{"replicas":8}}"#,
+        )
+        .await;
+    assert_eq!((code, scale["spec"]["replicas"].as_i64()), (200, Some(8)));
+    let (_, now) = api.call(Method::GET, &web, None).await;
+    assert_eq!(now["spec"]["replicas"], 3);
+    // The scale went through the scale subresource, recorded as such.
+    let scaler = now["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subresource"] == "scale")
+        .cloned()
+        .unwrap();
+    assert_eq!(scaler["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
     // Unknown fields: Strict refuses, the default warns and drops them.
     let (code, _) = api
         .patch(

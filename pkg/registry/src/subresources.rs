@@ -61,8 +61,23 @@ fn scale_of(obj: &Value) -> Value {
     })
 }
 
-fn owner<'a>(manager: Option<&'a str>, sub: &'a str) -> Option<(&'a str, &'a str)> {
-    manager.map(|m| (m, sub))
+/// How `modify` writes: on which version, recorded for whom, or only as a dry run.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Change<'a> {
+    pub expected_rv: Option<&'a str>,
+    /// The manager recorded in managedFields and the subresource it wrote through.
+    pub owner: Option<(&'a str, &'a str)>,
+    pub dry_run: bool,
+}
+
+impl<'a> Change<'a> {
+    fn by(params: &'a crate::WriteParams, sub: &'a str, expected_rv: Option<&'a str>) -> Self {
+        Change {
+            expected_rv,
+            owner: params.field_manager.as_deref().map(|m| (m, sub)),
+            dry_run: params.dry_run,
+        }
+    }
 }
 
 impl Registry {
@@ -74,10 +89,10 @@ impl Registry {
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
-        expected_rv: Option<&str>,
-        owner: Option<(&str, &str)>,
+        how: Change<'_>,
         f: impl Fn(&mut Value) -> Result<()>,
     ) -> Result<Value> {
+        let expected_rv = how.expected_rv;
         let key = object_key(info, ns, name);
         for _ in 0..RETRIES {
             let (_, kv) = self.store.get(&key, None).await?;
@@ -88,8 +103,11 @@ impl Registry {
             let mut obj = decode(&kv)?;
             let old = obj.clone();
             f(&mut obj)?;
-            if let Some((manager, sub)) = owner {
+            if let Some((manager, sub)) = how.owner {
                 crate::managed::record_update(info, sub, &old, &mut obj, None, manager)?;
+            }
+            if how.dry_run {
+                return Ok(obj);
             }
             meta_mut(&mut obj)?.remove("resourceVersion");
             let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -125,7 +143,7 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
         scale: Value,
-        manager: Option<&str>,
+        params: &crate::WriteParams,
     ) -> Result<Value> {
         let replicas = scale
             .pointer("/spec/replicas")
@@ -148,7 +166,7 @@ impl Registry {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str);
         let obj = self
-            .modify(info, ns, name, rv, owner(manager, "scale"), |o| {
+            .modify(info, ns, name, Change::by(params, "scale", rv), |o| {
                 if o.pointer("/spec/replicas") != Some(&json!(replicas)) {
                     o["spec"]["replicas"] = json!(replicas);
                     let generation = o
@@ -176,7 +194,7 @@ impl Registry {
                 "binding target name is required".into(),
             ));
         }
-        self.modify(pods, Some(ns), name, None, None, |pod| {
+        self.modify(pods, Some(ns), name, Change::default(), |pod| {
             if pod.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(ApiError::Conflict { group: String::new(), resource: "pods".into(), name: name.into(), message: "pod is being deleted, cannot be assigned to a host".into() });
             }
@@ -251,7 +269,7 @@ impl Registry {
         ns: &str,
         name: &str,
         body: &Value,
-        manager: Option<&str>,
+        params: &crate::WriteParams,
     ) -> Result<Value> {
         let pods = minik_api::find("", "v1", "pods").expect("pods are served");
         let wanted = body
@@ -265,8 +283,7 @@ impl Registry {
             pods,
             Some(ns),
             name,
-            rv,
-            owner(manager, "ephemeralcontainers"),
+            Change::by(params, "ephemeralcontainers", rv),
             |pod| {
                 let old = pod
                     .pointer("/spec/ephemeralContainers")
@@ -301,7 +318,7 @@ impl Registry {
             .pointer("/spec/finalizers")
             .cloned()
             .unwrap_or(json!([]));
-        self.modify(nss, None, name, None, None, |ns| {
+        self.modify(nss, None, name, Change::default(), |ns| {
             ns["spec"]["finalizers"] = finalizers.clone();
             Ok(())
         })

@@ -31,9 +31,8 @@ pub(super) async fn subresource(
             &[],
         )),
         ("scale", &Method::PUT) => {
-            let manager = super::field_manager(req);
             let scale = reg
-                .update_scale(t.info, ns, name, body(req)?, Some(&manager))
+                .update_scale(t.info, ns, name, body(req)?, &super::write_params(req))
                 .await?;
             Ok(json_response(StatusCode::OK, &scale, &[]))
         }
@@ -55,7 +54,7 @@ pub(super) async fn subresource(
                     ns.unwrap_or_default(),
                     name,
                     &body(req)?,
-                    Some(&super::field_manager(req)),
+                    &super::write_params(req),
                 )
                 .await?;
             Ok(respond_object(t, req, StatusCode::OK, pod, &[]))

@@ -134,16 +134,11 @@ impl crate::Registry {
                 None => self.update(info, ns, name, patched, false, params).await,
                 Some("status") => self.update(info, ns, name, patched, true, params).await,
                 Some("scale") => self
-                    .update_scale(info, ns, name, patched, params.field_manager.as_deref())
+                    .update_scale(info, ns, name, patched, params)
                     .await
                     .map(|s| (s, Vec::new())),
                 Some("ephemeralcontainers") => self
-                    .update_ephemeral_containers(
-                        ns.unwrap_or_default(),
-                        name,
-                        &patched,
-                        params.field_manager.as_deref(),
-                    )
+                    .update_ephemeral_containers(ns.unwrap_or_default(), name, &patched, params)
                     .await
                     .map(|p| (p, Vec::new())),
                 Some(other) => {
