@@ -229,21 +229,18 @@ async fn patch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
         .unwrap_or("");
     let kind = PatchType::from_content_type(ctype)?;
     let bytes = body_bytes(req)?;
-    let name = t.name.as_deref().unwrap_or_default();
+    let target = minik_registry::patch::Target {
+        info: t.info,
+        ns: t.namespace.as_deref(),
+        name: t.name.as_deref().unwrap_or_default(),
+        sub: t.subresource.as_deref(),
+    };
     if kind == PatchType::Apply {
         let mut params = write_params(req);
         params.field_manager = req.param("fieldManager").map(str::to_string);
         let ((obj, warnings), created) = state
             .registry
-            .apply(
-                t.info,
-                t.namespace.as_deref(),
-                name,
-                t.subresource.as_deref(),
-                bytes,
-                req.flag("force"),
-                &params,
-            )
+            .apply(&target, bytes, req.flag("force"), &params)
             .await?;
         let code = if created {
             StatusCode::CREATED
@@ -254,15 +251,7 @@ async fn patch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
     }
     let (obj, warnings) = state
         .registry
-        .patch(
-            t.info,
-            t.namespace.as_deref(),
-            name,
-            t.subresource.as_deref(),
-            kind,
-            bytes,
-            &write_params(req),
-        )
+        .patch(&target, kind, bytes, &write_params(req))
         .await?;
     Ok(respond_object(t, req, StatusCode::OK, obj, &warnings))
 }

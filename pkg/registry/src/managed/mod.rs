@@ -244,15 +244,9 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// As kube-apiserver does, `kubectl apply --server-side` (manager `kubectl`) on an object
 /// last applied client-side may take over, without conflicts, the fields its
 /// last-applied-configuration annotation set to the values they still have.
-pub fn apply(
-    info: &ResourceInfo,
-    status: bool,
-    live: Option<&Value>,
-    config: &Value,
-    manager: &str,
-    force: bool,
-) -> Result<Value> {
-    let conflicts = match try_apply(info, status, live, config, manager, force) {
+pub fn apply(a: &Applying<'_>, live: Option<&Value>) -> Result<Value> {
+    let (info, manager) = (a.info, a.manager);
+    let conflicts = match try_apply(a, live, a.force) {
         Err(Failure::Conflicts(c)) if manager == "kubectl" => c,
         other => return other.map_err(ApiError::from),
     };
@@ -271,7 +265,7 @@ pub fn apply(
     if !unexplained.is_empty() {
         return Err(conflict_error(&unexplained));
     }
-    try_apply(info, status, live, config, manager, true).map_err(ApiError::from)
+    try_apply(a, live, true).map_err(ApiError::from)
 }
 
 /// The fields the last-applied-configuration annotation sets to what the object still has.
@@ -294,14 +288,27 @@ fn allowed_by_last_applied(info: &ResourceInfo, live: &Value) -> Option<Set> {
     )
 }
 
+/// A server-side apply: of `config`, by `manager`, to the object or (`status`) its status.
+pub struct Applying<'a> {
+    pub info: &'a ResourceInfo,
+    pub status: bool,
+    pub config: &'a Value,
+    pub manager: &'a str,
+    pub force: bool,
+}
+
 fn try_apply(
-    info: &ResourceInfo,
-    status: bool,
+    a: &Applying<'_>,
     live: Option<&Value>,
-    config: &Value,
-    manager: &str,
     force: bool,
 ) -> std::result::Result<Value, Failure> {
+    let Applying {
+        info,
+        status,
+        config,
+        manager,
+        ..
+    } = *a;
     let schema = minik_api::schema::of(info);
     let sub = if status { "status" } else { "" };
     let empty = json!({});

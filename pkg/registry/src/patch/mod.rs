@@ -82,6 +82,16 @@ fn unprocessable(message: String) -> ApiError {
     ApiError::Unprocessable(format!("the patch cannot be applied: {message}"))
 }
 
+/// The object (or subresource) a patch or apply is for.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub info: &'a minik_api::ResourceInfo,
+    pub ns: Option<&'a str>,
+    pub name: &'a str,
+    /// `status`, `scale`, `ephemeralcontainers`, or None for the object itself.
+    pub sub: Option<&'a str>,
+}
+
 /// Whether a patch sets metadata.resourceVersion itself (then a conflict is the client's,
 /// not retried).
 fn pins_version(kind: PatchType, body: &[u8]) -> bool {
@@ -104,17 +114,19 @@ impl crate::Registry {
     /// PATCH an object or its `status`, `scale` or `ephemeralcontainers` subresource: read
     /// it, apply the patch, write it back as an update conditional on what was read;
     /// retried when the object changed meanwhile unless the patch named a resourceVersion.
-    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
-        info: &minik_api::ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        sub: Option<&str>,
+        target: &Target<'_>,
         kind: PatchType,
         body: &[u8],
         params: &crate::WriteParams,
     ) -> Result<crate::rest::Written> {
+        let Target {
+            info,
+            ns,
+            name,
+            sub,
+        } = *target;
         let pinned = pins_version(kind, body);
         let mut last = None;
         for _ in 0..TRIES {
@@ -160,17 +172,19 @@ impl crate::Registry {
     /// Server-side apply (`application/apply-patch+yaml`) of an object or its status:
     /// creates the object when it does not exist. Returns what was written and whether it
     /// was created.
-    #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
-        info: &minik_api::ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        sub: Option<&str>,
+        target: &Target<'_>,
         body: &[u8],
         force: bool,
         params: &crate::WriteParams,
     ) -> Result<(crate::rest::Written, bool)> {
+        let Target {
+            info,
+            ns,
+            name,
+            sub,
+        } = *target;
         let status = match sub {
             None => false,
             Some("status") => true,
@@ -192,6 +206,13 @@ impl crate::Registry {
             applied: true,
             ..params.clone()
         };
+        let applying = crate::managed::Applying {
+            info,
+            status,
+            config: &config,
+            manager: &manager,
+            force,
+        };
         let mut last = None;
         for _ in 0..TRIES {
             let live = match self.get(info, ns, name).await {
@@ -199,8 +220,7 @@ impl crate::Registry {
                 Err(ApiError::NotFound { .. }) if !status => None,
                 Err(e) => return Err(e),
             };
-            let mut new =
-                crate::managed::apply(info, status, live.as_ref(), &config, &manager, force)?;
+            let mut new = crate::managed::apply(&applying, live.as_ref())?;
             let written = match &live {
                 None => {
                     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
