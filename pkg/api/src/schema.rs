@@ -101,5 +101,15 @@ pub fn items(schema: &Value) -> Option<&Value> {
 
 /// The schema of a resource's kind.
 pub fn of(info: &ResourceInfo) -> Option<&'static Value> {
-    DEFINITIONS.get(&definition_name(info)?)
+    static BY_KIND: LazyLock<std::collections::HashMap<(&str, &str, &str), &'static Value>> =
+        LazyLock::new(|| {
+            crate::all()
+                .iter()
+                .filter_map(|r| {
+                    let schema = DEFINITIONS.get(&definition_name(r)?)?;
+                    Some(((r.group, r.version, r.kind), schema))
+                })
+                .collect()
+        });
+    BY_KIND.get(&(info.group, info.version, info.kind)).copied()
 }
