@@ -212,3 +212,36 @@ async fn bad_endpoints_are_refused_clearly() {
         .unwrap();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
 }
+
+#[tokio::test]
+async fn watch_reports_progress_past_other_keys() {
+    use minik_store::Progress;
+    let dir = tempfile::tempdir().unwrap();
+    let store = minik_store::open("", dir.path(), quiet()).await.unwrap();
+    let mine = store.create("/p/mine", b"1".to_vec()).await.unwrap();
+    let mut w = store.watch("/p/", mine.mod_revision).await.unwrap();
+    match next(&mut w).await {
+        Progress::Event(e) => assert_eq!(e.kv.mod_revision, mine.mod_revision),
+        other => panic!("{other:?}"),
+    }
+    // A write elsewhere: no event, but progress up to its revision.
+    let other = store.create("/q/other", b"1".to_vec()).await.unwrap();
+    match next(&mut w).await {
+        Progress::UpTo(rv) => assert_eq!(rv, other.mod_revision),
+        other => panic!("{other:?}"),
+    }
+    let again = store.create("/p/again", b"1".to_vec()).await.unwrap();
+    match next(&mut w).await {
+        Progress::Event(e) => assert_eq!(e.kv.mod_revision, again.mod_revision),
+        other => panic!("{other:?}"),
+    }
+    store.close().await;
+}
+
+async fn next(w: &mut minik_store::WatchStream) -> minik_store::Progress {
+    tokio::time::timeout(Duration::from_secs(5), w.recv_progress())
+        .await
+        .expect("progress within 5 s")
+        .unwrap()
+        .unwrap()
+}

@@ -78,7 +78,11 @@ impl IntoResponse for Failure {
 }
 
 /// A JSON response with optional `Warning` headers.
-pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+pub fn json_response<T: serde::Serialize + ?Sized>(
+    code: StatusCode,
+    body: &T,
+    warnings: &[String],
+) -> Response {
     let mut resp = (
         code,
         [(header::CONTENT_TYPE, "application/json")],

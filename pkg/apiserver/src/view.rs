@@ -2,9 +2,18 @@
 //! Table (`as=Table`), or metadata only (`as=PartialObjectMetadata[List]`).
 
 use minik_api::ResourceInfo;
+use minik_registry::ObjectList;
 use serde_json::{Value, json};
 
 use crate::table;
+
+/// A list response: the objects as they are, or another view of them.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum ListBody {
+    Objects(ObjectList),
+    Other(Value),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
@@ -56,21 +65,22 @@ impl View {
     }
 
     /// A list as this view shows it.
-    pub fn list(&self, info: &ResourceInfo, list: Value) -> Value {
-        let items = || list["items"].as_array().cloned().unwrap_or_default();
+    pub fn list(&self, info: &ResourceInfo, list: ObjectList) -> ListBody {
+        let rv = list.resource_version().to_string();
+        let items = || list.items.iter().map(|o| (**o).clone()).collect::<Vec<_>>();
         let mut out = match self {
-            View::Object => return list,
-            View::Table(include) => table::table(info, &items(), rv_of(&list), include),
+            View::Object => return ListBody::Objects(list),
+            View::Table(include) => table::table(info, &items(), &rv, include),
             View::Metadata => json!({
                 "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                "metadata": {"resourceVersion": rv_of(&list)},
-                "items": items().iter().map(partial).collect::<Vec<_>>(),
+                "metadata": {"resourceVersion": rv},
+                "items": list.items.iter().map(|o| partial(o)).collect::<Vec<_>>(),
             }),
         };
-        if let Some(c) = list.pointer("/metadata/continue") {
+        if let Some(c) = list.metadata.get("continue") {
             out["metadata"]["continue"] = c.clone();
         }
-        out
+        ListBody::Other(out)
     }
 
     /// The object of a watch event (bookmarks and errors pass through).

@@ -83,6 +83,8 @@ struct State {
 /// The cache of one resource.
 pub(crate) struct Cacher {
     state: Mutex<State>,
+    /// The revision the cache is current to, for reads that must be consistent.
+    current: tokio::sync::watch::Sender<i64>,
 }
 
 /// What a new watcher starts from.
@@ -129,6 +131,7 @@ impl Cacher {
         let rv = revision.unwrap_or_default();
         let mut watch = store.watch(&prefix, rv + 1).await?;
         let cacher = Arc::new(Cacher {
+            current: tokio::sync::watch::channel(rv).0,
             state: Mutex::new(State {
                 objects,
                 rv,
@@ -139,10 +142,21 @@ impl Cacher {
         });
         let weak = Arc::downgrade(&cacher);
         tokio::spawn(async move {
-            while let Some(Ok(event)) = watch.recv().await {
+            while let Some(Ok(item)) = watch.recv_progress().await {
                 let Some(cacher) = weak.upgrade() else { return };
-                if let Some(change) = Change::from_store(&event) {
-                    cacher.apply(Arc::new(change));
+                match item {
+                    minik_store::Progress::Event(event) => {
+                        if let Some(change) = Change::from_store(&event) {
+                            cacher.apply(Arc::new(change));
+                        }
+                    }
+                    minik_store::Progress::UpTo(rv) => {
+                        let mut s = cacher.lock();
+                        s.rv = s.rv.max(rv);
+                        let rv = s.rv;
+                        drop(s);
+                        cacher.current.send_replace(rv);
+                    }
                 }
             }
             // The store ended the watch (closed, compacted past us, or we fell behind):
@@ -169,8 +183,18 @@ impl Cacher {
             }
         }
         if let Some(tx) = &s.tx {
-            let _ = tx.send(change);
+            let _ = tx.send(change.clone());
         }
+        drop(s);
+        self.current.send_replace(change.rv);
+    }
+
+    /// Wait (up to `patience`) until the cache has every change up to `rv`; whether it has.
+    pub async fn wait_for(&self, rv: i64, patience: std::time::Duration) -> bool {
+        let mut current = self.current.subscribe();
+        tokio::time::timeout(patience, current.wait_for(|have| *have >= rv))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The objects under `prefix` now, the revision they are at, and a subscription to

@@ -62,9 +62,21 @@ impl Registry {
         out
     }
 
-    pub(crate) async fn component_list(&self, info: &minik_api::ResourceInfo) -> Value {
-        json!({"kind": info.list_kind, "apiVersion": "v1", "metadata": {},
-            "items": self.component_statuses().await})
+    pub(crate) async fn component_list(
+        &self,
+        info: &minik_api::ResourceInfo,
+    ) -> crate::list::ObjectList {
+        crate::list::ObjectList {
+            kind: info.list_kind,
+            api_version: "v1".into(),
+            metadata: json!({}),
+            items: self
+                .component_statuses()
+                .await
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect(),
+        }
     }
 
     pub(crate) async fn component_get(

@@ -36,7 +36,7 @@ impl Registry {
                 continue;
             };
             let list = self.list(info, None, &Default::default()).await?;
-            for e in list["items"].as_array().into_iter().flatten() {
+            for e in &list.items {
                 if last_active(e).is_some_and(|t| t >= cutoff) {
                     continue;
                 }

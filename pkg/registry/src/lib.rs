@@ -22,7 +22,7 @@ mod watch;
 pub use components::Components;
 pub use error::{ApiError, Cause, Result};
 pub use ipalloc::ServiceCidr;
-pub use list::{ListParams, ResourceVersionMatch};
+pub use list::{ListParams, ObjectList, ResourceVersionMatch};
 pub use meta::now_rfc3339;
 pub use rest::{DeleteParams, Propagation, Registry, WriteParams};
 pub use selector::Selector;

@@ -1,7 +1,7 @@
 //! List with selectors, pagination (one snapshot; an expired token is 410) and
 //! resourceVersion semantics.
 
-use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +13,50 @@ use crate::error::{ApiError, Result};
 use crate::list_prefix;
 use crate::rest::{Registry, decode};
 use crate::selector::Selector;
+
+/// A list response: its objects are shared with the watch cache, never copied, and are
+/// written out as they are.
+#[derive(Debug, Clone)]
+pub struct ObjectList {
+    pub kind: &'static str,
+    pub api_version: String,
+    /// resourceVersion, and continue when there is more.
+    pub metadata: Value,
+    pub items: Vec<Arc<Value>>,
+}
+
+impl ObjectList {
+    pub fn resource_version(&self) -> &str {
+        self.metadata
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+impl serde::Serialize for ObjectList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Items<'a>(&'a [Arc<Value>]);
+        impl serde::Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|v| &**v))
+            }
+        }
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("kind", self.kind)?;
+        m.serialize_entry("apiVersion", &self.api_version)?;
+        m.serialize_entry("metadata", &self.metadata)?;
+        m.serialize_entry("items", &Items(&self.items))?;
+        m.end()
+    }
+}
+
+/// How long a consistent list waits for the watch cache before reading the store.
+const CONSISTENT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResourceVersionMatch {
@@ -61,7 +105,7 @@ impl Registry {
         info: &ResourceInfo,
         namespace: Option<&str>,
         params: &ListParams,
-    ) -> Result<Value> {
+    ) -> Result<ObjectList> {
         if crate::rest::is_component_status(info) {
             return Ok(self.component_list(info).await);
         }
@@ -111,7 +155,7 @@ impl Registry {
                 if params.label_selector.matches_labels(&obj)
                     && params.field_selector.matches_fields(&obj)
                 {
-                    items.push(obj);
+                    items.push(Arc::new(obj));
                 }
             }
             if !result.more {
@@ -133,12 +177,12 @@ impl Registry {
                 serde_json::to_vec(&token).map_err(|e| ApiError::Internal(e.to_string()))?;
             metadata["continue"] = json!(URL_SAFE_NO_PAD.encode(bytes));
         }
-        Ok(json!({
-            "kind": info.list_kind,
-            "apiVersion": info.api_version(),
-            "metadata": metadata,
-            "items": items,
-        }))
+        Ok(ObjectList {
+            kind: info.list_kind,
+            api_version: info.api_version(),
+            metadata,
+            items,
+        })
     }
 
     /// Lists at resourceVersion 0 ("any") or NotOlderThan a version the watch cache has
@@ -148,13 +192,23 @@ impl Registry {
         info: &ResourceInfo,
         namespace: Option<&str>,
         params: &ListParams,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<ObjectList>> {
         let wanted = match (
             params.resource_version.as_deref(),
             params.resource_version_match,
         ) {
             (Some("0"), ResourceVersionMatch::Unset | ResourceVersionMatch::NotOlderThan) => 0,
             (Some(rv), ResourceVersionMatch::NotOlderThan) if !rv.is_empty() => parse_rv(rv)?,
+            // A consistent read (the newest data) of a whole list: from the cache once it
+            // has caught up with the store's current revision, as kube-apiserver does.
+            (None | Some(""), ResourceVersionMatch::Unset) if params.limit == 0 => {
+                let current = self.store.current_revision().await?;
+                let cacher = self.caches.get(&self.store, info).await?;
+                if !cacher.wait_for(current, CONSISTENT_WAIT).await {
+                    return Ok(None);
+                }
+                current
+            }
             _ => return Ok(None),
         };
         let cacher = self.caches.get(&self.store, info).await?;
@@ -165,22 +219,22 @@ impl Registry {
             return Ok(None);
         }
         let convert = crate::convert::converts(info);
-        let items: Vec<Cow<'_, Value>> = objects
-            .iter()
+        let items: Vec<Arc<Value>> = objects
+            .into_iter()
             .map(|o| match convert {
-                true => Cow::Owned(crate::convert::from_storage(info, (**o).clone())),
-                false => Cow::Borrowed(&**o),
+                true => Arc::new(crate::convert::from_storage(info, (*o).clone())),
+                false => o,
             })
             .filter(|o| {
                 params.label_selector.matches_labels(o) && params.field_selector.matches_fields(o)
             })
             .collect();
-        Ok(Some(json!({
-            "kind": info.list_kind,
-            "apiVersion": info.api_version(),
-            "metadata": {"resourceVersion": rv.to_string()},
-            "items": items,
-        })))
+        Ok(Some(ObjectList {
+            kind: info.list_kind,
+            api_version: info.api_version(),
+            metadata: json!({"resourceVersion": rv.to_string()}),
+            items,
+        }))
     }
 
     /// The revision a list without a continue token reads at (None: the newest).

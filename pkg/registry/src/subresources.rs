@@ -223,7 +223,7 @@ impl Registry {
         let pod = self.get(pods, Some(ns), name).await?;
         let pdbs = minik_api::find("policy", "v1", "poddisruptionbudgets").expect("served");
         let list = self.list(pdbs, Some(ns), &Default::default()).await?;
-        for pdb in list["items"].as_array().into_iter().flatten() {
+        for pdb in &list.items {
             let selector =
                 crate::Selector::labels(&selector_string(pdb.pointer("/spec/selector")))?;
             let selects = pdb.pointer("/spec/selector").is_some() && selector.matches_labels(&pod);

@@ -24,7 +24,7 @@ pub use error::{Error, Result};
 pub use lock::{DirLock, private_dir, private_file};
 pub use options::StoreOptions;
 pub use types::{Deleted, Event, EventKind, KeyValue, ListOptions, ListResult};
-pub use watch::WatchStream;
+pub use watch::{Progress, WatchStream};
 
 /// Where the SQLite database lives inside a data directory.
 pub fn default_sqlite_path(data_dir: &Path) -> PathBuf {

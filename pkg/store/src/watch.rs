@@ -154,7 +154,18 @@ pub struct WatchStream {
     rx: broadcast::Receiver<Batch>,
     /// Revision of the last event delivered (start - 1 before the first).
     last: i64,
+    /// Newest revision of a live batch looked at: every event up to it is delivered or
+    /// pending (what `recv_progress` reports).
+    seen: i64,
     done: bool,
+}
+
+/// What `recv_progress` yields.
+#[derive(Debug)]
+pub enum Progress {
+    Event(Event),
+    /// Nothing in range up to this revision that has not been delivered.
+    UpTo(i64),
 }
 
 impl WatchStream {
@@ -178,8 +189,25 @@ impl WatchStream {
             ring: sub.ring,
             rx: sub.rx,
             last: start - 1,
+            // The history and ring cover everything up to what was published.
+            seen: sub.published.max(start - 1),
             done: false,
         }
+    }
+
+    /// Like `recv`, but also reports progress: after a committed batch with nothing in
+    /// range, `UpTo(revision)` (so a cache knows it is current up to there).
+    pub async fn recv_progress(&mut self) -> Option<Result<Progress>> {
+        if self.done {
+            return None;
+        }
+        let item = self.next_item(true).await;
+        match &item {
+            Some(Ok(Progress::Event(e))) => self.last = e.revision(),
+            Some(Ok(Progress::UpTo(_))) => {}
+            _ => self.done = true,
+        }
+        item
     }
 
     /// The next event; `None` once the store is closed. After an error the stream ends.
@@ -187,7 +215,14 @@ impl WatchStream {
         if self.done {
             return None;
         }
-        let item = self.next_item().await;
+        let item = loop {
+            match self.next_item(false).await {
+                Some(Ok(Progress::UpTo(_))) => continue,
+                Some(Ok(Progress::Event(e))) => break Some(Ok(e)),
+                Some(Err(e)) => break Some(Err(e)),
+                None => break None,
+            }
+        };
         match &item {
             Some(Ok(e)) => self.last = e.revision(),
             _ => self.done = true,
@@ -195,10 +230,14 @@ impl WatchStream {
         item
     }
 
-    async fn next_item(&mut self) -> Option<Result<Event>> {
+    async fn next_item(&mut self, progress: bool) -> Option<Result<Progress>> {
         loop {
             if let Some(e) = self.pending.pop_front() {
-                return Some(Ok(e));
+                return Some(Ok(Progress::Event(e)));
+            }
+            if progress && self.history.is_none() && self.ring.is_empty() && self.seen > self.last {
+                self.last = self.seen;
+                return Some(Ok(Progress::UpTo(self.seen)));
             }
             if let Some(h) = &mut self.history {
                 if h.next > h.to {
@@ -231,17 +270,22 @@ impl WatchStream {
             }
             if let Some(e) = self.ring.pop_front() {
                 if e.revision() > self.last {
-                    return Some(Ok(e));
+                    return Some(Ok(Progress::Event(e)));
                 }
                 continue;
             }
             match self.rx.recv().await {
-                Ok(batch) => self.pending.extend(
-                    batch
-                        .iter()
-                        .filter(|e| e.revision() > self.last && self.range.contains(&e.kv.key))
-                        .cloned(),
-                ),
+                Ok(batch) => {
+                    if let Some(newest) = batch.last().map(Event::revision) {
+                        self.seen = self.seen.max(newest);
+                    }
+                    self.pending.extend(
+                        batch
+                            .iter()
+                            .filter(|e| e.revision() > self.last && self.range.contains(&e.kv.key))
+                            .cloned(),
+                    )
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     return Some(Err(Error::WatcherTooSlow));
                 }

@@ -462,7 +462,7 @@ fn respond_object(
     json_response(code, &view(req).object(t.info, &obj), warnings)
 }
 
-fn respond_list(t: &Target, req: &Request, list: Value) -> Response {
+fn respond_list(t: &Target, req: &Request, list: minik_registry::ObjectList) -> Response {
     json_response(StatusCode::OK, &view(req).list(t.info, list), &[])
 }
 
@@ -475,7 +475,7 @@ async fn delete_collection(
     let list = state.registry.list(t.info, ns, &list_params(req)?).await?;
     let params = delete_params(req)?;
     let mut deleted = Vec::new();
-    for item in list["items"].as_array().into_iter().flatten() {
+    for item in &list.items {
         let name = item
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -492,6 +492,6 @@ async fn delete_collection(
         }
     }
     let body = json!({"kind": t.info.list_kind, "apiVersion": t.info.api_version(),
-        "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]}, "items": deleted});
+        "metadata": {"resourceVersion": list.resource_version()}, "items": deleted});
     Ok(json_response(StatusCode::OK, &body, &[]))
 }

@@ -59,7 +59,7 @@ pub async fn document(Path(rest): Path<String>) -> Response {
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == rest.trim_matches('/'));
     match found {
-        Some((g, v)) => json_response(StatusCode::OK, &cached_document(g, v), &[]),
+        Some((g, v)) => json_response(StatusCode::OK, &*cached_document(g, v), &[]),
         None => {
             crate::status::not_found_path(format!("/openapi/v3/{rest}").parse().unwrap_or_default())
                 .await
