@@ -28,6 +28,8 @@ pub async fn api() -> Api {
         .await
         .unwrap();
     let registry = Registry::new(store.clone());
+    let crds = registry.clone();
+    tokio::spawn(async move { crds.run_crd_controller().await });
     let api = Api {
         router: app(AppState::new(registry)),
         store,

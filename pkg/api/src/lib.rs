@@ -2,6 +2,7 @@
 //! it (group, version, kind, plural, singular, scope, verbs, short names, categories,
 //! subresources) and a typed decoder from k8s-openapi for checking bodies.
 
+pub mod custom;
 mod names;
 pub mod schema;
 mod table;

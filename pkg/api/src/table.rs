@@ -30,6 +30,10 @@ pub struct ResourceInfo {
     /// Add this type's OpenAPI schema (and every schema it refers to) to a generator;
     /// returns the reference to it.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// Served for a CustomResourceDefinition: its schema and behaviour come from the CRD.
+    pub custom: bool,
+    /// A custom resource's storage version ("" for built-ins).
+    pub storage_version: &'static str,
 }
 
 impl ResourceInfo {
@@ -100,6 +104,8 @@ where
         typed: typed::<T>,
         schema: schema::<T>,
         deprecated: None,
+        custom: false,
+        storage_version: "",
     }
 }
 

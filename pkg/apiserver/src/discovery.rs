@@ -1,12 +1,13 @@
 //! Discovery: /version, legacy (/api, /apis, per group-version resource lists) and
 //! aggregated (apidiscovery.k8s.io/v2) documents, all from the resource table.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use minik_api::{ResourceInfo, all};
+use minik_api::ResourceInfo;
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::status::json_response;
 
 /// A served subresource: its verbs and the kind it answers with (None: the parent's).
@@ -66,9 +67,9 @@ fn go_arch() -> &'static str {
 
 /// Group names in first-seen order, each with its versions in table order (the first is
 /// the preferred one).
-fn group_versions() -> Vec<(&'static str, Vec<&'static str>)> {
+fn group_versions(res: &[&'static ResourceInfo]) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in all().iter().filter(|r| !r.group.is_empty()) {
+    for r in res.iter().filter(|r| !r.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version),
             Some(_) => {}
@@ -106,9 +107,9 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
     })
 }
 
-pub async fn core_versions(headers: HeaderMap) -> Response {
+pub async fn core_versions(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if wants_aggregated(&headers) {
-        return aggregated(discovery_list(true));
+        return aggregated(discovery_list(&state.registry.resources(), true));
     }
     let body = json!({
         "kind": "APIVersions",
@@ -118,11 +119,12 @@ pub async fn core_versions(headers: HeaderMap) -> Response {
     json_response(StatusCode::OK, &body, &[])
 }
 
-pub async fn groups(headers: HeaderMap) -> Response {
+pub async fn groups(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let res = state.registry.resources();
     if wants_aggregated(&headers) {
-        return aggregated(discovery_list(false));
+        return aggregated(discovery_list(&res, false));
     }
-    let groups: Vec<Value> = group_versions()
+    let groups: Vec<Value> = group_versions(&res)
         .iter()
         .map(|(g, vs)| api_group(g, vs))
         .collect();
@@ -130,8 +132,11 @@ pub async fn groups(headers: HeaderMap) -> Response {
     json_response(StatusCode::OK, &body, &[])
 }
 
-pub async fn group(Path(group): Path<String>) -> Response {
-    match group_versions().iter().find(|(g, _)| *g == group) {
+pub async fn group(State(state): State<AppState>, Path(group): Path<String>) -> Response {
+    match group_versions(&state.registry.resources())
+        .iter()
+        .find(|(g, _)| *g == group)
+    {
         Some((g, vs)) => {
             let mut body = api_group(g, vs);
             body["kind"] = json!("APIGroup");
@@ -145,9 +150,9 @@ pub async fn group(Path(group): Path<String>) -> Response {
     }
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
+fn resource_list(res: &[&'static ResourceInfo], group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in all()
+    for r in res
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
@@ -205,13 +210,23 @@ fn sub_kind<'a>(r: &'a ResourceInfo, served: &'a Served) -> (&'a str, &'a str, &
     served.2.unwrap_or((r.group, r.version, r.kind))
 }
 
-pub async fn core_resources(Path(version): Path<String>) -> Response {
-    respond_list(resource_list("", &version), &format!("/api/{version}"))
+pub async fn core_resources(
+    State(state): State<AppState>,
+    Path(version): Path<String>,
+) -> Response {
+    let res = state.registry.resources();
+    respond_list(
+        resource_list(&res, "", &version),
+        &format!("/api/{version}"),
+    )
 }
 
-pub async fn group_resources(Path((group, version)): Path<(String, String)>) -> Response {
+pub async fn group_resources(
+    State(state): State<AppState>,
+    Path((group, version)): Path<(String, String)>,
+) -> Response {
     respond_list(
-        resource_list(&group, &version),
+        resource_list(&state.registry.resources(), &group, &version),
         &format!("/apis/{group}/{version}"),
     )
 }
@@ -229,11 +244,11 @@ fn respond_list(list: Option<Value>, path: &str) -> Response {
 }
 
 /// apidiscovery.k8s.io/v2 APIGroupDiscoveryList for the core group or every named group.
-fn discovery_list(core: bool) -> Value {
+fn discovery_list(res: &[&'static ResourceInfo], core: bool) -> Value {
     let groups: Vec<(&str, Vec<&str>)> = if core {
         vec![("", vec!["v1"])]
     } else {
-        group_versions()
+        group_versions(res)
     };
     let items: Vec<Value> = groups
         .iter()
@@ -241,10 +256,10 @@ fn discovery_list(core: bool) -> Value {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = all()
+                    let resources: Vec<Value> = res
                         .iter()
                         .filter(|r| r.group == *g && r.version == *v)
-                        .map(discovery_resource)
+                        .map(|r| discovery_resource(r))
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })

@@ -9,24 +9,36 @@ pub struct Target {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// A custom resource's additionalPrinterColumns (for Table output).
+    pub printer: Vec<serde_json::Value>,
 }
 
 /// Parse the segments after the group-version. `None` when no resource matches.
-pub fn parse(group: &str, version: &str, rest: &str) -> Option<Target> {
+pub fn parse(
+    registry: &minik_registry::Registry,
+    group: &str,
+    version: &str,
+    rest: &str,
+) -> Option<Target> {
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let find = |plural: &str| minik_api::find(group, version, plural);
+    let find = |plural: &str| registry.find(group, version, plural);
     // namespaces/<ns>/<resource>/... when <resource> is a namespaced resource here.
     if segs.len() >= 3
         && segs[0] == "namespaces"
         && let Some(info) = find(segs[2]).filter(|i| i.namespaced)
     {
-        return build(info, Some(segs[1]), &segs[3..]);
+        return build(registry, info, Some(segs[1]), &segs[3..]);
     }
     let info = find(segs.first()?)?;
-    build(info, None, &segs[1..])
+    build(registry, info, None, &segs[1..])
 }
 
-fn build(info: &'static ResourceInfo, namespace: Option<&str>, rest: &[&str]) -> Option<Target> {
+fn build(
+    registry: &minik_registry::Registry,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    rest: &[&str],
+) -> Option<Target> {
     if rest.len() > 2 {
         return None;
     }
@@ -35,6 +47,7 @@ fn build(info: &'static ResourceInfo, namespace: Option<&str>, rest: &[&str]) ->
         namespace: namespace.map(str::to_string),
         name: rest.first().map(|s| s.to_string()),
         subresource: rest.get(1).map(|s| s.to_string()),
+        printer: registry.printer_columns(info),
     })
 }
 
@@ -42,8 +55,13 @@ fn build(info: &'static ResourceInfo, namespace: Option<&str>, rest: &[&str]) ->
 mod tests {
     use super::*;
 
-    #[test]
-    fn paths() {
+    #[tokio::test]
+    async fn paths() {
+        let store = minik_store::open("memory://", std::path::Path::new("/"), Default::default())
+            .await
+            .unwrap();
+        let reg = minik_registry::Registry::new(store);
+        let parse = |g: &str, v: &str, rest: &str| parse(&reg, g, v, rest);
         let t = parse("", "v1", "namespaces/default/pods/p1/status").unwrap();
         assert_eq!(t.info.plural, "pods");
         assert_eq!(t.namespace.as_deref(), Some("default"));

@@ -4,25 +4,46 @@
 mod cells;
 mod columns;
 mod group_columns;
+mod printer;
 
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::view::partial;
 
-/// A Table of `objects`.
+/// One column: its definition and each object's cell.
+struct Column<'a> {
+    definition: Value,
+    cell: Box<dyn Fn(&Value) -> Value + 'a>,
+}
+
+/// A Table of `objects`: with a CRD's additionalPrinterColumns when `printer` has any,
+/// else with the columns of the kind.
 pub fn table(
     info: &ResourceInfo,
+    printer: &[Value],
     objects: &[Value],
     resource_version: &str,
     include: &str,
 ) -> Value {
-    let cols = columns::for_kind(info.group, info.kind);
     let now = chrono::Utc::now();
+    let builtin = columns::for_kind(info.group, info.kind);
+    let cols: Vec<Column<'_>> = if info.custom {
+        printer::columns(printer, now)
+    } else {
+        builtin
+            .iter()
+            .map(|c| Column {
+                definition: json!({"name": c.name, "type": c.kind, "format": c.format,
+                    "description": c.name, "priority": c.priority}),
+                cell: Box::new(move |o: &Value| (c.cell)(o, now)),
+            })
+            .collect()
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let cells: Vec<Value> = cols.iter().map(|c| (c.cell)(o, now)).collect();
+            let cells: Vec<Value> = cols.iter().map(|c| (c.cell)(o)).collect();
             let mut r = json!({"cells": cells});
             match include {
                 "None" => {}
@@ -36,10 +57,7 @@ pub fn table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": cols.iter().map(|c| json!({
-            "name": c.name, "type": c.kind, "format": c.format, "description": c.name,
-            "priority": c.priority,
-        })).collect::<Vec<_>>(),
+        "columnDefinitions": cols.iter().map(|c| c.definition.clone()).collect::<Vec<_>>(),
         "rows": rows,
     })
 }

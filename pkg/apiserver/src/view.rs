@@ -18,8 +18,8 @@ pub enum ListBody {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
     Object,
-    /// With `includeObject` (None, Metadata or Object).
-    Table(String),
+    /// With `includeObject` (None, Metadata or Object), and a CRD's printer columns.
+    Table(String, Vec<Value>),
     Metadata,
 }
 
@@ -35,13 +35,22 @@ pub(crate) fn partial(obj: &Value) -> Value {
 }
 
 impl View {
+    /// This view, with a CRD's printer columns for Tables.
+    pub fn with_printer(self, printer: &[Value]) -> View {
+        match self {
+            View::Table(include, _) => View::Table(include, printer.to_vec()),
+            other => other,
+        }
+    }
+
     /// The first media type in `accept` that names a view this server has.
     pub fn from_accept(accept: Option<&str>, include_object: Option<&str>) -> View {
         for media in accept.unwrap_or("").split(',') {
             let params: Vec<&str> = media.split(';').map(str::trim).collect();
             match params.iter().find_map(|p| p.strip_prefix("as=")) {
                 Some("Table") => {
-                    return View::Table(include_object.unwrap_or("Metadata").to_string());
+                    let include = include_object.unwrap_or("Metadata").to_string();
+                    return View::Table(include, Vec::new());
                 }
                 Some("PartialObjectMetadata" | "PartialObjectMetadataList") => {
                     return View::Metadata;
@@ -57,9 +66,13 @@ impl View {
     pub fn object(&self, info: &ResourceInfo, obj: &Value) -> Value {
         match self {
             View::Object => obj.clone(),
-            View::Table(include) => {
-                table::table(info, std::slice::from_ref(obj), rv_of(obj), include)
-            }
+            View::Table(include, printer) => table::table(
+                info,
+                printer,
+                std::slice::from_ref(obj),
+                rv_of(obj),
+                include,
+            ),
             View::Metadata => partial(obj),
         }
     }
@@ -70,7 +83,7 @@ impl View {
         let items = || list.items.iter().map(|o| (**o).clone()).collect::<Vec<_>>();
         let mut out = match self {
             View::Object => return ListBody::Objects(list),
-            View::Table(include) => table::table(info, &items(), &rv, include),
+            View::Table(include, printer) => table::table(info, printer, &items(), &rv, include),
             View::Metadata => json!({
                 "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
                 "metadata": {"resourceVersion": rv},
@@ -101,7 +114,7 @@ mod tests {
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(
             View::from_accept(Some(kubectl), None),
-            View::Table("Metadata".into())
+            View::Table("Metadata".into(), Vec::new())
         );
         let meta =
             "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";

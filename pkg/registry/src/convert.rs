@@ -33,7 +33,7 @@ fn alias(info: &ResourceInfo) -> Option<Alias> {
 
 /// Whether `info` is served from another version's storage (objects need converting).
 pub(crate) fn converts(info: &ResourceInfo) -> bool {
-    alias(info).is_some()
+    alias(info).is_some() || info.custom && info.version != info.storage_version
 }
 
 /// The resource whose storage `info` uses.
@@ -110,6 +110,21 @@ fn hpa_to_v1(obj: &mut Map<String, Value>) {
 }
 
 fn convert(info: &ResourceInfo, mut obj: Value, to_storage: bool) -> Value {
+    if info.custom {
+        // Versions of a custom resource differ only in apiVersion (`None` conversion).
+        let version = if to_storage {
+            info.storage_version
+        } else {
+            info.version
+        };
+        if let Some(m) = obj.as_object_mut() {
+            m.insert(
+                "apiVersion".into(),
+                json!(format!("{}/{version}", info.group)),
+            );
+        }
+        return obj;
+    }
     let Some(a) = alias(info) else { return obj };
     let api_version = if to_storage {
         storage_info(info).api_version()

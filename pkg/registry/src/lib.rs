@@ -6,6 +6,7 @@
 mod cache;
 mod components;
 mod convert;
+mod crd;
 mod error;
 mod expire;
 mod ipalloc;

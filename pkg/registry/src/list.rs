@@ -109,6 +109,7 @@ impl Registry {
         if crate::rest::is_component_status(info) {
             return Ok(self.component_list(info).await);
         }
+        self.check_field_selector(info, &params.field_selector)?;
         if params.continue_token.is_none()
             && let Some(list) = self.list_from_cache(info, namespace, params).await?
         {

@@ -28,6 +28,7 @@ impl WriteParams {
     fn manage(
         &self,
         info: &ResourceInfo,
+        schema: Option<&Value>,
         status: bool,
         old: &Value,
         new: &mut Value,
@@ -42,7 +43,7 @@ impl WriteParams {
         match &self.field_manager {
             Some(manager) => {
                 let sub = if status { "status" } else { "" };
-                crate::managed::record_update(info, sub, old, new, requested, manager)
+                crate::managed::record_update(info, schema, sub, old, new, requested, manager)
             }
             None => Ok(()),
         }
@@ -111,6 +112,22 @@ fn gc_finalizers(obj: &mut Value, policy: Option<Propagation>) -> Result<bool> {
     Ok(true)
 }
 
+/// A resource's schema, built in or from a CRD.
+pub(crate) enum SchemaRef {
+    Builtin(&'static Value),
+    Custom(Arc<Value>),
+}
+
+impl std::ops::Deref for SchemaRef {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        match self {
+            SchemaRef::Builtin(v) => v,
+            SchemaRef::Custom(v) => v,
+        }
+    }
+}
+
 /// What a write returns: the object and the warnings to send back.
 pub type Written = (Value, Vec<String>);
 
@@ -121,6 +138,7 @@ pub struct Registry {
     pub(crate) components: crate::Components,
     pub(crate) caches: crate::cache::Caches,
     pub(crate) service_cidr: crate::ServiceCidr,
+    pub(crate) crds: crate::crd::Crds,
 }
 
 /// Decode a stored value and stamp its resourceVersion.
@@ -142,7 +160,57 @@ impl Registry {
             components: crate::Components::default(),
             caches: crate::cache::Caches::default(),
             service_cidr: crate::ServiceCidr::default(),
+            crds: crate::crd::Crds::default(),
         }
+    }
+
+    /// Every resource served: the built-in ones and those of established CRDs.
+    pub fn resources(&self) -> Vec<&'static ResourceInfo> {
+        let mut all: Vec<&'static ResourceInfo> = minik_api::all().iter().collect();
+        all.extend(self.crds.served());
+        all
+    }
+
+    /// The served resource with this group, version and plural.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+        minik_api::find(group, version, plural).or_else(|| {
+            self.crds
+                .served()
+                .into_iter()
+                .find(|r| r.group == group && r.version == version && r.plural == plural)
+        })
+    }
+
+    /// Changes whenever the set of served resources does (for caches of discovery and
+    /// OpenAPI).
+    pub fn api_generation(&self) -> u64 {
+        self.crds.generation()
+    }
+
+    /// A custom resource's additionalPrinterColumns (empty for built-ins).
+    pub fn printer_columns(&self, info: &ResourceInfo) -> Vec<Value> {
+        if !info.custom {
+            return Vec::new();
+        }
+        self.crds
+            .version(info)
+            .map(|(def, i)| def.versions[i].printer_columns.clone())
+            .unwrap_or_default()
+    }
+
+    /// The schema a CRD gives a custom resource's version.
+    pub fn custom_schema(&self, info: &ResourceInfo) -> Option<Value> {
+        let (def, i) = self.crds.version(info)?;
+        Some((*def.versions[i].schema).clone())
+    }
+
+    /// The schema of a resource: the built-in type's, or its CRD version's.
+    pub(crate) fn schema_for(&self, info: &ResourceInfo) -> Option<SchemaRef> {
+        if info.custom {
+            let (def, i) = self.crds.version(info)?;
+            return Some(SchemaRef::Custom(def.versions[i].schema.clone()));
+        }
+        minik_api::schema::of(info).map(SchemaRef::Builtin)
     }
 
     /// Allocate ClusterIPs from `cidr` (default 10.43.0.0/16).
@@ -160,12 +228,15 @@ impl Registry {
         &self.store
     }
 
-    /// The typed view of `obj` with unknown fields handled per `fieldValidation`.
+    /// The typed view of `obj` with unknown fields handled per `fieldValidation`; for a
+    /// custom resource, pruned, defaulted and validated against its CRD (`old` for
+    /// transition rules).
     fn typed_view(
         &self,
         info: &ResourceInfo,
         obj: &Value,
         params: &WriteParams,
+        old: Option<&Value>,
     ) -> Result<(Value, Vec<String>)> {
         let cannot = |e: String| {
             ApiError::BadRequest(format!(
@@ -174,7 +245,11 @@ impl Registry {
                 version = info.version
             ))
         };
-        let typed = (info.typed)(obj).map_err(cannot)?;
+        let typed = if info.custom {
+            self.custom_view(info, obj, old)?
+        } else {
+            (info.typed)(obj).map_err(cannot)?
+        };
         let mut unknown = Vec::new();
         meta::unknown_fields(obj, &typed, "", &mut unknown);
         let mut warnings = Vec::new();
@@ -231,9 +306,17 @@ impl Registry {
         meta::check_type_and_namespace(info, &mut obj, namespace)?;
         let name = meta::prepare_create(info, &mut obj)?;
         let requested = requested_managed(&obj);
-        let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
+        let (mut typed, warnings) = self.typed_view(info, &obj, params, None)?;
         strategy::prepare_for_create(info, &mut typed);
-        params.manage(info, false, &json!({}), &mut typed, requested.as_ref())?;
+        let schema = self.schema_for(info);
+        params.manage(
+            info,
+            schema.as_deref(),
+            false,
+            &json!({}),
+            &mut typed,
+            requested.as_ref(),
+        )?;
         let causes = strategy::validate(info, None, &typed);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
@@ -326,12 +409,20 @@ impl Registry {
         } else {
             strategy::prepare_for_update(info, &old, &mut obj);
         }
-        let (mut typed, warnings) = self.typed_view(info, &obj, params)?;
+        let (mut typed, warnings) = self.typed_view(info, &obj, params, Some(&old))?;
         if !status {
             strategy::default(info, &mut typed);
         }
         meta::prepare_update(&old, &mut typed)?;
-        params.manage(info, status, &old, &mut typed, requested.as_ref())?;
+        let schema = self.schema_for(info);
+        params.manage(
+            info,
+            schema.as_deref(),
+            status,
+            &old,
+            &mut typed,
+            requested.as_ref(),
+        )?;
         let causes = strategy::validate(info, Some(&old), &typed);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));

@@ -56,6 +56,11 @@ impl Selector {
     }
 
     /// Parse a field selector (`metadata.name=x,spec.nodeName!=y`).
+    /// The keys the selector tests.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.reqs.iter().map(|(k, _)| k.as_str())
+    }
+
     pub fn fields(s: &str) -> Result<Self> {
         Self::parse(s, false)
     }

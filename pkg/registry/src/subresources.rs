@@ -49,16 +49,72 @@ fn selector_string(sel: Option<&Value>) -> String {
     parts.join(",")
 }
 
-fn scale_of(obj: &Value) -> Value {
+/// Where a resource keeps what its Scale shows (JSON pointers): the built-in workloads'
+/// places, or a CRD's specReplicasPath, statusReplicasPath and labelSelectorPath.
+pub(crate) struct ScalePaths {
+    spec: String,
+    status: String,
+    /// A custom resource's selector, already a string; None: the built-in spec.selector.
+    selector: Option<String>,
+}
+
+impl ScalePaths {
+    fn builtin() -> Self {
+        ScalePaths {
+            spec: "/spec/replicas".into(),
+            status: "/status/replicas".into(),
+            selector: None,
+        }
+    }
+
+    /// From a CRD's `subresources.scale`.
+    pub(crate) fn custom(scale: &Value) -> Self {
+        let pointer = |k: &str| {
+            scale
+                .get(k)
+                .and_then(Value::as_str)
+                .map(|p| p.replace('.', "/"))
+        };
+        ScalePaths {
+            spec: pointer("specReplicasPath").unwrap_or_else(|| "/spec/replicas".into()),
+            status: pointer("statusReplicasPath").unwrap_or_else(|| "/status/replicas".into()),
+            selector: Some(pointer("labelSelectorPath").unwrap_or_default()),
+        }
+    }
+}
+
+fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
     let meta = &obj["metadata"];
+    let selector = match &paths.selector {
+        None => json!(selector_string(obj.pointer("/spec/selector"))),
+        Some(p) if p.is_empty() => json!(""),
+        Some(p) => obj.pointer(p).cloned().unwrap_or(json!("")),
+    };
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
             "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector_string(obj.pointer("/spec/selector"))},
+        "spec": {"replicas": obj.pointer(&paths.spec).cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer(&paths.status).cloned().unwrap_or(json!(0)),
+            "selector": selector},
     })
+}
+
+/// Set the value at a JSON pointer, making the objects on the way.
+fn set_at(obj: &mut Value, pointer: &str, v: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = pointer.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let m = cur.as_object_mut().expect("made an object");
+        if i + 1 == parts.len() {
+            m.insert(part.to_string(), v);
+            return;
+        }
+        cur = m.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
 }
 
 /// How `modify` writes: on which version, recorded for whom, or only as a dry run.
@@ -104,7 +160,16 @@ impl Registry {
             let old = obj.clone();
             f(&mut obj)?;
             if let Some((manager, sub)) = how.owner {
-                crate::managed::record_update(info, sub, &old, &mut obj, None, manager)?;
+                let schema = self.schema_for(info);
+                crate::managed::record_update(
+                    info,
+                    schema.as_deref(),
+                    sub,
+                    &old,
+                    &mut obj,
+                    None,
+                    manager,
+                )?;
             }
             if how.dry_run {
                 return Ok(obj);
@@ -126,6 +191,16 @@ impl Registry {
         Err(ApiError::conflict(info, name))
     }
 
+    fn scale_paths(&self, info: &ResourceInfo) -> ScalePaths {
+        if info.custom
+            && let Some((def, i)) = self.crds.version(info)
+            && let Some(scale) = &def.versions[i].scale
+        {
+            return ScalePaths::custom(scale);
+        }
+        ScalePaths::builtin()
+    }
+
     /// GET .../scale
     pub async fn get_scale(
         &self,
@@ -133,7 +208,8 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
     ) -> Result<Value> {
-        Ok(scale_of(&self.get(info, ns, name).await?))
+        let paths = self.scale_paths(info);
+        Ok(scale_of(&self.get(info, ns, name).await?, &paths))
     }
 
     /// PUT .../scale: set spec.replicas of the parent.
@@ -162,13 +238,14 @@ impl Registry {
                 causes: vec![cause],
             });
         }
+        let paths = self.scale_paths(info);
         let rv = scale
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str);
         let obj = self
             .modify(info, ns, name, Change::by(params, "scale", rv), |o| {
-                if o.pointer("/spec/replicas") != Some(&json!(replicas)) {
-                    o["spec"]["replicas"] = json!(replicas);
+                if o.pointer(&paths.spec) != Some(&json!(replicas)) {
+                    set_at(o, &paths.spec, json!(replicas));
                     let generation = o
                         .pointer("/metadata/generation")
                         .and_then(Value::as_i64)
@@ -178,7 +255,7 @@ impl Registry {
                 Ok(())
             })
             .await?;
-        Ok(scale_of(&obj))
+        Ok(scale_of(&obj, &paths))
     }
 
     /// POST pods/<name>/binding: assign the pod to a node, once.

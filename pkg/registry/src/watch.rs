@@ -148,6 +148,7 @@ impl Registry {
         namespace: Option<&str>,
         params: WatchParams,
     ) -> Result<WatchStream> {
+        self.check_field_selector(info, &params.field_selector)?;
         let prefix = list_prefix(info, namespace);
         let rv = params.resource_version.as_deref().unwrap_or("");
         let initial = params.send_initial_events || rv.is_empty() || rv == "0";

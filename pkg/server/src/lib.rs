@@ -89,6 +89,16 @@ async fn serve(
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
     let registry = Registry::new(store).with_service_cidr(config.service_cidr);
     bootstrap::run(&registry, config.service_cidr).await?;
+    // CRDs are served before the first request, and followed from then on.
+    registry.sync_crds().await;
+    let crds = registry.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = crds.run_crd_controller() => {}
+            () = stop.cancelled() => {}
+        }
+    });
     let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -211,8 +211,10 @@ async fn commit(shared: &Shared, ops: &[Op], replies: Vec<oneshot::Sender<OpOutc
                 .collect();
             if let Some(last) = events.last() {
                 let last = last.revision();
-                shared.hub.publish(events);
+                // Readable before it is announced: a watcher that reads what an event
+                // names must find it.
                 shared.current.store(last, Ordering::Release);
+                shared.hub.publish(events);
             }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // A caller that went away does not undo a committed write.

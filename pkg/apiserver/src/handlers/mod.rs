@@ -116,7 +116,7 @@ pub async fn grouped(
 }
 
 async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Request) -> Response {
-    let Some(target) = path::parse(group, version, rest) else {
+    let Some(target) = path::parse(&state.registry, group, version, rest) else {
         let prefix = if group.is_empty() {
             format!("/api/{version}")
         } else {
@@ -448,8 +448,8 @@ fn propagation(policy: &str) -> Result<Propagation, ApiError> {
     }
 }
 
-fn view(req: &Request) -> View {
-    View::from_accept(req.accept(), req.param("includeObject"))
+fn view(t: &Target, req: &Request) -> View {
+    View::from_accept(req.accept(), req.param("includeObject")).with_printer(&t.printer)
 }
 
 fn respond_object(
@@ -459,11 +459,11 @@ fn respond_object(
     obj: Value,
     warnings: &[String],
 ) -> Response {
-    json_response(code, &view(req).object(t.info, &obj), warnings)
+    json_response(code, &view(t, req).object(t.info, &obj), warnings)
 }
 
 fn respond_list(t: &Target, req: &Request, list: minik_registry::ObjectList) -> Response {
-    json_response(StatusCode::OK, &view(req).list(t.info, list), &[])
+    json_response(StatusCode::OK, &view(t, req).list(t.info, list), &[])
 }
 
 async fn delete_collection(

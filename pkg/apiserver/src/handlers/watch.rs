@@ -44,7 +44,7 @@ pub(super) async fn watch(
         .registry
         .watch(t.info, t.namespace.as_deref(), params)
         .await?;
-    let view = view(req);
+    let view = view(t, req);
     let info = t.info;
     let guard = WatchGuard::new(
         &state.metrics,

@@ -4,6 +4,7 @@
 //! relies on server-side validation). OpenAPI v2 (one document, JSON or gnostic protobuf)
 //! is made from the same documents (v2.rs).
 
+mod custom;
 mod gnostic;
 mod v2;
 
@@ -12,12 +13,13 @@ pub use v2::v2;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use minik_api::{ResourceInfo, all};
 use serde_json::{Map, Value, json};
 
+use crate::AppState;
 use crate::status::json_response;
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -29,9 +31,9 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 /// Group-versions served, each once.
-fn group_versions() -> Vec<(&'static str, &'static str)> {
+fn group_versions(res: &[&'static ResourceInfo]) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
-    for r in all() {
+    for r in res {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -39,13 +41,18 @@ fn group_versions() -> Vec<(&'static str, &'static str)> {
     out
 }
 
-pub async fn root() -> Response {
+pub async fn root(State(state): State<AppState>) -> Response {
     let mut paths = Map::new();
-    for (g, v) in group_versions() {
+    let hash = format!(
+        "{}-{}",
+        minik_version::MINIK_VERSION,
+        state.registry.api_generation()
+    );
+    for (g, v) in group_versions(&state.registry.resources()) {
         let p = gv_path(g, v);
         paths.insert(
             p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", minik_version::MINIK_VERSION)}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
         );
     }
     json_response(StatusCode::OK, &json!({"paths": paths}), &[])
@@ -54,12 +61,19 @@ pub async fn root() -> Response {
 /// Documents are built once per group-version and kept.
 static DOCUMENTS: LazyLock<Mutex<HashMap<String, Arc<Value>>>> = LazyLock::new(Default::default);
 
-pub async fn document(Path(rest): Path<String>) -> Response {
-    let found = group_versions()
+pub async fn document(State(state): State<AppState>, Path(rest): Path<String>) -> Response {
+    let res = state.registry.resources();
+    let found = group_versions(&res)
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == rest.trim_matches('/'));
     match found {
-        Some((g, v)) => json_response(StatusCode::OK, &*cached_document(g, v), &[]),
+        Some((g, v)) if group_versions(&builtins()).contains(&(g, v)) => {
+            json_response(StatusCode::OK, &*cached_document(g, v), &[])
+        }
+        Some((g, v)) => {
+            let doc = custom::document(&state.registry, &res, g, v);
+            json_response(StatusCode::OK, &doc, &[])
+        }
         None => {
             crate::status::not_found_path(format!("/openapi/v3/{rest}").parse().unwrap_or_default())
                 .await
@@ -103,10 +117,25 @@ fn cached_document(group: &str, version: &str) -> Arc<Value> {
         .clone()
 }
 
+/// The built-in resources.
+fn builtins() -> Vec<&'static ResourceInfo> {
+    all().iter().collect()
+}
+
 fn gv_document(group: &str, version: &str) -> Value {
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": minik_version::KUBERNETES_VERSION},
+        "paths": paths(&builtins(), group, version),
+        "components": {"schemas": schemas(group, version)},
+    })
+}
+
+/// The paths and operations of a group-version's resources.
+fn paths(res: &[&'static ResourceInfo], group: &str, version: &str) -> Map<String, Value> {
     let base = format!("/{}", gv_path(group, version));
     let mut paths = Map::new();
-    for r in all()
+    for r in res
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
@@ -151,12 +180,7 @@ fn gv_document(group: &str, version: &str) -> Value {
             );
         }
     }
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": minik_version::KUBERNETES_VERSION},
-        "paths": paths,
-        "components": {"schemas": schemas(group, version)},
-    })
+    paths
 }
 
 /// The schemas of a group-version's kinds and of everything they refer to, each kind tagged

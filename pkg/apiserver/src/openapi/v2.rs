@@ -39,7 +39,7 @@ pub async fn v2(headers: HeaderMap) -> Response {
 fn build() -> Value {
     let mut paths = Map::new();
     let mut definitions = Map::new();
-    for (g, v) in group_versions() {
+    for (g, v) in group_versions(&super::builtins()) {
         let doc = cached_document(g, v);
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
             paths.insert(path.clone(), to_v2(item.clone()));

@@ -172,6 +172,7 @@ fn store(obj: &mut Value, entries: &[Entry]) {
 /// everyone else. `requested` is the managedFields the request carried.
 pub fn record_update(
     info: &ResourceInfo,
+    schema: Option<&Value>,
     sub: &str,
     old: &Value,
     new: &mut Value,
@@ -182,7 +183,6 @@ pub fn record_update(
         store(new, &[]);
         return Ok(());
     };
-    let schema = minik_api::schema::of(info);
     let c = typed::compare(&without_managed(old), &without_managed(new), schema);
     let (added, modified, removed) = (
         scope(info, sub, &c.added),
@@ -250,7 +250,7 @@ pub fn apply(a: &Applying<'_>, live: Option<&Value>) -> Result<Value> {
         Err(Failure::Conflicts(c)) if manager == "kubectl" => c,
         other => return other.map_err(ApiError::from),
     };
-    let allowed = live.and_then(|l| allowed_by_last_applied(info, l));
+    let allowed = live.and_then(|l| allowed_by_last_applied(info, a.schema, l));
     let unexplained: Vec<(Entry, Set)> = conflicts
         .into_iter()
         .map(|(e, fields)| {
@@ -269,7 +269,11 @@ pub fn apply(a: &Applying<'_>, live: Option<&Value>) -> Result<Value> {
 }
 
 /// The fields the last-applied-configuration annotation sets to what the object still has.
-fn allowed_by_last_applied(info: &ResourceInfo, live: &Value) -> Option<Set> {
+fn allowed_by_last_applied(
+    info: &ResourceInfo,
+    schema: Option<&Value>,
+    live: &Value,
+) -> Option<Set> {
     let text = live
         .pointer("/metadata/annotations")?
         .get(LAST_APPLIED)?
@@ -278,7 +282,6 @@ fn allowed_by_last_applied(info: &ResourceInfo, live: &Value) -> Option<Set> {
     if last.get("apiVersion").and_then(Value::as_str) != Some(info.api_version().as_str()) {
         return None;
     }
-    let schema = minik_api::schema::of(info);
     let c = typed::compare(&last, &without_managed(live), schema);
     Some(
         typed::field_set(&last, schema)
@@ -291,6 +294,7 @@ fn allowed_by_last_applied(info: &ResourceInfo, live: &Value) -> Option<Set> {
 /// A server-side apply: of `config`, by `manager`, to the object or (`status`) its status.
 pub struct Applying<'a> {
     pub info: &'a ResourceInfo,
+    pub schema: Option<&'a Value>,
     pub status: bool,
     pub config: &'a Value,
     pub manager: &'a str,
@@ -304,12 +308,12 @@ fn try_apply(
 ) -> std::result::Result<Value, Failure> {
     let Applying {
         info,
+        schema,
         status,
         config,
         manager,
         ..
     } = *a;
-    let schema = minik_api::schema::of(info);
     let sub = if status { "status" } else { "" };
     let empty = json!({});
     let live_obj = live.unwrap_or(&empty);

@@ -127,6 +127,11 @@ impl crate::Registry {
             name,
             sub,
         } = *target;
+        if kind == PatchType::Strategic && info.custom {
+            return Err(ApiError::UnsupportedMediaType(
+                "strategic merge patch is not supported for custom resources; use a merge patch or server-side apply".into(),
+            ));
+        }
         let pinned = pins_version(kind, body);
         let mut last = None;
         for _ in 0..TRIES {
@@ -135,8 +140,10 @@ impl crate::Registry {
                     self.get_scale(info, ns, name).await?,
                     minik_api::schema::DEFINITIONS.get("io.k8s.api.autoscaling.v1.Scale"),
                 ),
-                _ => (self.get(info, ns, name).await?, minik_api::schema::of(info)),
+                _ => (self.get(info, ns, name).await?, None),
             };
+            let own = self.schema_for(info);
+            let schema = schema.or(own.as_deref());
             let mut patched = apply(kind, &current, body, schema)?;
             if !pinned && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
                 let rv = current.pointer("/metadata/resourceVersion").cloned();
@@ -206,8 +213,10 @@ impl crate::Registry {
             applied: true,
             ..params.clone()
         };
+        let schema = self.schema_for(info);
         let applying = crate::managed::Applying {
             info,
+            schema: schema.as_deref(),
             status,
             config: &config,
             manager: &manager,

@@ -28,6 +28,21 @@ pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
         ("", "Namespace") => obj["status"] = json!({"phase": "Active"}),
         ("batch", "Job") => job_selector(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            // Its objects go before it does.
+            let m = obj.get_mut("metadata").and_then(Value::as_object_mut);
+            if let Some(m) = m {
+                let list = m.entry("finalizers").or_insert_with(|| json!([]));
+                if let Some(f) = list.as_array_mut()
+                    && !f.iter().any(|x| x == crate::crd::CLEANUP)
+                {
+                    f.push(json!(crate::crd::CLEANUP));
+                }
+            }
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
         _ => {}
     }
     default(info, obj);
