@@ -119,26 +119,47 @@ pub async fn core_versions(State(state): State<AppState>, headers: HeaderMap) ->
     json_response(StatusCode::OK, &body, &[])
 }
 
+/// The groups served here and by aggregated API servers.
+fn all_groups(state: &AppState) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = group_versions(&state.registry.resources())
+        .into_iter()
+        .map(|(g, vs)| (g.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+        .collect();
+    for (g, v, _) in state.aggregator.discovery() {
+        match out.iter_mut().find(|(og, _)| *og == g) {
+            Some((_, vs)) if !vs.contains(&v) => vs.push(v),
+            Some(_) => {}
+            None => out.push((g, vec![v])),
+        }
+    }
+    out
+}
+
 pub async fn groups(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let res = state.registry.resources();
     if wants_aggregated(&headers) {
-        return aggregated(discovery_list(&res, false));
+        let mut list = discovery_list(&res, false);
+        if let Some(items) = list["items"].as_array_mut() {
+            items.extend(aggregated_items(&state));
+        }
+        return aggregated(list);
     }
-    let groups: Vec<Value> = group_versions(&res)
+    let groups: Vec<Value> = all_groups(&state)
         .iter()
-        .map(|(g, vs)| api_group(g, vs))
+        .map(|(g, vs)| {
+            let vs: Vec<&str> = vs.iter().map(String::as_str).collect();
+            api_group(g, &vs)
+        })
         .collect();
     let body = json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups});
     json_response(StatusCode::OK, &body, &[])
 }
 
 pub async fn group(State(state): State<AppState>, Path(group): Path<String>) -> Response {
-    match group_versions(&state.registry.resources())
-        .iter()
-        .find(|(g, _)| *g == group)
-    {
+    match all_groups(&state).iter().find(|(g, _)| *g == group) {
         Some((g, vs)) => {
-            let mut body = api_group(g, vs);
+            let vs: Vec<&str> = vs.iter().map(String::as_str).collect();
+            let mut body = api_group(g, &vs);
             body["kind"] = json!("APIGroup");
             body["apiVersion"] = json!("v1");
             json_response(StatusCode::OK, &body, &[])
@@ -273,6 +294,55 @@ fn discovery_list(res: &[&'static ResourceInfo], core: bool) -> Value {
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
         "metadata": {}, "items": items})
+}
+
+/// apidiscovery v2 items of the aggregated group-versions, from their APIResourceLists.
+fn aggregated_items(state: &AppState) -> Vec<Value> {
+    let mut items: Vec<Value> = Vec::new();
+    for (g, v, list) in state.aggregator.discovery() {
+        let all: Vec<Value> = list["resources"].as_array().cloned().unwrap_or_default();
+        let resources: Vec<Value> = all
+            .iter()
+            .filter(|r| !r["name"].as_str().unwrap_or("").contains('/'))
+            .map(|r| {
+                let name = r["name"].as_str().unwrap_or("");
+                let subs: Vec<Value> = all
+                    .iter()
+                    .filter_map(|s| {
+                        let sub = s["name"].as_str()?.strip_prefix(&format!("{name}/"))?;
+                        Some(json!({"subresource": sub, "verbs": s["verbs"],
+                            "responseKind": {"group": g, "version": v, "kind": s["kind"]}}))
+                    })
+                    .collect();
+                let mut e = json!({"resource": name,
+                    "responseKind": {"group": g, "version": v, "kind": r["kind"]},
+                    "scope": if r["namespaced"] == json!(true) { "Namespaced" } else { "Cluster" },
+                    "singularResource": r["singularName"], "verbs": r["verbs"]});
+                for k in ["shortNames", "categories"] {
+                    if let Some(x) = r.get(k) {
+                        e[k] = x.clone();
+                    }
+                }
+                if !subs.is_empty() {
+                    e["subresources"] = json!(subs);
+                }
+                e
+            })
+            .collect();
+        let version = json!({"version": v, "resources": resources, "freshness": "Current"});
+        match items
+            .iter_mut()
+            .find(|i| i["metadata"]["name"] == g.as_str())
+        {
+            Some(item) => {
+                if let Some(vs) = item["versions"].as_array_mut() {
+                    vs.push(version);
+                }
+            }
+            None => items.push(json!({"metadata": {"name": g}, "versions": [version]})),
+        }
+    }
+    items
 }
 
 fn discovery_resource(r: &ResourceInfo) -> Value {

@@ -2,6 +2,7 @@
 //! streams, and serving over TLS. `app()` builds the router so tests (and in-process clients)
 //! can call it without a socket.
 
+pub mod aggregator;
 mod discovery;
 mod filters;
 mod handlers;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub registry: Registry,
     pub started: Arc<std::sync::atomic::AtomicBool>,
     pub metrics: Arc<metrics::Metrics>,
+    pub aggregator: aggregator::Aggregator,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
             registry,
             started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             metrics: Arc::new(metrics::Metrics::default()),
+            aggregator: aggregator::Aggregator::default(),
         }
     }
 }
@@ -65,6 +68,10 @@ pub fn app(state: AppState) -> Router {
             axum::routing::any(handlers::grouped),
         )
         .fallback(status::not_found_path)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            aggregator::route,
+        ))
         .with_state(state);
     filters::wrap(routes)
 }

@@ -28,6 +28,10 @@ pub struct Pki {
     pub client_ca: CertPair,
     pub serving: CertPair,
     pub admin: CertPair,
+    /// The CA aggregated API servers trust for front-proxy (request-header) clients.
+    pub request_header_ca: CertPair,
+    /// The client certificate the API server proxies aggregated requests with.
+    pub proxy_client: CertPair,
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
@@ -162,12 +166,22 @@ impl Pki {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             sign(&client_ca, p, "admin")
         })?;
+        let request_header_ca = load_or(dir, "request-header-ca", || {
+            new_ca("minik-request-header-ca")
+        })?;
+        let proxy_client = load_or(dir, "client-auth-proxy", || {
+            let mut p = params("system:auth-proxy", None, 365)?;
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            sign(&request_header_ca, p, "auth-proxy")
+        })?;
         Ok(Pki {
             dir: dir.to_path_buf(),
             server_ca,
             client_ca,
             serving,
             admin,
+            request_header_ca,
+            proxy_client,
         })
     }
 }

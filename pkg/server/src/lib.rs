@@ -124,7 +124,25 @@ async fn serve(
         config.event_ttl,
         shutdown.clone(),
     ));
-    let served = serve_tls(listener, files, app(AppState::new(registry)), shutdown).await;
+    let state = AppState::new(registry);
+    // Aggregated API servers are reached as the front proxy, for the admin.
+    state
+        .aggregator
+        .set_identity(minik_apiserver::aggregator::ProxyIdentity {
+            cert_pem: pki.proxy_client.cert_pem.clone(),
+            key_pem: pki.proxy_client.key_pem.clone(),
+            user: "system:admin".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        });
+    let aggregation = state.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = minik_apiserver::aggregator::run(aggregation) => {}
+            () = stop.cancelled() => {}
+        }
+    });
+    let served = serve_tls(listener, files, app(state), shutdown).await;
     // Give in-flight responses a moment to finish writing.
     tokio::time::sleep(Duration::from_millis(50)).await;
     served.map_err(Error::Serve)

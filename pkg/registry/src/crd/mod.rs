@@ -6,6 +6,7 @@ mod cel;
 mod controller;
 pub(crate) use controller::CLEANUP;
 pub(crate) mod schema;
+pub(crate) mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -64,7 +65,7 @@ impl Crds {
             .values()
             .flat_map(|d| d.versions.iter().map(|v| v.info))
             .collect();
-        out.sort_by_key(|i| (i.group, i.plural, i.version));
+        out.sort_by_key(|i| (i.group, i.plural, validate::priority(i.version)));
         out
     }
 

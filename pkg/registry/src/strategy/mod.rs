@@ -14,6 +14,9 @@ use crate::error::Cause;
 pub fn validate(info: &ResourceInfo, old: Option<&Value>, new: &Value) -> Vec<Cause> {
     let mut causes = crate::meta::validate_metadata(new);
     causes.extend(validation::validate(info.group, info.kind, old, new));
+    if (info.group, info.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition") {
+        causes.extend(crate::crd::validate::definition(old, new));
+    }
     causes
 }
 

@@ -1,0 +1,237 @@
+//! The APIService controller: for each APIService with a service, find the service's
+//! endpoint, check the backend serves its group-version (keeping its discovery document),
+//! and set the Available condition. Runs every second.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use base64::Engine;
+use http_body_util::BodyExt;
+use minik_registry::{ApiError, Registry, WriteParams};
+use serde_json::{Value, json};
+
+use super::{Backend, proxy};
+use crate::AppState;
+
+fn info(group: &str, version: &str, plural: &str) -> &'static minik_api::ResourceInfo {
+    minik_api::find(group, version, plural).expect("a built-in resource")
+}
+
+/// Follow APIServices until the task is dropped.
+pub async fn run(state: AppState) {
+    loop {
+        sync(&state).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn sync(state: &AppState) {
+    let apiservices = info("apiregistration.k8s.io", "v1", "apiservices");
+    let Ok(list) = state
+        .registry
+        .list(apiservices, None, &Default::default())
+        .await
+    else {
+        return;
+    };
+    let mut backends = HashMap::new();
+    for svc in &list.items {
+        let g = svc
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let v = svc
+            .pointer("/spec/version")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let (available, reason, message) = match svc.pointer("/spec/service") {
+            None | Some(Value::Null) => (
+                true,
+                "Local",
+                "Local APIServices are always available".to_string(),
+            ),
+            Some(_) => match check(state, svc, g, v).await {
+                Ok(backend) => {
+                    backends.insert((g.to_string(), v.to_string()), backend);
+                    (true, "Passed", "all checks passed".to_string())
+                }
+                Err((reason, message)) => (false, reason, message),
+            },
+        };
+        set_available(&state.registry, svc, available, reason, &message).await;
+    }
+    state.aggregator.replace(backends);
+}
+
+/// The backend of an APIService, checked by fetching its group-version's discovery.
+async fn check(
+    state: &AppState,
+    apiservice: &Value,
+    group: &str,
+    version: &str,
+) -> Result<Backend, (&'static str, String)> {
+    let mut backend = resolve(&state.registry, apiservice).await?;
+    let Some(id) = state.aggregator.identity() else {
+        return Err((
+            "MissingIdentity",
+            "the aggregation proxy has no client certificate".into(),
+        ));
+    };
+    let req = axum::http::Request::builder()
+        .method(Method::GET)
+        .uri(format!("/apis/{group}/{version}"))
+        .header("accept", "application/json")
+        .body(Body::empty())
+        .map_err(|e| ("FailedDiscoveryCheck", e.to_string()))?;
+    let resp = proxy::send(&backend, &id, req).await.map_err(|e| {
+        (
+            "FailedDiscoveryCheck",
+            format!("failing or missing response from {}: {e}", backend.addr),
+        )
+    })?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ("FailedDiscoveryCheck", e.to_string()))?
+        .to_bytes();
+    if status != StatusCode::OK {
+        return Err((
+            "FailedDiscoveryCheck",
+            format!(
+                "failing or missing response from {}: bad status from {}: {status}",
+                backend.addr, backend.addr
+            ),
+        ));
+    }
+    backend.resources = serde_json::from_slice(&bytes).ok();
+    Ok(backend)
+}
+
+/// The service's endpoint for the APIService's port.
+async fn resolve(
+    registry: &Registry,
+    apiservice: &Value,
+) -> Result<Backend, (&'static str, String)> {
+    let spec = &apiservice["spec"];
+    let ns = spec
+        .pointer("/service/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let name = spec
+        .pointer("/service/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let port = spec
+        .pointer("/service/port")
+        .and_then(Value::as_i64)
+        .unwrap_or(443);
+    let service = registry
+        .get(info("", "v1", "services"), Some(ns), name)
+        .await
+        .map_err(|_| {
+            (
+                "ServiceNotFound",
+                format!("service/{name} in \"{ns}\" is not present"),
+            )
+        })?;
+    let sp = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p["port"].as_i64() == Some(port))
+        .cloned()
+        .ok_or((
+            "ServicePortError",
+            format!("service/{name} in \"{ns}\" is not listening on port {port}"),
+        ))?;
+    let endpoints = registry
+        .get(info("", "v1", "endpoints"), Some(ns), name)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound { .. } => (
+                "EndpointsNotFound",
+                format!("cannot find endpoints for service/{name} in \"{ns}\""),
+            ),
+            other => ("EndpointsNotFound", other.to_string()),
+        })?;
+    let wanted_name = sp.get("name").cloned();
+    let target = sp.get("targetPort").cloned().unwrap_or_else(|| json!(port));
+    for subset in endpoints
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ep_port = subset
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|p| p.get("name") == wanted_name.as_ref() || p.get("port") == Some(&target))
+            .and_then(|p| p["port"].as_u64());
+        let ip = subset
+            .pointer("/addresses/0/ip")
+            .and_then(Value::as_str)
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+        if let (Some(ip), Some(p)) = (ip, ep_port) {
+            let ca_bundle = spec
+                .get("caBundle")
+                .and_then(Value::as_str)
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+            return Ok(Backend {
+                addr: std::net::SocketAddr::new(ip, p as u16),
+                server_name: format!("{name}.{ns}.svc"),
+                ca_bundle,
+                insecure: spec.get("insecureSkipTLSVerify") == Some(&json!(true)),
+                resources: None,
+            });
+        }
+    }
+    Err((
+        "MissingEndpoints",
+        format!(
+            "endpoints for service/{name} in \"{ns}\" have no addresses with port name or number {port}"
+        ),
+    ))
+}
+
+/// Write the Available condition when it changes.
+async fn set_available(registry: &Registry, svc: &Value, ok: bool, reason: &str, message: &str) {
+    let status = if ok { "True" } else { "False" };
+    let current = svc
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Available"));
+    if current
+        .is_some_and(|c| c["status"] == status && c["reason"] == reason && c["message"] == message)
+    {
+        return;
+    }
+    let mut updated = svc.clone();
+    updated["status"] = json!({"conditions": [{"type": "Available", "status": status,
+        "reason": reason, "message": message,
+        "lastTransitionTime": minik_registry::now_rfc3339()}]});
+    let name = svc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let apiservices = info("apiregistration.k8s.io", "v1", "apiservices");
+    if let Err(e) = registry
+        .update(
+            apiservices,
+            None,
+            name,
+            updated,
+            true,
+            &WriteParams::default(),
+        )
+        .await
+    {
+        tracing::debug!(apiservice = %name, error = %e, "APIService status not written yet");
+    }
+}
