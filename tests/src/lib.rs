@@ -3,6 +3,7 @@
 pub mod api;
 pub mod server;
 pub mod store_contract;
+pub mod tls_server;
 
 use std::path::PathBuf;
 

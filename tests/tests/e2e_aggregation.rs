@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use base64::Engine;
 use minik_tests::server::{Kubectl, Server, ok, text};
+use minik_tests::tls_server::serve_tls;
 use serde_json::{Value, json};
 
 /// (path, X-Remote-User, X-Remote-Group values) of each request the test server got.
@@ -58,58 +59,6 @@ fn test_api(seen: Seen) -> Router {
         )
 }
 
-/// Serve `app` over TLS on loopback, asking for a client certificate from `client_ca`.
-async fn serve_tls(app: Router, cert: &minik_auth::CertPair, client_ca: &str) -> u16 {
-    let certs = rustls_pemfile::certs(&mut cert.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut cert.key_pem.as_bytes())
-        .unwrap()
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut client_ca.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                // No client certificate from minik's request-header CA: no connection.
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper_util::service::TowerToHyperService::new(app);
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiservice_proxies_with_front_proxy_identity() {
     let s = Server::start();
@@ -120,7 +69,13 @@ async fn apiservice_proxies_with_front_proxy_identity() {
     let request_header_ca =
         std::fs::read_to_string(s.dir.path().join("data/tls/request-header-ca.crt")).unwrap();
     let seen: Seen = Arc::default();
-    let port = serve_tls(test_api(seen.clone()), &pki.serving, &request_header_ca).await;
+    let port = serve_tls(
+        test_api(seen.clone()),
+        &pki.serving.cert_pem,
+        &pki.serving.key_pem,
+        Some(&request_header_ca),
+    )
+    .await;
     let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&pki.server_ca.cert_pem);
     let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "test-api", "namespace": "default"},

@@ -4,6 +4,7 @@
 //! and the strategy hooks in `strategy.rs`.
 
 mod cache;
+pub mod client;
 mod components;
 mod convert;
 mod crd;

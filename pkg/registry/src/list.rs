@@ -152,7 +152,7 @@ impl Registry {
             snapshot = Some(result.revision);
             after = result.kvs.last().map(|kv| kv.key.to_string());
             for kv in &result.kvs {
-                let obj = crate::convert::from_storage(info, decode(kv)?);
+                let obj = self.shown(info, decode(kv)?).await?;
                 if params.label_selector.matches_labels(&obj)
                     && params.field_selector.matches_fields(&obj)
                 {
@@ -220,6 +220,16 @@ impl Registry {
             return Ok(None);
         }
         let convert = crate::convert::converts(info);
+        let objects = match self.conversion_webhook(info) {
+            Some(_) => {
+                let plain = objects.iter().map(|o| (**o).clone()).collect();
+                let shown = self
+                    .convert_custom(info, plain, &info.api_version())
+                    .await?;
+                shown.into_iter().map(Arc::new).collect()
+            }
+            None => objects,
+        };
         let items: Vec<Arc<Value>> = objects
             .into_iter()
             .map(|o| match convert {

@@ -187,6 +187,36 @@ impl Registry {
         self.crds.generation()
     }
 
+    /// An object as it is stored, unconverted (for built-in kinds that never are).
+    pub(crate) async fn get_stored(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
+        let (_, kv) = self
+            .store
+            .get(&object_key(info, namespace, name), None)
+            .await?;
+        decode(&kv.ok_or_else(|| ApiError::not_found(info, name))?)
+    }
+
+    /// A stored object as `info` shows it (converted from its storage version).
+    pub(crate) async fn shown(&self, info: &ResourceInfo, obj: Value) -> Result<Value> {
+        match self.conversion_webhook(info) {
+            Some(_) => self.custom_shown(info, obj).await,
+            None => Ok(crate::convert::from_storage(info, obj)),
+        }
+    }
+
+    /// An object of `info` as it is stored.
+    pub(crate) async fn stored(&self, info: &ResourceInfo, obj: &Value) -> Result<Value> {
+        match self.conversion_webhook(info) {
+            Some(_) => self.custom_stored(info, obj).await,
+            None => Ok(crate::convert::to_storage(info, obj)),
+        }
+    }
+
     /// A custom resource's additionalPrinterColumns (empty for built-ins).
     pub fn printer_columns(&self, info: &ResourceInfo) -> Vec<Value> {
         if !info.custom {
@@ -338,7 +368,7 @@ impl Registry {
                 None => Ok((typed, warnings)),
             };
         }
-        let stored = crate::convert::to_storage(info, &typed);
+        let stored = self.stored(info, &typed).await?;
         match self.store.create(&key, encode(&stored)?).await {
             Ok(kv) => {
                 meta_mut(&mut typed)?
@@ -372,7 +402,7 @@ impl Registry {
             .get(&object_key(info, namespace, name), None)
             .await?;
         let kv = kv.ok_or_else(|| ApiError::not_found(info, name))?;
-        Ok(crate::convert::from_storage(info, decode(&kv)?))
+        self.shown(info, decode(&kv)?).await
     }
 
     /// PUT: replace an object (or its status when `status` is set).
@@ -398,7 +428,7 @@ impl Registry {
         let key = object_key(info, namespace, name);
         let (_, current) = self.store.get(&key, None).await?;
         let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
-        let old = crate::convert::from_storage(info, decode(&current)?);
+        let old = self.shown(info, decode(&current)?).await?;
         if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
             && rv != current.mod_revision.to_string()
         {
@@ -459,7 +489,7 @@ impl Registry {
             }
             false => Vec::new(),
         };
-        let stored = encode(&crate::convert::to_storage(info, &typed))?;
+        let stored = encode(&self.stored(info, &typed).await?)?;
         match self.store.update(&key, stored, current.mod_revision).await {
             Ok(kv) => {
                 if service {
@@ -500,7 +530,7 @@ impl Registry {
         loop {
             let (_, current) = self.store.get(&key, None).await?;
             let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
-            let mut obj = crate::convert::from_storage(info, decode(&current)?);
+            let mut obj = self.shown(info, decode(&current)?).await?;
             if let Some(uid) = &params.uid
                 && meta_str(&obj, "uid") != Some(uid.as_str())
             {
@@ -544,7 +574,7 @@ impl Registry {
                         .store
                         .update(
                             &key,
-                            encode(&crate::convert::to_storage(info, &obj))?,
+                            encode(&self.stored(info, &obj).await?)?,
                             current.mod_revision,
                         )
                         .await

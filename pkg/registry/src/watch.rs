@@ -82,6 +82,24 @@ impl WatchEvent {
     }
 }
 
+/// A change of a custom resource converted by its CRD's webhook.
+async fn webhook_converted(reg: &Registry, info: &ResourceInfo, c: &Change) -> Result<Arc<Change>> {
+    let mut objects = vec![(*c.object).clone()];
+    objects.extend(c.prev.as_ref().map(|p| (**p).clone()));
+    let mut shown = reg
+        .convert_custom(info, objects, &info.api_version())
+        .await?
+        .into_iter();
+    Ok(Arc::new(Change {
+        rv: c.rv,
+        key: c.key.clone(),
+        deleted: c.deleted,
+        object: Arc::new(shown.next().unwrap_or(Value::Null)),
+        prev: shown.next().map(Arc::new),
+        line: Default::default(),
+    }))
+}
+
 /// A stored object as the watched resource shows it.
 fn converted(info: &ResourceInfo, obj: &Arc<Value>) -> Arc<Value> {
     if crate::convert::converts(info) {
@@ -131,6 +149,9 @@ pub struct WatchStream {
     source: Source,
     last_rv: i64,
     deadline: Option<Instant>,
+    /// Set for a custom resource whose CRD converts by webhook: each change is converted
+    /// through it.
+    webhook: Option<Registry>,
 }
 
 enum Next {
@@ -158,7 +179,17 @@ impl Registry {
             let (rv, objects, sub) = cacher
                 .snapshot(&prefix)
                 .ok_or_else(|| ApiError::Internal("the watch cache is restarting".into()))?;
-            for obj in objects.iter().map(|o| converted(info, o)) {
+            let objects: Vec<Arc<Value>> = match self.conversion_webhook(info) {
+                Some(_) => {
+                    let plain = objects.iter().map(|o| (**o).clone()).collect();
+                    let shown = self
+                        .convert_custom(info, plain, &info.api_version())
+                        .await?;
+                    shown.into_iter().map(Arc::new).collect()
+                }
+                None => objects.iter().map(|o| converted(info, o)).collect(),
+            };
+            for obj in objects {
                 if matches(&params, &obj) {
                     queued.push_back(WatchEvent {
                         kind: "ADDED",
@@ -198,6 +229,7 @@ impl Registry {
             backlog,
             source,
             last_rv: start,
+            webhook: self.conversion_webhook(info).map(|_| self.clone()),
         })
     }
 }
@@ -273,6 +305,21 @@ impl WatchStream {
                         continue;
                     }
                     self.last_rv = c.rv;
+                    let c = match &self.webhook {
+                        Some(reg) => match webhook_converted(reg, self.info, &c).await {
+                            Ok(converted) => converted,
+                            Err(e) => {
+                                self.source = Source::Done;
+                                return Some(WatchEvent::new(
+                                    "ERROR",
+                                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                        "status": "Failure", "message": e.to_string(),
+                                        "reason": "InternalError", "code": 500}),
+                                ));
+                            }
+                        },
+                        None => c,
+                    };
                     if let Some(e) = self.translate(c) {
                         return Some(e);
                     }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
-use minik_registry::{ApiError, Registry, WriteParams};
+use minik_registry::{Registry, WriteParams};
 use serde_json::{Value, json};
 
 use super::{Backend, proxy};
@@ -88,7 +88,10 @@ async fn check(
     let resp = proxy::send(&backend, &id, req).await.map_err(|e| {
         (
             "FailedDiscoveryCheck",
-            format!("failing or missing response from {}: {e}", backend.addr),
+            format!(
+                "failing or missing response from {}: {e}",
+                backend.target.addr
+            ),
         )
     })?;
     let status = resp.status();
@@ -103,7 +106,7 @@ async fn check(
             "FailedDiscoveryCheck",
             format!(
                 "failing or missing response from {}: bad status from {}: {status}",
-                backend.addr, backend.addr
+                backend.target.addr, backend.target.addr
             ),
         ));
     }
@@ -129,75 +132,20 @@ async fn resolve(
         .pointer("/service/port")
         .and_then(Value::as_i64)
         .unwrap_or(443);
-    let service = registry
-        .get(info("", "v1", "services"), Some(ns), name)
-        .await
-        .map_err(|_| {
-            (
-                "ServiceNotFound",
-                format!("service/{name} in \"{ns}\" is not present"),
-            )
-        })?;
-    let sp = service
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|p| p["port"].as_i64() == Some(port))
-        .cloned()
-        .ok_or((
-            "ServicePortError",
-            format!("service/{name} in \"{ns}\" is not listening on port {port}"),
-        ))?;
-    let endpoints = registry
-        .get(info("", "v1", "endpoints"), Some(ns), name)
-        .await
-        .map_err(|e| match e {
-            ApiError::NotFound { .. } => (
-                "EndpointsNotFound",
-                format!("cannot find endpoints for service/{name} in \"{ns}\""),
-            ),
-            other => ("EndpointsNotFound", other.to_string()),
-        })?;
-    let wanted_name = sp.get("name").cloned();
-    let target = sp.get("targetPort").cloned().unwrap_or_else(|| json!(port));
-    for subset in endpoints
-        .get("subsets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let ep_port = subset
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|p| p.get("name") == wanted_name.as_ref() || p.get("port") == Some(&target))
-            .and_then(|p| p["port"].as_u64());
-        let ip = subset
-            .pointer("/addresses/0/ip")
-            .and_then(Value::as_str)
-            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
-        if let (Some(ip), Some(p)) = (ip, ep_port) {
-            let ca_bundle = spec
-                .get("caBundle")
-                .and_then(Value::as_str)
-                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
-            return Ok(Backend {
-                addr: std::net::SocketAddr::new(ip, p as u16),
-                server_name: format!("{name}.{ns}.svc"),
-                ca_bundle,
-                insecure: spec.get("insecureSkipTLSVerify") == Some(&json!(true)),
-                resources: None,
-            });
-        }
-    }
-    Err((
-        "MissingEndpoints",
-        format!(
-            "endpoints for service/{name} in \"{ns}\" have no addresses with port name or number {port}"
-        ),
-    ))
+    let addr = registry.service_endpoint(ns, name, port).await?;
+    let ca_bundle = spec
+        .get("caBundle")
+        .and_then(Value::as_str)
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    Ok(Backend {
+        target: minik_registry::client::TlsTarget {
+            addr,
+            server_name: format!("{name}.{ns}.svc"),
+            ca_bundle,
+            insecure: spec.get("insecureSkipTLSVerify") == Some(&json!(true)),
+        },
+        resources: None,
+    })
 }
 
 /// Write the Available condition when it changes.

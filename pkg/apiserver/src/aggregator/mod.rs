@@ -23,11 +23,7 @@ pub use proxy::ProxyIdentity;
 /// Where an aggregated group-version is served.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    pub addr: std::net::SocketAddr,
-    /// The TLS server name: `<service>.<namespace>.svc`.
-    pub server_name: String,
-    pub ca_bundle: Option<Vec<u8>>,
-    pub insecure: bool,
+    pub target: minik_registry::client::TlsTarget,
     /// The backend's APIResourceList for its group-version, from the last check.
     pub resources: Option<Value>,
 }

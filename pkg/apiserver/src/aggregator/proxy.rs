@@ -1,16 +1,11 @@
 //! The proxy to an aggregated API server: one TLS connection per request, the front-proxy
 //! client certificate, and the requesting user in X-Remote-User / X-Remote-Group.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use minik_registry::client::{self, ClientCert};
 
 use super::{Aggregator, Backend};
 use crate::status::json_response;
@@ -24,99 +19,17 @@ pub struct ProxyIdentity {
     pub groups: Vec<String>,
 }
 
-/// `insecureSkipTLSVerify`: any server certificate is taken.
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn tls_config(backend: &Backend, id: &ProxyIdentity) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if backend.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = backend.ca_bundle.clone().unwrap_or_default();
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
-            roots.add(cert).map_err(|e| e.to_string())?;
-        }
-        builder.with_root_certificates(roots)
-    };
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut id.key_pem.as_bytes())
-        .map_err(|e| e.to_string())?
-        .ok_or("the proxy key is missing")?;
-    builder
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| e.to_string())
-}
-
 /// Send one request to a backend and return its response as it comes.
 pub(super) async fn send(
     backend: &Backend,
     id: &ProxyIdentity,
     mut req: Request,
 ) -> Result<Response, String> {
-    let config = tls_config(backend, id)?;
-    let tcp = tokio::net::TcpStream::connect(backend.addr)
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", backend.addr))?;
-    let name = ServerName::try_from(backend.server_name.clone()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS with {}: {e}", backend.addr))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let client = ClientCert {
+        cert_pem: id.cert_pem.clone(),
+        key_pem: id.key_pem.clone(),
+    };
+    let mut sender = client::connect(&backend.target, Some(&client)).await?;
     let headers = req.headers_mut();
     for h in [
         header::AUTHORIZATION.as_str(),
@@ -134,7 +47,7 @@ pub(super) async fn send(
             headers.append("x-remote-group", v);
         }
     }
-    if let Ok(host) = HeaderValue::from_str(&backend.server_name) {
+    if let Ok(host) = HeaderValue::from_str(&backend.target.server_name) {
         headers.insert(header::HOST, host);
     }
     let path = req

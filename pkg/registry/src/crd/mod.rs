@@ -4,6 +4,7 @@
 
 mod cel;
 mod controller;
+mod convert;
 pub(crate) use controller::CLEANUP;
 pub(crate) mod schema;
 pub(crate) mod validate;
@@ -33,6 +34,8 @@ pub(crate) struct Definition {
     /// The CRD's spec it was made from.
     pub spec: Value,
     pub versions: Vec<Version>,
+    /// `spec.conversion.webhook.clientConfig` when the strategy is Webhook.
+    pub webhook: Option<Value>,
 }
 
 #[derive(Default)]
@@ -202,9 +205,13 @@ fn definition(crd: &Value) -> Option<Definition> {
                 .collect(),
         });
     }
+    let webhook = (spec.pointer("/conversion/strategy").and_then(Value::as_str) == Some("Webhook"))
+        .then(|| spec.pointer("/conversion/webhook/clientConfig").cloned())
+        .flatten();
     Some(Definition {
         spec: spec.clone(),
         versions,
+        webhook,
     })
 }
 

@@ -1,0 +1,209 @@
+//! Calls from the API server to servers in the cluster (aggregated API servers, conversion
+//! webhooks): a service resolved to one of its endpoints, and an HTTP/1.1 connection over
+//! TLS verified with a CA bundle (or not, when told so), with an optional client
+//! certificate.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::{Value, json};
+
+use crate::{ApiError, Registry};
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    pub addr: SocketAddr,
+    /// The name the server's certificate must have (`<service>.<namespace>.svc`).
+    pub server_name: String,
+    pub ca_bundle: Option<Vec<u8>>,
+    pub insecure: bool,
+}
+
+/// A client certificate (PEM).
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// `insecureSkipTLSVerify`: any server certificate is taken.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config(t: &TlsTarget, client: Option<&ClientCert>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if t.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = t.ca_bundle.clone().unwrap_or_default();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+            roots.add(cert).map_err(|e| e.to_string())?;
+        }
+        builder.with_root_certificates(roots)
+    };
+    let Some(c) = client else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut c.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut c.key_pem.as_bytes())
+        .map_err(|e| e.to_string())?
+        .ok_or("the client key is missing")?;
+    builder
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| e.to_string())
+}
+
+/// An HTTP/1.1 connection to `t`, ready for requests.
+pub async fn connect<B>(
+    t: &TlsTarget,
+    client: Option<&ClientCert>,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let config = tls_config(t, client)?;
+    let tcp = tokio::net::TcpStream::connect(t.addr)
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", t.addr))?;
+    let name = ServerName::try_from(t.server_name.clone()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {}: {e}", t.addr))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Why a service could not be reached: (reason, message), as APIService conditions say it.
+pub type Unreachable = (&'static str, String);
+
+impl Registry {
+    /// The address of one endpoint of service `ns/name` for its port `port`.
+    pub async fn service_endpoint(
+        &self,
+        ns: &str,
+        name: &str,
+        port: i64,
+    ) -> Result<SocketAddr, Unreachable> {
+        let find = |plural| minik_api::find("", "v1", plural).expect("a built-in resource");
+        let service = self
+            .get_stored(find("services"), Some(ns), name)
+            .await
+            .map_err(|_| {
+                (
+                    "ServiceNotFound",
+                    format!("service/{name} in \"{ns}\" is not present"),
+                )
+            })?;
+        let sp = service
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|p| p["port"].as_i64() == Some(port))
+            .cloned()
+            .ok_or((
+                "ServicePortError",
+                format!("service/{name} in \"{ns}\" is not listening on port {port}"),
+            ))?;
+        let endpoints = self
+            .get_stored(find("endpoints"), Some(ns), name)
+            .await
+            .map_err(|e| match e {
+                ApiError::NotFound { .. } => (
+                    "EndpointsNotFound",
+                    format!("cannot find endpoints for service/{name} in \"{ns}\""),
+                ),
+                other => ("EndpointsNotFound", other.to_string()),
+            })?;
+        let wanted_name = sp.get("name").cloned();
+        let target = sp.get("targetPort").cloned().unwrap_or_else(|| json!(port));
+        for subset in endpoints
+            .get("subsets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ep_port = subset
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|p| p.get("name") == wanted_name.as_ref() || p.get("port") == Some(&target))
+                .and_then(|p| p["port"].as_u64());
+            let ip = subset
+                .pointer("/addresses/0/ip")
+                .and_then(Value::as_str)
+                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+            if let (Some(ip), Some(p)) = (ip, ep_port) {
+                return Ok(SocketAddr::new(ip, p as u16));
+            }
+        }
+        Err((
+            "MissingEndpoints",
+            format!(
+                "endpoints for service/{name} in \"{ns}\" have no addresses with port name or number {port}"
+            ),
+        ))
+    }
+}
