@@ -219,23 +219,10 @@ impl Registry {
         if rv < wanted {
             return Ok(None);
         }
-        let convert = crate::convert::converts(info);
-        let objects = match self.conversion_webhook(info) {
-            Some(_) => {
-                let plain = objects.iter().map(|o| (**o).clone()).collect();
-                let shown = self
-                    .convert_custom(info, plain, &info.api_version())
-                    .await?;
-                shown.into_iter().map(Arc::new).collect()
-            }
-            None => objects,
-        };
-        let items: Vec<Arc<Value>> = objects
+        let items: Vec<Arc<Value>> = self
+            .shown_all(info, objects)
+            .await?
             .into_iter()
-            .map(|o| match convert {
-                true => Arc::new(crate::convert::from_storage(info, (*o).clone())),
-                false => o,
-            })
             .filter(|o| {
                 params.label_selector.matches_labels(o) && params.field_selector.matches_fields(o)
             })

@@ -179,17 +179,7 @@ impl Registry {
             let (rv, objects, sub) = cacher
                 .snapshot(&prefix)
                 .ok_or_else(|| ApiError::Internal("the watch cache is restarting".into()))?;
-            let objects: Vec<Arc<Value>> = match self.conversion_webhook(info) {
-                Some(_) => {
-                    let plain = objects.iter().map(|o| (**o).clone()).collect();
-                    let shown = self
-                        .convert_custom(info, plain, &info.api_version())
-                        .await?;
-                    shown.into_iter().map(Arc::new).collect()
-                }
-                None => objects.iter().map(|o| converted(info, o)).collect(),
-            };
-            for obj in objects {
+            for obj in self.shown_all(info, objects).await? {
                 if matches(&params, &obj) {
                     queued.push_back(WatchEvent {
                         kind: "ADDED",

@@ -71,6 +71,29 @@ impl Registry {
         Ok(converted)
     }
 
+    /// Stored objects (of any resource) as `info` shows them; objects that need no
+    /// conversion are shared, not copied.
+    pub(crate) async fn shown_all(
+        &self,
+        info: &ResourceInfo,
+        objects: Vec<std::sync::Arc<Value>>,
+    ) -> Result<Vec<std::sync::Arc<Value>>> {
+        if self.conversion_webhook(info).is_some() {
+            let plain = objects.iter().map(|o| (**o).clone()).collect();
+            let shown = self
+                .convert_custom(info, plain, &info.api_version())
+                .await?;
+            return Ok(shown.into_iter().map(std::sync::Arc::new).collect());
+        }
+        if !crate::convert::converts(info) {
+            return Ok(objects);
+        }
+        Ok(objects
+            .into_iter()
+            .map(|o| std::sync::Arc::new(crate::convert::from_storage(info, (*o).clone())))
+            .collect())
+    }
+
     /// A stored custom resource as its served version shows it.
     pub(crate) async fn custom_shown(&self, info: &ResourceInfo, obj: Value) -> Result<Value> {
         let mut v = self
