@@ -56,17 +56,6 @@ fn any_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::Schema::from(true)
 }
 
-const CUSTOM_VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// The process-wide `ResourceInfo` of a custom resource.
 pub fn resource_info(c: &CustomResource) -> &'static ResourceInfo {
     let mut infos = INFOS.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,7 +70,7 @@ pub fn resource_info(c: &CustomResource) -> &'static ResourceInfo {
         plural: intern(&c.plural),
         singular: c.singular.clone(),
         namespaced: c.namespaced,
-        verbs: CUSTOM_VERBS,
+        verbs: crate::table::ALL_VERBS,
         short_names: intern_list(&c.short_names),
         categories: intern_list(&c.categories),
         subresources: intern_list(&c.subresources),

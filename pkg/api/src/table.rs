@@ -47,7 +47,7 @@ impl ResourceInfo {
     }
 }
 
-const ALL_VERBS: &[&str] = &[
+pub(crate) const ALL_VERBS: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
