@@ -146,3 +146,56 @@ async fn conflicting_names_are_not_accepted() {
     let (code, body) = api.call(Method::POST, crds, Some(wrong)).await;
     assert_eq!(code, 422, "{body}");
 }
+
+#[tokio::test]
+async fn transition_rules_see_the_old_list_item() {
+    let api = api().await;
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "items": {"type": "array", "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "required": ["name"],
+                "x-kubernetes-validations": [{"rule": "self.size >= oldSelf.size",
+                    "message": "size may not shrink"}],
+                "properties": {"name": {"type": "string"}, "size": {"type": "integer"}}}}}}}});
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    api.call(Method::POST, crds, Some(crd("volumes", "Volume", schema)))
+        .await;
+    established(&api, "volumes.example.com").await;
+    let vols = "/apis/example.com/v1/namespaces/default/volumes";
+    let vol = |a: i64, b: i64| {
+        json!({"apiVersion": "example.com/v1", "kind": "Volume", "metadata": {"name": "v"},
+            "spec": {"items": [{"name": "a", "size": a}, {"name": "b", "size": b}]}})
+    };
+    assert_eq!(api.call(Method::POST, vols, Some(vol(5, 5))).await.0, 201);
+    // Custom resources take no unconditional update.
+    let put = |v: Value| {
+        let api = &api;
+        async move {
+            api.call(
+                Method::PUT,
+                "/apis/example.com/v1/namespaces/default/volumes/v",
+                Some(v),
+            )
+            .await
+        }
+    };
+    assert_eq!(put(vol(5, 9)).await.0, 422);
+    let at = |mut v: Value, rv: &Value| {
+        v["metadata"]["resourceVersion"] = rv.clone();
+        v
+    };
+    // b grows, then a shrinks: the rule compares each item with its old self by key.
+    let (_, now) = api.call(Method::GET, &format!("{vols}/v"), None).await;
+    let (code, grown) = put(at(vol(5, 9), &now["metadata"]["resourceVersion"])).await;
+    assert_eq!(code, 200);
+    let (code, body) = put(at(vol(1, 9), &grown["metadata"]["resourceVersion"])).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("size may not shrink"),
+        "{body}"
+    );
+    assert_eq!(body["details"]["causes"][0]["field"], "spec.items[0]");
+}

@@ -119,6 +119,8 @@ fn kubectl_crd_and_custom_resources() {
         // explain reads the CRD's schema.
         let explain = ok(k.run(&["explain", "widgets.spec.color"]));
         assert!(explain.contains("colour"), "{explain}");
+        let v2 = ok(k.run(&["explain", "widgets.spec", "--output=plaintext-openapiv2"]));
+        assert!(v2.contains("maxReplicas"), "{v2}");
         // Short name and a merge patch.
         ok(k.run(
             &[

@@ -434,6 +434,18 @@ impl Registry {
         {
             return Err(ApiError::conflict(info, name));
         }
+        // Custom resources allow no unconditional update (kube-apiserver's CRD strategy).
+        if info.custom && meta_str(&obj, "resourceVersion").is_none_or(str::is_empty) {
+            return Err(ApiError::invalid(
+                info,
+                name,
+                vec![crate::Cause {
+                    field: "metadata.resourceVersion".into(),
+                    message: "Invalid value: 0x0: must be specified for an update".into(),
+                    reason: "FieldValueInvalid".into(),
+                }],
+            ));
+        }
         if status {
             strategy::prepare_for_status_update(&old, &mut obj);
         } else {

@@ -5,35 +5,84 @@
 
 use std::sync::LazyLock;
 
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{cached_document, group_versions};
+use crate::AppState;
 use crate::status::json_response;
 
 /// The document and its protobuf encoding, built once.
-static DOCUMENT: LazyLock<(Value, Vec<u8>)> = LazyLock::new(|| {
+/// A document as JSON and in gnostic protobuf.
+type Built = std::sync::Arc<(Value, Vec<u8>)>;
+
+static DOCUMENT: LazyLock<Built> = LazyLock::new(|| {
     let doc = build();
     let pb = super::gnostic::document(&doc);
-    (doc, pb)
+    std::sync::Arc::new((doc, pb))
 });
 
-pub async fn v2(headers: HeaderMap) -> Response {
+/// The document with the custom resources of the CRDs served now, kept per generation.
+static WITH_CUSTOM: std::sync::Mutex<Option<(u64, Built)>> = std::sync::Mutex::new(None);
+
+fn with_custom(state: &AppState) -> Built {
+    let generation = state.registry.api_generation();
+    let mut cached = WITH_CUSTOM.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((g, doc)) = cached.as_ref()
+        && *g == generation
+    {
+        return doc.clone();
+    }
+    let mut doc = DOCUMENT.0.clone();
+    let res = state.registry.resources();
+    let builtin = group_versions(&super::builtins());
+    for (g, v) in group_versions(&res) {
+        if builtin.contains(&(g, v)) {
+            continue;
+        }
+        let custom = super::custom::document(&state.registry, &res, g, v);
+        for (part, from) in [("paths", "/paths"), ("definitions", "/components/schemas")] {
+            for (k, item) in custom
+                .pointer(from)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                doc[part][k] = to_v2(item.clone());
+            }
+        }
+    }
+    let pb = super::gnostic::document(&doc);
+    let built = std::sync::Arc::new((doc, pb));
+    *cached = Some((generation, built.clone()));
+    built
+}
+
+pub async fn v2(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_string();
+    let custom = !state.registry.resources().iter().all(|r| !r.custom);
+    let doc = tokio::task::spawn_blocking(move || match custom {
+        true => with_custom(&state),
+        false => DOCUMENT.clone(),
+    })
+    .await;
+    let Ok(doc) = doc else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     if accept.contains("com.github.proto-openapi.spec.v2") {
-        let body = tokio::task::spawn_blocking(|| DOCUMENT.1.clone())
-            .await
-            .unwrap_or_default();
-        return ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
+        return (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            doc.1.clone(),
+        )
+            .into_response();
     }
-    let doc = tokio::task::spawn_blocking(|| DOCUMENT.0.clone())
-        .await
-        .unwrap_or_default();
-    json_response(StatusCode::OK, &doc, &[])
+    json_response(StatusCode::OK, &doc.0, &[])
 }
 
 fn build() -> Value {

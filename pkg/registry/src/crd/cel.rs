@@ -70,11 +70,33 @@ pub(crate) fn validate(
         Value::Array(items) => {
             if let Some(is) = s.get("items") {
                 for (i, item) in items.iter().enumerate() {
-                    validate(item, None, is, &format!("{path}[{i}]"), out);
+                    let was = old.and_then(|o| correlated(s, item, o));
+                    validate(item, was, is, &format!("{path}[{i}]"), out);
                 }
             }
         }
         _ => {}
+    }
+}
+
+/// The old item a new list item is, for transition rules: by the keys of a list-map, or
+/// equal value in a set (other lists have no identity across versions).
+fn correlated<'a>(s: &Value, item: &Value, old: &'a Value) -> Option<&'a Value> {
+    let old_items = old.as_array()?;
+    match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("map") => {
+            let keys: Vec<&str> = s
+                .get("x-kubernetes-list-map-keys")?
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            old_items
+                .iter()
+                .find(|o| keys.iter().all(|k| o.get(*k) == item.get(*k)))
+        }
+        Some("set") => old_items.iter().find(|o| *o == item),
+        _ => None,
     }
 }
 
