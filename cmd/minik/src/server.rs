@@ -38,6 +38,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         write_kubeconfig_mode,
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
+        token_auth_file: args.token_auth_file,
     })
 }
 

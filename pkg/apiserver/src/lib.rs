@@ -3,6 +3,7 @@
 //! can call it without a socket.
 
 pub mod aggregator;
+pub mod authn;
 mod discovery;
 mod filters;
 mod handlers;
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::routing::get;
 use minik_registry::Registry;
 
-pub use tls::{TlsFiles, serve_tls};
+pub use tls::{TlsFiles, client_verifier, serve_tls};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -30,6 +31,7 @@ pub struct AppState {
     pub started: Arc<std::sync::atomic::AtomicBool>,
     pub metrics: Arc<metrics::Metrics>,
     pub aggregator: aggregator::Aggregator,
+    pub authenticator: authn::Authenticator,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             metrics: Arc::new(metrics::Metrics::default()),
             aggregator: aggregator::Aggregator::default(),
+            authenticator: authn::Authenticator::default(),
         }
     }
 }
@@ -62,6 +65,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/{version}", get(discovery::core_resources))
         .route("/apis/{group}", get(discovery::group))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            axum::routing::post(authn::self_subject_review),
+        )
         .route("/api/{version}/{*rest}", axum::routing::any(handlers::core))
         .route(
             "/apis/{group}/{version}/{*rest}",
@@ -71,6 +78,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             aggregator::route,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::middleware,
         ))
         .with_state(state);
     filters::wrap(routes)

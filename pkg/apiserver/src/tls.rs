@@ -1,5 +1,6 @@
-//! HTTPS: rustls with ALPN (h2, http/1.1), client certificates from the client CA requested
-//! but not required, hyper serving the router on each connection.
+//! HTTPS: rustls with ALPN (h2, http/1.1), client certificates requested but not required
+//! and not judged during the handshake (authentication checks them per request, so a bad
+//! certificate is a 401 as in kube-apiserver), hyper serving the router on each connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +9,11 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -25,19 +29,69 @@ fn certs(pem: &str) -> std::io::Result<Vec<CertificateDer<'static>>> {
     rustls_pemfile::certs(&mut pem.as_bytes()).collect()
 }
 
+/// The verifier of client certificates signed by the client CA.
+pub fn client_verifier(client_ca_pem: &str) -> std::io::Result<Arc<dyn ClientCertVerifier>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(client_ca_pem)? {
+        roots.add(c).map_err(std::io::Error::other)?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(std::io::Error::other)
+}
+
+/// Takes any client certificate whose holder proves its key; whether the client CA signed
+/// it is authentication's question.
+#[derive(Debug)]
+struct Deferred(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for Deferred {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 fn config(files: &TlsFiles<'_>) -> std::io::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key: PrivateKeyDer<'static> =
         rustls_pemfile::private_key(&mut files.key_pem.as_bytes())?
             .ok_or_else(|| std::io::Error::other("no private key in the serving key file"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs(files.client_ca_pem)? {
-        roots.add(c).map_err(std::io::Error::other)?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(std::io::Error::other)?;
+    let verifier = Arc::new(Deferred(client_verifier(files.client_ca_pem)?));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
@@ -90,6 +144,16 @@ async fn connection(
             return;
         }
     };
+    // The certificates the client showed, for authentication to judge per request.
+    let peer_certs = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let app = app.layer(axum::Extension(crate::authn::PeerCerts(Arc::new(
+        peer_certs,
+    ))));
     let service = TowerToHyperService::new(app);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Informers keep many watches open on one HTTP/2 connection (kube-apiserver allows 1000).

@@ -25,6 +25,8 @@ pub struct Config {
     pub service_cidr: minik_registry::ServiceCidr,
     /// Events are deleted this long after their last activity.
     pub event_ttl: Duration,
+    /// `--token-auth-file`: static bearer tokens.
+    pub token_auth_file: Option<PathBuf>,
 }
 
 /// Why the server could not start or stopped.
@@ -44,6 +46,8 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("creating the cluster's first objects: {0}")]
     Bootstrap(#[from] minik_registry::ApiError),
+    #[error("authentication: {0}")]
+    Authentication(String),
 }
 
 /// Run a server until `shutdown` is cancelled.
@@ -83,6 +87,13 @@ async fn serve(
     store: std::sync::Arc<dyn minik_store::Backend>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    // Settings that can be wrong are checked before anything is made.
+    let tokens = match &config.token_auth_file {
+        Some(path) => {
+            minik_apiserver::authn::load_token_file(path).map_err(Error::Authentication)?
+        }
+        None => Default::default(),
+    };
     let mut sans = config.tls_san.clone();
     sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
@@ -124,7 +135,14 @@ async fn serve(
         config.event_ttl,
         shutdown.clone(),
     ));
-    let state = AppState::new(registry);
+    let mut state = AppState::new(registry);
+    state.authenticator = minik_apiserver::authn::Authenticator {
+        tokens: std::sync::Arc::new(tokens),
+        client_ca: Some(
+            minik_apiserver::client_verifier(&pki.client_ca.cert_pem)
+                .map_err(|e| Error::Authentication(e.to_string()))?,
+        ),
+    };
     // Aggregated API servers are reached as the front proxy, for the admin.
     state
         .aggregator

@@ -97,6 +97,10 @@ pub struct ServerArgs {
     /// Cluster domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+
+    /// Static bearer tokens: a CSV file of `token,user,uid,"group1,group2"` lines.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
 }
 
 /// `minik agent`.

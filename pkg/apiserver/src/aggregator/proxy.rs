@@ -30,6 +30,11 @@ pub(super) async fn send(
         key_pem: id.key_pem.clone(),
     };
     let mut sender = client::connect(&backend.target, Some(&client)).await?;
+    // The user the request was authenticated as (the proxy's own default otherwise).
+    let (user, groups) = match req.extensions().get::<crate::authn::UserInfo>() {
+        Some(u) => (u.name.clone(), u.groups.clone()),
+        None => (id.user.clone(), id.groups.clone()),
+    };
     let headers = req.headers_mut();
     for h in [
         header::AUTHORIZATION.as_str(),
@@ -39,10 +44,10 @@ pub(super) async fn send(
         headers.remove(h);
     }
     headers.retain_impersonation_free();
-    if let Ok(v) = HeaderValue::from_str(&id.user) {
+    if let Ok(v) = HeaderValue::from_str(&user) {
         headers.insert("x-remote-user", v);
     }
-    for g in &id.groups {
+    for g in &groups {
         if let Ok(v) = HeaderValue::from_str(g) {
             headers.append("x-remote-group", v);
         }

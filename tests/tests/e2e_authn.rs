@@ -1,0 +1,87 @@
+//! Authentication against a real `minik server`: the admin certificate, a static token,
+//! `kubectl auth whoami`, and 401 for a bad token or a certificate another CA signed; a
+//! broken token file stops the server at start with a clear message.
+
+use base64::Engine;
+use minik_tests::minik_bin;
+use minik_tests::server::{Kubectl, Server, ok, text};
+
+/// A kubeconfig for the server with another client certificate.
+fn kubeconfig_with_cert(s: &Server, cert_pem: &str, key_pem: &str) -> std::path::PathBuf {
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let ca = std::fs::read_to_string(s.dir.path().join("data/tls/server-ca.crt")).unwrap();
+    let path = s.dir.path().join("stranger.yaml");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+        s.port,
+        b64(&ca),
+        b64(cert_pem),
+        b64(key_pem)
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// How kubectl reports a 401.
+fn unauthorized(out: &str) -> bool {
+    out.contains("Unauthorized") || out.contains("asked for the client to provide credentials")
+}
+
+#[test]
+fn users_from_certificates_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "t0ken,alice,u-1,\"devs,qa\"\n").unwrap();
+    let s = Server::start_with(&["--token-auth-file", tokens.to_str().unwrap()]);
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        let me = ok(k.run(&["auth", "whoami", "-o", "json"]));
+        let me: serde_json::Value = serde_json::from_str(&me).unwrap();
+        assert_eq!(me["status"]["userInfo"]["username"], "system:admin");
+        let groups = me["status"]["userInfo"]["groups"].to_string();
+        assert!(groups.contains("system:masters") && groups.contains("system:authenticated"));
+        let alice = ok(k.run(&["--token", "t0ken", "auth", "whoami"]));
+        assert!(alice.contains("alice") && alice.contains("devs"), "{alice}");
+        let bad = k.run(&["--token", "wrong", "get", "ns"]);
+        assert!(!bad.status.success());
+        assert!(unauthorized(&text(&bad)), "{}", text(&bad));
+    }
+    // A certificate from another CA (with O=system:masters, even) is refused.
+    let other = minik_auth::Pki::load_or_create(&dir.path().join("other"), &[]).unwrap();
+    let stranger = kubeconfig_with_cert(&s, &other.admin.cert_pem, &other.admin.key_pem);
+    let out = std::process::Command::new("kubectl")
+        .args(["get", "ns"])
+        .env("KUBECONFIG", &stranger)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(unauthorized(&text(&out)), "{}", text(&out));
+}
+
+#[test]
+fn a_broken_token_file_stops_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "only-a-token\n").unwrap();
+    let out = std::process::Command::new(minik_bin())
+        .args(["server", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+            "--write-kubeconfig",
+        ])
+        .arg(dir.path().join("kc.yaml"))
+        .arg("--token-auth-file")
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out);
+    assert!(
+        err.contains("tokens.csv:1") && err.contains("token and a user name"),
+        "{err}"
+    );
+}
