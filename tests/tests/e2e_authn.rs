@@ -85,3 +85,56 @@ fn a_broken_token_file_stops_the_server_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn rbac_bindings_decide_and_can_i_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "alice-t,alice,u-1\nbob-t,bob,u-2\n").unwrap();
+    let s = Server::start_with(&["--token-auth-file", tokens.to_str().unwrap()]);
+    ok(s.kubectl(&[
+        "create",
+        "rolebinding",
+        "alice-view",
+        "--clusterrole=view",
+        "--user=alice",
+        "-n",
+        "default",
+    ]));
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        let alice = |args: &[&str]| k.run(&[&["--token", "alice-t"][..], args].concat());
+        assert!(alice(&["get", "pods", "-n", "default"]).status.success());
+        let denied = alice(&["create", "configmap", "x", "-n", "default"]);
+        assert!(!denied.status.success());
+        assert!(
+            text(&denied).contains("configmaps is forbidden: User \"alice\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""),
+            "{}",
+            text(&denied)
+        );
+        // Elsewhere, and for bob, nothing.
+        assert!(
+            !alice(&["get", "pods", "-n", "kube-system"])
+                .status
+                .success()
+        );
+        let can = |token: &str, args: &[&str]| {
+            let out = k.run(&[&["--token", token, "auth", "can-i"][..], args].concat());
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(can("alice-t", &["list", "pods", "-n", "default"]), "yes");
+        assert_eq!(
+            can("alice-t", &["create", "configmaps", "-n", "default"]),
+            "no"
+        );
+        assert_eq!(can("bob-t", &["list", "pods", "-n", "default"]), "no");
+        // Every authenticated user may discover the API and ask who it is.
+        assert!(
+            k.run(&["--token", "bob-t", "api-versions"])
+                .status
+                .success()
+        );
+        assert!(ok(k.run(&["--token", "bob-t", "auth", "whoami"])).contains("bob"));
+        assert_eq!(ok(k.run(&["auth", "can-i", "*", "*"])).trim(), "yes");
+    }
+}

@@ -39,6 +39,10 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
         token_auth_file: args.token_auth_file,
+        authorization: match args.authorization_mode.as_str() {
+            "AlwaysAllow" => minik_server::AuthorizationMode::AlwaysAllow,
+            _ => minik_server::AuthorizationMode::Rbac,
+        },
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod aggregator;
 pub mod authn;
+pub mod authz;
 mod discovery;
 mod filters;
 mod handlers;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub aggregator: aggregator::Aggregator,
     pub authenticator: authn::Authenticator,
+    pub authorization: authz::Mode,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             aggregator: aggregator::Aggregator::default(),
             authenticator: authn::Authenticator::default(),
+            authorization: authz::Mode::default(),
         }
     }
 }
@@ -69,6 +72,10 @@ pub fn app(state: AppState) -> Router {
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             axum::routing::post(authn::self_subject_review),
         )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            axum::routing::post(authz::self_subject_access_review),
+        )
         .route("/api/{version}/{*rest}", axum::routing::any(handlers::core))
         .route(
             "/apis/{group}/{version}/{*rest}",
@@ -78,6 +85,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             aggregator::route,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

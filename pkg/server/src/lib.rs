@@ -2,6 +2,9 @@
 //! starts with, serve the API over HTTPS and write the admin kubeconfig; stop on one token.
 
 mod bootstrap;
+mod rbac_defaults;
+
+pub use minik_apiserver::authz::Mode as AuthorizationMode;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -27,6 +30,8 @@ pub struct Config {
     pub event_ttl: Duration,
     /// `--token-auth-file`: static bearer tokens.
     pub token_auth_file: Option<PathBuf>,
+    /// `--authorization-mode`: RBAC (the default) or AlwaysAllow.
+    pub authorization: minik_apiserver::authz::Mode,
 }
 
 /// Why the server could not start or stopped.
@@ -100,6 +105,7 @@ async fn serve(
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
     let registry = Registry::new(store).with_service_cidr(config.service_cidr);
     bootstrap::run(&registry, config.service_cidr).await?;
+    rbac_defaults::ensure(&registry).await?;
     // CRDs are served before the first request, and followed from then on.
     registry.sync_crds().await;
     let crds = registry.clone();
@@ -136,6 +142,7 @@ async fn serve(
         shutdown.clone(),
     ));
     let mut state = AppState::new(registry);
+    state.authorization = config.authorization;
     state.authenticator = minik_apiserver::authn::Authenticator {
         tokens: std::sync::Arc::new(tokens),
         client_ca: Some(

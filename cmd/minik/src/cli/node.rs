@@ -101,6 +101,10 @@ pub struct ServerArgs {
     /// Static bearer tokens: a CSV file of `token,user,uid,"group1,group2"` lines.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+
+    /// Who may do what: RBAC (roles and bindings) or AlwaysAllow (everyone everything).
+    #[arg(long, default_value = "RBAC", value_parser = ["RBAC", "AlwaysAllow", "Node,RBAC"])]
+    pub authorization_mode: String,
 }
 
 /// `minik agent`.

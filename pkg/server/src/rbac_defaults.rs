@@ -1,0 +1,186 @@
+//! The roles and bindings Kubernetes bootstraps (kube-apiserver's RBAC defaults), made at
+//! start when missing: cluster-admin for system:masters, admin/edit/view for users to bind,
+//! discovery, basic-user and public-info-viewer for everyone.
+
+use minik_registry::{ApiError, Registry, WriteParams};
+use serde_json::{Value, json};
+
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+
+/// What `view` may read, by API group.
+const WORKLOADS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "configmaps",
+            "endpoints",
+            "persistentvolumeclaims",
+            "persistentvolumeclaims/status",
+            "pods",
+            "pods/log",
+            "pods/status",
+            "replicationcontrollers",
+            "replicationcontrollers/scale",
+            "replicationcontrollers/status",
+            "serviceaccounts",
+            "services",
+            "services/status",
+            "events",
+            "limitranges",
+            "resourcequotas",
+            "resourcequotas/status",
+            "namespaces",
+            "namespaces/status",
+        ],
+    ),
+    (
+        "apps",
+        &[
+            "controllerrevisions",
+            "daemonsets",
+            "daemonsets/status",
+            "deployments",
+            "deployments/scale",
+            "deployments/status",
+            "replicasets",
+            "replicasets/scale",
+            "replicasets/status",
+            "statefulsets",
+            "statefulsets/scale",
+            "statefulsets/status",
+        ],
+    ),
+    (
+        "autoscaling",
+        &[
+            "horizontalpodautoscalers",
+            "horizontalpodautoscalers/status",
+        ],
+    ),
+    (
+        "batch",
+        &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+    ),
+    (
+        "policy",
+        &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+    ),
+    (
+        "networking.k8s.io",
+        &["ingresses", "ingresses/status", "networkpolicies"],
+    ),
+    ("discovery.k8s.io", &["endpointslices"]),
+    ("events.k8s.io", &["events"]),
+];
+
+fn rules(verbs: &[&str], extra: &[(&str, &[&str])]) -> Vec<Value> {
+    WORKLOADS
+        .iter()
+        .chain(extra)
+        .map(|(g, r)| json!({"apiGroups": [g], "resources": r, "verbs": verbs}))
+        .collect()
+}
+
+fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+        "rules": rules})
+}
+
+fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
+    let subjects: Vec<Value> = groups
+        .iter()
+        .map(|g| json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": g}))
+        .collect();
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": subjects})
+}
+
+fn defaults() -> (Vec<Value>, Vec<Value>) {
+    let secrets: &[(&str, &[&str])] = &[("", &["secrets"])];
+    let write_all: Vec<&str> = READ.iter().chain(WRITE).copied().collect();
+    let mut edit = rules(&write_all, secrets);
+    edit.push(
+        json!({"apiGroups": [""], "resources": ["pods/attach", "pods/exec",
+        "pods/portforward", "pods/proxy", "pods/eviction", "services/proxy"],
+        "verbs": ["create", "get"]}),
+    );
+    let mut admin = edit.clone();
+    admin.push(json!({"apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["rolebindings", "roles"], "verbs": write_all}));
+    admin.push(json!({"apiGroups": ["authorization.k8s.io"],
+        "resources": ["localsubjectaccessreviews"], "verbs": ["create"]}));
+    let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
+    let roles = vec![
+        cluster_role(
+            "cluster-admin",
+            vec![
+                json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+                json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
+            ],
+        ),
+        cluster_role("admin", admin),
+        cluster_role("edit", edit),
+        cluster_role("view", rules(READ, &[])),
+        cluster_role(
+            "system:discovery",
+            vec![json!({"nonResourceURLs": ["/api", "/api/*",
+            "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
+            "/version", "/version/"], "verbs": ["get"]})],
+        ),
+        cluster_role(
+            "system:basic-user",
+            vec![
+                json!({"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]}),
+                json!({"apiGroups": ["authorization.k8s.io"],
+                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]}),
+            ],
+        ),
+        cluster_role(
+            "system:public-info-viewer",
+            vec![json!({"nonResourceURLs": public, "verbs": ["get"]})],
+        ),
+    ];
+    let bindings = vec![
+        binding("cluster-admin", "cluster-admin", &["system:masters"]),
+        binding(
+            "system:discovery",
+            "system:discovery",
+            &["system:authenticated"],
+        ),
+        binding(
+            "system:basic-user",
+            "system:basic-user",
+            &["system:authenticated"],
+        ),
+        binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            &["system:authenticated", "system:unauthenticated"],
+        ),
+    ];
+    (roles, bindings)
+}
+
+/// Create the default roles and bindings that are missing.
+pub async fn ensure(registry: &Registry) -> Result<(), ApiError> {
+    let find = |plural| minik_api::find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC");
+    let (roles, bindings) = defaults();
+    for (plural, objects) in [("clusterroles", roles), ("clusterrolebindings", bindings)] {
+        for obj in objects {
+            match registry
+                .create(find(plural), None, obj, &WriteParams::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
