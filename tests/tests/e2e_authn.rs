@@ -136,5 +136,44 @@ fn rbac_bindings_decide_and_can_i_answers() {
         );
         assert!(ok(k.run(&["--token", "bob-t", "auth", "whoami"])).contains("bob"));
         assert_eq!(ok(k.run(&["auth", "can-i", "*", "*"])).trim(), "yes");
+        // Impersonation: the admin may; bob may not until a role lets him.
+        assert!(
+            k.run(&["--as", "alice", "get", "pods", "-n", "default"])
+                .status
+                .success()
+        );
+        let as_alice = k.run(&["--as", "alice", "get", "pods", "-n", "kube-system"]);
+        assert!(
+            text(&as_alice).contains("User \"alice\" cannot list"),
+            "{}",
+            text(&as_alice)
+        );
+        let refused = k.run(&[
+            "--token", "bob-t", "--as", "alice", "get", "pods", "-n", "default",
+        ]);
+        assert!(
+            text(&refused).contains("User \"bob\" cannot impersonate resource \"users\""),
+            "{}",
+            text(&refused)
+        );
     }
+    ok(s.kubectl(&[
+        "create",
+        "clusterrole",
+        "impersonator",
+        "--verb=impersonate",
+        "--resource=users",
+    ]));
+    ok(s.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "bob-impersonates",
+        "--clusterrole=impersonator",
+        "--user=bob",
+    ]));
+    let as_alice = ok(s.kubectl(&["--token", "bob-t", "--as", "alice", "auth", "whoami"]));
+    assert!(
+        as_alice.contains("alice") && !as_alice.contains("bob"),
+        "{as_alice}"
+    );
 }

@@ -4,6 +4,7 @@
 //! `kubectl auth can-i`.
 
 mod attributes;
+mod impersonate;
 mod rbac;
 
 use axum::extract::{Request, State};
@@ -51,16 +52,26 @@ fn forbidden(user: &UserInfo, a: &Attributes) -> Response {
     json_response(StatusCode::FORBIDDEN, &body, &[]).into_response()
 }
 
-/// Authorize every request (after authentication).
-pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.authorization == Mode::AlwaysAllow {
-        return next.run(req).await;
-    }
-    let user = req
+/// Authorize every request (after authentication), impersonation first.
+pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = req
         .extensions()
         .get::<UserInfo>()
         .cloned()
         .unwrap_or_else(UserInfo::anonymous);
+    let user = match impersonate::effective_user(&state, &caller, req.headers()).await {
+        Ok(u) => u,
+        Err(impersonate::Refusal::Forbidden(a)) => return forbidden(&caller, &a),
+        Err(impersonate::Refusal::BadRequest(why)) => {
+            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": why, "reason": "BadRequest", "code": 400});
+            return json_response(StatusCode::BAD_REQUEST, &body, &[]).into_response();
+        }
+    };
+    req.extensions_mut().insert(user.clone());
+    if state.authorization == Mode::AlwaysAllow {
+        return next.run(req).await;
+    }
     let attrs = Attributes::of(&state.registry, &req);
     if allowed(&state, &user, &attrs).await {
         next.run(req).await
