@@ -177,3 +177,72 @@ fn rbac_bindings_decide_and_can_i_answers() {
         "{as_alice}"
     );
 }
+
+#[test]
+fn service_account_tokens() {
+    let s = Server::start();
+    ok(s.kubectl(&["create", "serviceaccount", "robot"]));
+    ok(s.kubectl(&[
+        "create",
+        "rolebinding",
+        "robot-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:robot",
+    ]));
+    ok(s.kubectl(&["run", "p", "--image=busybox", "--restart=Never"]));
+    for k in Kubectl::each(&s) {
+        eprintln!("kubectl: {}", k.bin);
+        let token = ok(k.run(&["create", "token", "robot"])).trim().to_string();
+        let as_robot = |args: &[&str]| k.run(&[&["--token", token.as_str()][..], args].concat());
+        assert!(as_robot(&["get", "pods"]).status.success());
+        let me = ok(as_robot(&["auth", "whoami"]));
+        assert!(
+            me.contains("system:serviceaccount:default:robot")
+                && me.contains("system:serviceaccounts:default"),
+            "{me}"
+        );
+        assert!(!as_robot(&["create", "configmap", "x"]).status.success());
+        // The issuer's discovery documents, readable by service accounts.
+        let config = ok(as_robot(&[
+            "get",
+            "--raw",
+            "/.well-known/openid-configuration",
+        ]));
+        assert!(config.contains("\"jwks_uri\""), "{config}");
+        assert!(ok(as_robot(&["get", "--raw", "/openid/v1/jwks"])).contains("\"ES256\""));
+        let short = k.run(&["create", "token", "robot", "--duration", "5m"]);
+        assert!(
+            text(&short).contains("less than 10 minutes"),
+            "{}",
+            text(&short)
+        );
+    }
+    // A token bound to a pod works until the pod is gone.
+    let bound = ok(s.kubectl(&[
+        "create",
+        "token",
+        "robot",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "p",
+    ]))
+    .trim()
+    .to_string();
+    assert!(
+        s.kubectl(&["--token", &bound, "get", "pods"])
+            .status
+            .success()
+    );
+    ok(s.kubectl(&["delete", "pod", "p", "--grace-period=0", "--force"]));
+    let after = s.kubectl(&["--token", &bound, "get", "pods"]);
+    assert!(unauthorized(&text(&after)), "{}", text(&after));
+    // So does every token once its service account is deleted.
+    let token = ok(s.kubectl(&["create", "token", "robot"]))
+        .trim()
+        .to_string();
+    ok(s.kubectl(&["delete", "serviceaccount", "robot"]));
+    assert!(unauthorized(&text(
+        &s.kubectl(&["--token", &token, "get", "pods"])
+    )));
+}

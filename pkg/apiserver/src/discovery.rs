@@ -29,6 +29,11 @@ const SERVED_SUBRESOURCES: &[Served] = &[
     ("eviction", &["create"], Some(("policy", "v1", "Eviction"))),
     ("ephemeralcontainers", &["get", "patch", "update"], None),
     ("finalize", &["update"], None),
+    (
+        "token",
+        &["create"],
+        Some(("authentication.k8s.io", "v1", "TokenRequest")),
+    ),
 ];
 
 /// The served subresource `sub` of `r`, if any.

@@ -73,6 +73,11 @@ pub fn app(state: AppState) -> Router {
             axum::routing::post(authn::self_subject_review),
         )
         .route(
+            "/.well-known/openid-configuration",
+            get(authn::openid_configuration),
+        )
+        .route("/openid/v1/jwks", get(authn::jwks))
+        .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             axum::routing::post(authz::self_subject_access_review),
         )

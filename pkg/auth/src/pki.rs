@@ -32,6 +32,8 @@ pub struct Pki {
     pub request_header_ca: CertPair,
     /// The client certificate the API server proxies aggregated requests with.
     pub proxy_client: CertPair,
+    /// The service-account token signing key (ECDSA P-256, PKCS#8 PEM).
+    pub service_key_pem: String,
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
@@ -174,7 +176,18 @@ impl Pki {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             sign(&request_header_ca, p, "auth-proxy")
         })?;
+        let service_key_pem = match std::fs::read_to_string(dir.join("service.key")) {
+            Ok(pem) => pem,
+            Err(_) => {
+                let key = KeyPair::generate().map_err(cert_err("service account key"))?;
+                let pem = key.serialize_pem();
+                write_private(&dir.join("service.key"), pem.as_bytes())?;
+                tracing::info!("created the service-account signing key");
+                pem
+            }
+        };
         Ok(Pki {
+            service_key_pem,
             dir: dir.to_path_buf(),
             server_ca,
             client_ca,

@@ -149,6 +149,10 @@ async fn serve(
             minik_apiserver::client_verifier(&pki.client_ca.cert_pem)
                 .map_err(|e| Error::Authentication(e.to_string()))?,
         ),
+        service_accounts: Some(std::sync::Arc::new(
+            minik_apiserver::authn::serviceaccount::TokenSigner::from_pem(&pki.service_key_pem)
+                .map_err(Error::Authentication)?,
+        )),
     };
     // Aggregated API servers are reached as the front proxy, for the admin.
     state

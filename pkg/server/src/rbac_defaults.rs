@@ -145,6 +145,14 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
             "system:public-info-viewer",
             vec![json!({"nonResourceURLs": public, "verbs": ["get"]})],
         ),
+        cluster_role(
+            "system:service-account-issuer-discovery",
+            vec![
+                json!({"nonResourceURLs": ["/.well-known/openid-configuration",
+                "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"],
+                "verbs": ["get"]}),
+            ],
+        ),
     ];
     let bindings = vec![
         binding("cluster-admin", "cluster-admin", &["system:masters"]),
@@ -162,6 +170,11 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
             "system:public-info-viewer",
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
+        ),
+        binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            &["system:serviceaccounts"],
         ),
     ];
     (roles, bindings)

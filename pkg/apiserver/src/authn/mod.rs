@@ -3,6 +3,7 @@
 //! bad token or a certificate the client CA did not sign (or that expired) is 401, as
 //! kube-apiserver answers it.
 
+pub mod serviceaccount;
 mod tokens;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct Authenticator {
     pub tokens: Arc<std::collections::HashMap<String, UserInfo>>,
     /// Verifies client certificates against the client CA (None: no client certificates).
     pub client_ca: Option<Arc<dyn ClientCertVerifier>>,
+    /// Signs and verifies service-account tokens (None: none are issued or accepted).
+    pub service_accounts: Option<Arc<serviceaccount::TokenSigner>>,
 }
 
 fn unauthorized() -> Response {
@@ -90,26 +93,24 @@ fn cert_user(cert: &CertificateDer<'_>) -> Option<UserInfo> {
 
 impl Authenticator {
     /// Who sent `req`; Err for credentials that do not check out.
-    pub fn authenticate(&self, req: &Request) -> Result<UserInfo, Unauthenticated> {
-        if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
+    pub async fn authenticate(
+        &self,
+        registry: &minik_registry::Registry,
+        headers: &axum::http::HeaderMap,
+        certs: &PeerCerts,
+    ) -> Result<UserInfo, Unauthenticated> {
+        if let Some(auth) = headers.get(header::AUTHORIZATION) {
             let token = auth
                 .to_str()
                 .ok()
                 .and_then(|a| a.strip_prefix("Bearer "))
                 .map(str::trim)
                 .ok_or(Unauthenticated("not a bearer token"))?;
-            return self
-                .tokens
-                .get(token)
-                .cloned()
-                .map(UserInfo::authenticated)
-                .ok_or(Unauthenticated("unknown token"));
+            if let Some(user) = self.tokens.get(token) {
+                return Ok(user.clone().authenticated());
+            }
+            return self.service_account(registry, token).await;
         }
-        let certs = req
-            .extensions()
-            .get::<PeerCerts>()
-            .cloned()
-            .unwrap_or_default();
         let Some((leaf, intermediates)) = certs.0.split_first() else {
             return Ok(UserInfo::anonymous());
         };
@@ -125,9 +126,88 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// A service-account token: signed by us, unexpired, for our audience, and naming a
+    /// service account (and bound object) that still exists with the same uid.
+    async fn service_account(
+        &self,
+        registry: &minik_registry::Registry,
+        token: &str,
+    ) -> Result<UserInfo, Unauthenticated> {
+        let signer = self
+            .service_accounts
+            .as_ref()
+            .ok_or(Unauthenticated("unknown token"))?;
+        let claims = signer
+            .verify(token)
+            .ok_or(Unauthenticated("unknown token"))?;
+        let subject = serviceaccount::subject(&claims).ok_or(Unauthenticated("wrong audience"))?;
+        let exists = |plural: &'static str, ns: Option<String>, name: String, uid: String| {
+            let info = minik_api::find("", "v1", plural).expect("a built-in resource");
+            async move {
+                match registry.get(info, ns.as_deref(), &name).await {
+                    Ok(o) => uid.is_empty() || o.pointer("/metadata/uid") == Some(&json!(uid)),
+                    Err(_) => false,
+                }
+            }
+        };
+        let (sa, sa_uid) = subject.service_account.clone();
+        let ns = Some(subject.namespace.clone());
+        if !exists("serviceaccounts", ns.clone(), sa, sa_uid).await {
+            return Err(Unauthenticated("the service account is gone"));
+        }
+        if let Some((kind, name, uid)) = subject.bound.clone() {
+            let (plural, ns) = match kind.as_str() {
+                "pod" => ("pods", ns),
+                "secret" => ("secrets", ns),
+                _ => ("nodes", None),
+            };
+            if !exists(plural, ns, name, uid).await {
+                return Err(Unauthenticated("the object the token is bound to is gone"));
+            }
+        }
+        Ok(subject.user)
+    }
+}
+
+/// GET /.well-known/openid-configuration.
+pub async fn openid_configuration(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("kubernetes.default.svc");
+    let server = format!("https://{host}");
+    match state.authenticator.service_accounts {
+        Some(_) => {
+            json_response(StatusCode::OK, &serviceaccount::discovery(&server), &[]).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// GET /openid/v1/jwks.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    match &state.authenticator.service_accounts {
+        Some(s) => json_response(StatusCode::OK, &s.jwks(), &[]).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// Authenticate every request; the user goes into the request's extensions.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match state.authenticator.authenticate(&req) {
+    let certs = req
+        .extensions()
+        .get::<PeerCerts>()
+        .cloned()
+        .unwrap_or_default();
+    let found = state
+        .authenticator
+        .authenticate(&state.registry, req.headers(), &certs)
+        .await;
+    match found {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await

@@ -12,6 +12,7 @@ use minik_registry::{
 use serde_json::{Value, json};
 
 mod subresource;
+mod token;
 mod watch;
 
 use subresource::subresource;

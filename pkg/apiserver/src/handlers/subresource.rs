@@ -59,6 +59,9 @@ pub(super) async fn subresource(
                 .await?;
             Ok(respond_object(t, req, StatusCode::OK, pod, &[]))
         }
+        ("token", &Method::POST) => {
+            super::token::token_request(state, ns.unwrap_or_default(), name, &body(req)?).await
+        }
         ("finalize", &Method::PUT) => {
             let obj = reg.finalize_namespace(name, &body(req)?).await?;
             Ok(respond_object(t, req, StatusCode::OK, obj, &[]))
