@@ -157,6 +157,27 @@ fn rbac_bindings_decide_and_can_i_answers() {
             text(&refused)
         );
     }
+    // The review APIs.
+    let list = ok(s.kubectl(&[
+        "--token", "alice-t", "auth", "can-i", "--list", "-n", "default",
+    ]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pods ") && l.contains("[get list watch]")),
+        "{list}"
+    );
+    let review = |doc: &str| -> serde_json::Value {
+        let out = ok(s.kubectl_stdin(&["create", "-f", "-", "-o", "json"], doc));
+        serde_json::from_str(&out).unwrap()
+    };
+    let token =
+        review("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec: {token: alice-t}\n");
+    assert_eq!(token["status"]["authenticated"], true);
+    assert_eq!(token["status"]["user"]["username"], "alice");
+    let sar = review(
+        "apiVersion: authorization.k8s.io/v1\nkind: SubjectAccessReview\nspec: {user: alice, resourceAttributes: {verb: delete, resource: pods, namespace: default}}\n",
+    );
+    assert_eq!(sar["status"]["allowed"], false);
     ok(s.kubectl(&[
         "create",
         "clusterrole",

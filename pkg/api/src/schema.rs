@@ -20,6 +20,13 @@ pub fn annotate(definitions: &mut Map<String, Value>) {
         let Some(schema) = schema.as_object_mut() else {
             continue;
         };
+        // Object metadata is never required (k8s-openapi's non-optional ObjectMeta says so).
+        if let Some(Value::Array(required)) = schema.get_mut("required") {
+            required.retain(|r| r != "metadata");
+            if required.is_empty() {
+                schema.remove("required");
+            }
+        }
         if !message.struct_type.is_empty() {
             schema.insert("x-kubernetes-map-type".into(), json!(message.struct_type));
         }

@@ -109,18 +109,47 @@ where
     }
 }
 
+const CREATE_ONLY: &[&str] = &["create"];
+
+/// A create-only review API (TokenReview, SubjectAccessReview, ...): answered by the API
+/// server, never stored.
+fn review<T>() -> ResourceInfo
+where
+    T: k8s_openapi::Resource + DeserializeOwned + Serialize + schemars::JsonSchema,
+    T::Scope: Scope,
+{
+    ResourceInfo {
+        group: T::GROUP,
+        version: T::VERSION,
+        kind: T::KIND,
+        list_kind: "",
+        plural: T::URL_PATH_SEGMENT,
+        singular: T::KIND.to_ascii_lowercase(),
+        namespaced: <T::Scope as Scope>::NAMESPACED,
+        verbs: CREATE_ONLY,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        typed: typed::<T>,
+        schema: schema::<T>,
+        deprecated: None,
+        custom: false,
+        storage_version: "",
+    }
+}
+
 const ALL: &[&str] = &["all"];
 const STATUS: &[&str] = &["status"];
 const SCALE: &[&str] = &["scale", "status"];
 
 static TABLE: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
     use k8s_openapi::api::{
-        admissionregistration::v1 as adm, apps::v1 as apps, autoscaling::v1 as as1,
-        autoscaling::v2 as as2, batch::v1 as batch, certificates::v1 as cert,
-        coordination::v1 as coord, core::v1 as core, discovery::v1 as disc, events::v1 as ev,
-        flowcontrol::v1 as fc, networking::v1 as net, node::v1 as node, policy::v1 as policy,
-        rbac::v1 as rbac, resource::v1 as dra, scheduling::v1 as sched, storage::v1 as storage,
-        storagemigration::v1 as svm,
+        admissionregistration::v1 as adm, apps::v1 as apps, authentication::v1 as authn,
+        authorization::v1 as authz, autoscaling::v1 as as1, autoscaling::v2 as as2,
+        batch::v1 as batch, certificates::v1 as cert, coordination::v1 as coord, core::v1 as core,
+        discovery::v1 as disc, events::v1 as ev, flowcontrol::v1 as fc, networking::v1 as net,
+        node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra,
+        scheduling::v1 as sched, storage::v1 as storage, storagemigration::v1 as svm,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apireg;
@@ -203,6 +232,12 @@ static TABLE: LazyLock<Vec<ResourceInfo>> = LazyLock::new(|| {
         info::<svm::StorageVersionMigration>(&[], &[], STATUS),
         info::<apiext::CustomResourceDefinition>(&["crd", "crds"], &["api-extensions"], STATUS),
         info::<apireg::APIService>(&[], &["api-extensions"], STATUS),
+        review::<authn::SelfSubjectReview>(),
+        review::<authn::TokenReview>(),
+        review::<authz::LocalSubjectAccessReview>(),
+        review::<authz::SelfSubjectAccessReview>(),
+        review::<authz::SelfSubjectRulesReview>(),
+        review::<authz::SubjectAccessReview>(),
     ];
     for r in t.iter_mut() {
         match (r.group, r.kind) {

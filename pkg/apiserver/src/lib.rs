@@ -79,7 +79,23 @@ pub fn app(state: AppState) -> Router {
         .route("/openid/v1/jwks", get(authn::jwks))
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-            axum::routing::post(authz::self_subject_access_review),
+            axum::routing::post(authz::reviews::self_subject_access),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            axum::routing::post(authz::reviews::subject_access),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews",
+            axum::routing::post(authz::reviews::local_subject_access),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            axum::routing::post(authz::reviews::self_subject_rules),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            axum::routing::post(authz::reviews::token),
         )
         .route("/api/{version}/{*rest}", axum::routing::any(handlers::core))
         .route(

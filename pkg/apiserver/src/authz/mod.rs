@@ -6,12 +6,13 @@
 mod attributes;
 mod impersonate;
 mod rbac;
+pub mod reviews;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::AppState;
 use crate::authn::UserInfo;
@@ -78,37 +79,4 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     } else {
         forbidden(&user, &attrs)
     }
-}
-
-/// POST authorization.k8s.io/v1 selfsubjectaccessreviews (`kubectl auth can-i`).
-pub async fn self_subject_access_review(
-    State(state): State<AppState>,
-    user: Option<axum::Extension<UserInfo>>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let user = user.map(|u| u.0).unwrap_or_else(UserInfo::anonymous);
-    // kubectl sends it in protobuf.
-    let protobuf = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
-    let review = match protobuf {
-        true => minik_api::proto::decode_envelope(&body).map_err(|e| e.to_string()),
-        false => serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()),
-    };
-    let Ok(review) = review else {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": "the body is not a SelfSubjectAccessReview",
-            "reason": "BadRequest", "code": 400});
-        return json_response(StatusCode::BAD_REQUEST, &body, &[]).into_response();
-    };
-    let attrs = Attributes::from_review(&review["spec"]);
-    let ok = allowed(&state, &user, &attrs).await;
-    let mut out = review.clone();
-    out["status"] = json!({"allowed": ok});
-    if !ok {
-        out["status"]["reason"] = json!("");
-    }
-    json_response(StatusCode::CREATED, &out, &[]).into_response()
 }

@@ -100,6 +100,24 @@ async fn role_rules(registry: &Registry, binding: &Value, ns: Option<&str>) -> V
         .unwrap_or_default()
 }
 
+/// Every rule that applies to `user`: cluster-wide ones, and those of `ns` (if any).
+pub(super) async fn rules_for(registry: &Registry, user: &UserInfo, ns: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for binding in all(registry, "clusterrolebindings", None).await {
+        if binds(&binding, user) {
+            out.extend(role_rules(registry, &binding, None).await);
+        }
+    }
+    if !ns.is_empty() {
+        for binding in all(registry, "rolebindings", Some(ns)).await {
+            if binds(&binding, user) {
+                out.extend(role_rules(registry, &binding, Some(ns)).await);
+            }
+        }
+    }
+    out
+}
+
 pub(super) async fn allows(registry: &Registry, user: &UserInfo, a: &Attributes) -> bool {
     for binding in all(registry, "clusterrolebindings", None).await {
         if binds(&binding, user)
