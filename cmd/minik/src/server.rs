@@ -39,6 +39,8 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
         token_auth_file: args.token_auth_file,
+        max_requests_inflight: args.max_requests_inflight as usize,
+        max_mutating_requests_inflight: args.max_mutating_requests_inflight as usize,
         authorization: match args.authorization_mode.as_str() {
             "AlwaysAllow" => minik_server::AuthorizationMode::AlwaysAllow,
             _ => minik_server::AuthorizationMode::Rbac,

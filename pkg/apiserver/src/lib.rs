@@ -11,6 +11,7 @@ mod handlers;
 mod health;
 mod metrics;
 mod openapi;
+pub mod overload;
 mod path;
 mod status;
 mod table;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub aggregator: aggregator::Aggregator,
     pub authenticator: authn::Authenticator,
     pub authorization: authz::Mode,
+    pub limits: overload::Limits,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             aggregator: aggregator::Aggregator::default(),
             authenticator: authn::Authenticator::default(),
             authorization: authz::Mode::default(),
+            limits: overload::Limits::default(),
         }
     }
 }
@@ -110,6 +113,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authz::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            overload::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -32,6 +32,9 @@ pub struct Config {
     pub token_auth_file: Option<PathBuf>,
     /// `--authorization-mode`: RBAC (the default) or AlwaysAllow.
     pub authorization: minik_apiserver::authz::Mode,
+    /// Requests in flight before 429s: non-mutating and mutating.
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
 }
 
 /// Why the server could not start or stopped.
@@ -143,6 +146,10 @@ async fn serve(
     ));
     let mut state = AppState::new(registry);
     state.authorization = config.authorization;
+    state.limits = minik_apiserver::overload::Limits::new(
+        config.max_requests_inflight,
+        config.max_mutating_requests_inflight,
+    );
     state.authenticator = minik_apiserver::authn::Authenticator {
         tokens: std::sync::Arc::new(tokens),
         client_ca: Some(

@@ -102,6 +102,16 @@ pub struct ServerArgs {
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
 
+    /// Most non-mutating requests in flight at once (more are answered 429); one user may
+    /// hold half.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_inflight: u32,
+
+    /// Most mutating requests in flight at once (more are answered 429); one user may hold
+    /// half.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_mutating_requests_inflight: u32,
+
     /// Who may do what: RBAC (roles and bindings) or AlwaysAllow (everyone everything).
     #[arg(long, default_value = "RBAC", value_parser = ["RBAC", "AlwaysAllow", "Node,RBAC"])]
     pub authorization_mode: String,
