@@ -151,9 +151,10 @@ async fn connection(
         .peer_certificates()
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
-    let app = app.layer(axum::Extension(crate::authn::PeerCerts(Arc::new(
-        peer_certs,
-    ))));
+    let app = app.layer(axum::Extension(crate::authn::PeerCerts(
+        Arc::new(peer_certs),
+        Default::default(),
+    )));
     let service = TowerToHyperService::new(app);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Informers keep many watches open on one HTTP/2 connection (kube-apiserver allows 1000).

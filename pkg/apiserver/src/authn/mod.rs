@@ -45,9 +45,13 @@ impl UserInfo {
     }
 }
 
-/// The certificates a client presented on its connection (empty: none).
+/// The certificates a client presented on its connection (empty: none), and what they were
+/// found to say, judged once per connection.
 #[derive(Clone, Default)]
-pub struct PeerCerts(pub Arc<Vec<CertificateDer<'static>>>);
+pub struct PeerCerts(
+    pub Arc<Vec<CertificateDer<'static>>>,
+    pub Arc<std::sync::OnceLock<Result<UserInfo, &'static str>>>,
+);
 
 /// Credentials that do not check out (answered 401), with why, for the log.
 #[derive(Debug)]
@@ -111,18 +115,29 @@ impl Authenticator {
             }
             return self.service_account(registry, token).await;
         }
-        let Some((leaf, intermediates)) = certs.0.split_first() else {
+        certs
+            .1
+            .get_or_init(|| self.client_certificate(&certs.0))
+            .clone()
+            .map_err(Unauthenticated)
+    }
+
+    fn client_certificate(
+        &self,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<UserInfo, &'static str> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
             return Ok(UserInfo::anonymous());
         };
         let Some(verifier) = &self.client_ca else {
-            return Err(Unauthenticated("client certificates are not accepted"));
+            return Err("client certificates are not accepted");
         };
         verifier
             .verify_client_cert(leaf, intermediates, UnixTime::now())
-            .map_err(|_| Unauthenticated("the client certificate does not verify"))?;
+            .map_err(|_| "the client certificate does not verify")?;
         cert_user(leaf)
             .map(UserInfo::authenticated)
-            .ok_or(Unauthenticated("the client certificate names no user"))
+            .ok_or("the client certificate names no user")
     }
 }
 
