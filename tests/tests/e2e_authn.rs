@@ -157,6 +157,17 @@ fn rbac_bindings_decide_and_can_i_answers() {
             text(&refused)
         );
     }
+    // A role labelled to aggregate into `view` extends it.
+    let extra = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: secrets-reader\n  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}\nrules:\n- {apiGroups: [\"\"], resources: [secrets], verbs: [list]}\n";
+    let can_list_secrets = || {
+        let out = s.kubectl(&[
+            "--token", "alice-t", "auth", "can-i", "list", "secrets", "-n", "default",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can_list_secrets(), "no");
+    ok(s.kubectl_stdin(&["apply", "-f", "-"], extra));
+    assert_eq!(can_list_secrets(), "yes");
     // The review APIs.
     let list = ok(s.kubectl(&[
         "--token", "alice-t", "auth", "can-i", "--list", "-n", "default",

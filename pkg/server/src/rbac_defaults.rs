@@ -83,10 +83,17 @@ fn rules(verbs: &[&str], extra: &[(&str, &[&str])]) -> Vec<Value> {
 }
 
 fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
-    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+    let mut role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
             "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
-        "rules": rules})
+        "rules": rules});
+    // admin, edit and view also take the rules of roles labelled to aggregate into them
+    // (how operators extend them for their custom resources).
+    if ["admin", "edit", "view"].contains(&name) {
+        role["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels":
+            {format!("rbac.authorization.k8s.io/aggregate-to-{name}"): "true"}}]});
+    }
+    role
 }
 
 fn binding(name: &str, role: &str, groups: &[&str]) -> Value {

@@ -95,9 +95,34 @@ async fn role_rules(registry: &Registry, binding: &Value, ns: Option<&str>) -> V
         ("ClusterRole", _) => registry.get(rbac("clusterroles"), None, name).await,
         _ => return Vec::new(),
     };
-    role.ok()
-        .and_then(|r| r["rules"].as_array().cloned())
-        .unwrap_or_default()
+    let Ok(role) = role else {
+        return Vec::new();
+    };
+    let mut rules = role["rules"].as_array().cloned().unwrap_or_default();
+    // An aggregated ClusterRole also has the rules of the ClusterRoles its selectors match
+    // (what Kubernetes' aggregation controller writes into it).
+    let selectors = role
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !selectors.is_empty() {
+        for other in all(registry, "clusterroles", None).await {
+            let labels = other.pointer("/metadata/labels");
+            let picked = selectors.iter().any(|sel| {
+                sel["matchLabels"].as_object().is_some_and(|want| {
+                    !want.is_empty()
+                        && want
+                            .iter()
+                            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+                })
+            });
+            if picked && other["metadata"]["name"] != role["metadata"]["name"] {
+                rules.extend(other["rules"].as_array().cloned().unwrap_or_default());
+            }
+        }
+    }
+    rules
 }
 
 /// Every rule that applies to `user`: cluster-wide ones, and those of `ns` (if any).
