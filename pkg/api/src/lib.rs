@@ -8,7 +8,7 @@ pub mod schema;
 mod table;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_name};
-pub use table::{ResourceInfo, all, find, find_kind};
+pub use table::{ResourceInfo, all, builtin, find, find_kind};
 
 /// The group name core ("legacy") resources have in discovery and in storage keys.
 pub const CORE_GROUP: &str = "";

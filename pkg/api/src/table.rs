@@ -268,6 +268,13 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// A built-in resource this server always serves (the table is fixed at build time, so a
+/// miss is a programming error).
+pub fn builtin(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
+    find(group, version, plural)
+        .unwrap_or_else(|| panic!("{plural}.{group}/{version} is not in the resource table"))
+}
+
 /// The resource of this group, version and kind.
 pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
     TABLE

@@ -13,6 +13,22 @@ pub struct Target {
     pub printer: Vec<serde_json::Value>,
 }
 
+/// The Kubernetes verb of a resource request: `named` when it names one object.
+pub fn verb(method: &axum::http::Method, named: bool, watch: bool) -> &'static str {
+    use axum::http::Method;
+    match (method, named) {
+        (&Method::GET | &Method::HEAD, false) if watch => "watch",
+        (&Method::GET | &Method::HEAD, false) => "list",
+        (&Method::GET | &Method::HEAD, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, false) => "deletecollection",
+        (&Method::DELETE, true) => "delete",
+        _ => "unknown",
+    }
+}
+
 /// Parse the segments after the group-version. `None` when no resource matches.
 pub fn parse(
     registry: &minik_registry::Registry,

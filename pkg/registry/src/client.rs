@@ -145,7 +145,7 @@ impl Registry {
         name: &str,
         port: i64,
     ) -> Result<SocketAddr, Unreachable> {
-        let find = |plural| minik_api::find("", "v1", plural).expect("a built-in resource");
+        let find = |plural| minik_api::builtin("", "v1", plural);
         let service = self
             .get_stored(find("services"), Some(ns), name)
             .await

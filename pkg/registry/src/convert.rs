@@ -43,7 +43,7 @@ pub(crate) fn storage_info(info: &ResourceInfo) -> &ResourceInfo {
         Some(Alias::HpaV1) => ("autoscaling", "v2", "horizontalpodautoscalers"),
         None => return info,
     };
-    minik_api::find(g, v, plural).expect("the storage resource is served")
+    minik_api::builtin(g, v, plural)
 }
 
 fn rename(obj: &mut Map<String, Value>, to_core: bool) {

@@ -66,11 +66,11 @@ impl ServiceCidr {
 }
 
 fn ip_info() -> &'static ResourceInfo {
-    minik_api::find("networking.k8s.io", "v1", "ipaddresses").expect("ipaddresses are served")
+    minik_api::builtin("networking.k8s.io", "v1", "ipaddresses")
 }
 
 fn not_allocatable(svc: &str, ip: &str, why: &str) -> ApiError {
-    let services = minik_api::find("", "v1", "services").expect("services are served");
+    let services = minik_api::builtin("", "v1", "services");
     ApiError::invalid(
         services,
         svc,
@@ -300,7 +300,7 @@ pub(crate) fn node_ports(svc: &Value) -> Vec<i64> {
 }
 
 fn node_port_error(svc: &str, i: usize, port: i64) -> ApiError {
-    let services = minik_api::find("", "v1", "services").expect("services are served");
+    let services = minik_api::builtin("", "v1", "services");
     let why = if port == 0 {
         "no free node port in 30000-32767".to_string()
     } else if NODE_PORTS.contains(&port) {

@@ -4,10 +4,12 @@
 //! and the strategy hooks in `strategy.rs`.
 
 mod cache;
+mod catalog;
 pub mod client;
 mod components;
 mod convert;
 mod crd;
+mod delete;
 mod error;
 mod expire;
 mod ipalloc;
@@ -22,11 +24,12 @@ mod subresources;
 mod watch;
 
 pub use components::Components;
+pub use delete::{DeleteParams, Propagation};
 pub use error::{ApiError, Cause, Result};
 pub use ipalloc::ServiceCidr;
 pub use list::{ListParams, ObjectList, ResourceVersionMatch};
 pub use meta::now_rfc3339;
-pub use rest::{DeleteParams, Propagation, Registry, WriteParams};
+pub use rest::{Registry, WriteParams};
 pub use selector::Selector;
 pub use watch::{WatchEvent, WatchParams, WatchStream};
 

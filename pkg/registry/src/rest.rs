@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, Result};
 use crate::meta::{self, meta_mut, meta_str};
+use crate::object_key;
 use crate::strategy;
-use crate::{list_prefix, object_key};
 
 /// How a write treats unknown fields and whether it is a dry run.
 #[derive(Debug, Clone, Default)]
@@ -55,79 +55,6 @@ fn requested_managed(obj: &Value) -> Option<Value> {
     obj.pointer("/metadata/managedFields").cloned()
 }
 
-/// Preconditions of a delete.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteParams {
-    pub uid: Option<String>,
-    pub resource_version: Option<String>,
-    pub dry_run: bool,
-    /// Seconds the object gets to finish (pods); None: its own default.
-    pub grace_period_seconds: Option<i64>,
-    /// What happens to the object's dependents; None: Background.
-    pub propagation: Option<Propagation>,
-}
-
-/// `DeleteOptions.propagationPolicy`: the garbage collector acts on the finalizer each one
-/// leaves (`orphan`, `foregroundDeletion`); Background leaves none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    Orphan,
-    Background,
-    Foreground,
-}
-
-const ORPHAN: &str = "orphan";
-const FOREGROUND: &str = "foregroundDeletion";
-
-/// Set the garbage collector's finalizers for `policy`; whether they changed.
-fn gc_finalizers(obj: &mut Value, policy: Option<Propagation>) -> Result<bool> {
-    let Some(policy) = policy else {
-        return Ok(false);
-    };
-    let m = meta_mut(obj)?;
-    let mut list: Vec<String> = m
-        .get("finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let before = list.clone();
-    list.retain(|f| f != ORPHAN && f != FOREGROUND);
-    match policy {
-        Propagation::Orphan => list.push(ORPHAN.into()),
-        Propagation::Foreground => list.push(FOREGROUND.into()),
-        Propagation::Background => {}
-    }
-    if list == before {
-        return Ok(false);
-    }
-    if list.is_empty() {
-        m.remove("finalizers");
-    } else {
-        m.insert("finalizers".into(), json!(list));
-    }
-    Ok(true)
-}
-
-/// A resource's schema, built in or from a CRD.
-pub(crate) enum SchemaRef {
-    Builtin(&'static Value),
-    Custom(Arc<Value>),
-}
-
-impl std::ops::Deref for SchemaRef {
-    type Target = Value;
-    fn deref(&self) -> &Value {
-        match self {
-            SchemaRef::Builtin(v) => v,
-            SchemaRef::Custom(v) => v,
-        }
-    }
-}
-
 /// What a write returns: the object and the warnings to send back.
 pub type Written = (Value, Vec<String>);
 
@@ -149,7 +76,7 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value> {
     Ok(obj)
 }
 
-fn encode(obj: &Value) -> Result<Vec<u8>> {
+pub(crate) fn encode(obj: &Value) -> Result<Vec<u8>> {
     serde_json::to_vec(obj).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -162,85 +89,6 @@ impl Registry {
             service_cidr: crate::ServiceCidr::default(),
             crds: crate::crd::Crds::default(),
         }
-    }
-
-    /// Every resource served: the built-in ones and those of established CRDs.
-    pub fn resources(&self) -> Vec<&'static ResourceInfo> {
-        let mut all: Vec<&'static ResourceInfo> = minik_api::all().iter().collect();
-        all.extend(self.crds.served());
-        all
-    }
-
-    /// The served resource with this group, version and plural.
-    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-        minik_api::find(group, version, plural).or_else(|| {
-            self.crds
-                .served()
-                .into_iter()
-                .find(|r| r.group == group && r.version == version && r.plural == plural)
-        })
-    }
-
-    /// Changes whenever the set of served resources does (for caches of discovery and
-    /// OpenAPI).
-    pub fn api_generation(&self) -> u64 {
-        self.crds.generation()
-    }
-
-    /// An object as it is stored, unconverted (for built-in kinds that never are).
-    pub(crate) async fn get_stored(
-        &self,
-        info: &ResourceInfo,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Value> {
-        let (_, kv) = self
-            .store
-            .get(&object_key(info, namespace, name), None)
-            .await?;
-        decode(&kv.ok_or_else(|| ApiError::not_found(info, name))?)
-    }
-
-    /// A stored object as `info` shows it (converted from its storage version).
-    pub(crate) async fn shown(&self, info: &ResourceInfo, obj: Value) -> Result<Value> {
-        match self.conversion_webhook(info) {
-            Some(_) => self.custom_shown(info, obj).await,
-            None => Ok(crate::convert::from_storage(info, obj)),
-        }
-    }
-
-    /// An object of `info` as it is stored.
-    pub(crate) async fn stored(&self, info: &ResourceInfo, obj: &Value) -> Result<Value> {
-        match self.conversion_webhook(info) {
-            Some(_) => self.custom_stored(info, obj).await,
-            None => Ok(crate::convert::to_storage(info, obj)),
-        }
-    }
-
-    /// A custom resource's additionalPrinterColumns (empty for built-ins).
-    pub fn printer_columns(&self, info: &ResourceInfo) -> Vec<Value> {
-        if !info.custom {
-            return Vec::new();
-        }
-        self.crds
-            .version(info)
-            .map(|(def, i)| def.versions[i].printer_columns.clone())
-            .unwrap_or_default()
-    }
-
-    /// The schema a CRD gives a custom resource's version.
-    pub fn custom_schema(&self, info: &ResourceInfo) -> Option<Value> {
-        let (def, i) = self.crds.version(info)?;
-        Some((*def.versions[i].schema).clone())
-    }
-
-    /// The schema of a resource: the built-in type's, or its CRD version's.
-    pub(crate) fn schema_for(&self, info: &ResourceInfo) -> Option<SchemaRef> {
-        if info.custom {
-            let (def, i) = self.crds.version(info)?;
-            return Some(SchemaRef::Custom(def.versions[i].schema.clone()));
-        }
-        minik_api::schema::of(info).map(SchemaRef::Builtin)
     }
 
     /// Allocate ClusterIPs from `cidr` (default 10.43.0.0/16).
@@ -306,7 +154,7 @@ impl Registry {
         let Some(ns) = namespace.filter(|_| info.namespaced) else {
             return Ok(());
         };
-        let ns_info = minik_api::find("", "v1", "namespaces").expect("namespaces are served");
+        let ns_info = minik_api::builtin("", "v1", "namespaces");
         let (_, kv) = self.store.get(&object_key(ns_info, None, ns), None).await?;
         let Some(kv) = kv else {
             return Err(ApiError::not_found(ns_info, ns));
@@ -527,122 +375,6 @@ impl Registry {
             }
         }
     }
-
-    /// DELETE one object. Objects with finalizers get a deletionTimestamp and stay until
-    /// their finalizers are gone. Returns the object as it was (or is, while finalizing)
-    /// and whether it is gone.
-    pub async fn delete(
-        &self,
-        info: &ResourceInfo,
-        namespace: Option<&str>,
-        name: &str,
-        params: &DeleteParams,
-    ) -> Result<(Value, bool)> {
-        let key = object_key(info, namespace, name);
-        loop {
-            let (_, current) = self.store.get(&key, None).await?;
-            let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
-            let mut obj = self.shown(info, decode(&current)?).await?;
-            if let Some(uid) = &params.uid
-                && meta_str(&obj, "uid") != Some(uid.as_str())
-            {
-                return Err(precondition(info, name, "UID", uid, meta_str(&obj, "uid")));
-            }
-            if let Some(rv) = &params.resource_version
-                && *rv != current.mod_revision.to_string()
-            {
-                return Err(precondition(
-                    info,
-                    name,
-                    "ResourceVersion",
-                    rv,
-                    Some(&current.mod_revision.to_string()),
-                ));
-            }
-            if params.dry_run {
-                return Ok((obj, true));
-            }
-            let grace = strategy::grace_period(info, &obj, params.grace_period_seconds);
-            let changed = gc_finalizers(&mut obj, params.propagation)?;
-            if !finalizers_empty(&obj) || grace > 0 {
-                // Graceful: mark it; the kubelet (or whoever removes the finalizers) ends it.
-                let m = meta_mut(&mut obj)?;
-                let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                let shorter = m
-                    .get("deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .is_none_or(|g| grace < g);
-                let first = m.get("deletionTimestamp").is_none();
-                if first || shorter || changed {
-                    if first || shorter {
-                        m.insert(
-                            "deletionTimestamp".into(),
-                            json!(deadline.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                        );
-                        m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                    }
-                    m.remove("resourceVersion");
-                    match self
-                        .store
-                        .update(
-                            &key,
-                            encode(&self.stored(info, &obj).await?)?,
-                            current.mod_revision,
-                        )
-                        .await
-                    {
-                        Ok(kv) => {
-                            meta_mut(&mut obj)?.insert(
-                                "resourceVersion".into(),
-                                json!(kv.mod_revision.to_string()),
-                            );
-                        }
-                        Err(minik_store::Error::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                return Ok((obj, false));
-            }
-            if info.group.is_empty() && info.plural == "namespaces" {
-                self.delete_namespace_contents(name).await?;
-            }
-            match self.store.delete(&key, Some(current.mod_revision)).await {
-                Ok(_) => {
-                    if info.group.is_empty() && info.kind == "Service" {
-                        self.release_service(&obj).await;
-                    }
-                    return Ok((obj, true));
-                }
-                // Changed between the read and the delete: look again.
-                Err(minik_store::Error::Conflict { .. }) => continue,
-                Err(minik_store::Error::NotFound { .. }) => {
-                    return Err(ApiError::not_found(info, name));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Delete every object in a namespace (what the namespace controller does before the
-    /// namespace itself goes).
-    async fn delete_namespace_contents(&self, namespace: &str) -> Result<()> {
-        for info in minik_api::all().iter().filter(|r| r.namespaced) {
-            let prefix = list_prefix(info, Some(namespace));
-            let list = self.store.list(&prefix, Default::default()).await?;
-            for kv in list.kvs {
-                match self.store.delete(&kv.key, None).await {
-                    Ok(d) if info.kind == "Service" => {
-                        if let Ok(svc) = decode(&d.prev) {
-                            self.release_service(&svc).await;
-                        }
-                    }
-                    Ok(_) | Err(minik_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// ComponentStatus is computed, not stored.
@@ -650,7 +382,7 @@ pub(crate) fn is_component_status(info: &ResourceInfo) -> bool {
     info.group.is_empty() && info.kind == "ComponentStatus"
 }
 
-fn finalizers_empty(obj: &Value) -> bool {
+pub(crate) fn finalizers_empty(obj: &Value) -> bool {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_none_or(Vec::is_empty)
@@ -661,23 +393,5 @@ fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
         group: info.group.into(),
         resource: info.plural.into(),
         name: name.into(),
-    }
-}
-
-fn precondition(
-    info: &ResourceInfo,
-    name: &str,
-    what: &str,
-    want: &str,
-    have: Option<&str>,
-) -> ApiError {
-    ApiError::Conflict {
-        group: info.group.into(),
-        resource: info.plural.into(),
-        name: name.into(),
-        message: format!(
-            "Precondition failed: {what} in precondition: {want}, {what} in object meta: {}",
-            have.unwrap_or("")
-        ),
     }
 }

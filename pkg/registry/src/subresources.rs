@@ -5,10 +5,11 @@
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};
 
+use crate::delete::DeleteParams;
 use crate::error::{ApiError, Result};
 use crate::meta::meta_mut;
 use crate::object_key;
-use crate::rest::{DeleteParams, Registry, decode};
+use crate::rest::{Registry, decode};
 
 const RETRIES: usize = 8;
 
@@ -260,7 +261,7 @@ impl Registry {
 
     /// POST pods/<name>/binding: assign the pod to a node, once.
     pub async fn bind(&self, ns: &str, name: &str, binding: &Value) -> Result<()> {
-        let pods = minik_api::find("", "v1", "pods").expect("pods are served");
+        let pods = minik_api::builtin("", "v1", "pods");
         let node = binding
             .pointer("/target/name")
             .and_then(Value::as_str)
@@ -296,9 +297,9 @@ impl Registry {
 
     /// POST pods/<name>/eviction: delete the pod unless a PodDisruptionBudget forbids it.
     pub async fn evict(&self, ns: &str, name: &str, eviction: &Value) -> Result<()> {
-        let pods = minik_api::find("", "v1", "pods").expect("pods are served");
+        let pods = minik_api::builtin("", "v1", "pods");
         let pod = self.get(pods, Some(ns), name).await?;
-        let pdbs = minik_api::find("policy", "v1", "poddisruptionbudgets").expect("served");
+        let pdbs = minik_api::builtin("policy", "v1", "poddisruptionbudgets");
         let list = self.list(pdbs, Some(ns), &Default::default()).await?;
         for pdb in &list.items {
             let selector =
@@ -348,7 +349,7 @@ impl Registry {
         body: &Value,
         params: &crate::WriteParams,
     ) -> Result<Value> {
-        let pods = minik_api::find("", "v1", "pods").expect("pods are served");
+        let pods = minik_api::builtin("", "v1", "pods");
         let wanted = body
             .pointer("/spec/ephemeralContainers")
             .cloned()
@@ -390,7 +391,7 @@ impl Registry {
 
     /// PUT namespaces/<name>/finalize: only spec.finalizers changes.
     pub async fn finalize_namespace(&self, name: &str, body: &Value) -> Result<Value> {
-        let nss = minik_api::find("", "v1", "namespaces").expect("namespaces are served");
+        let nss = minik_api::builtin("", "v1", "namespaces");
         let finalizers = body
             .pointer("/spec/finalizers")
             .cloned()

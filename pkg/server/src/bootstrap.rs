@@ -52,14 +52,14 @@ async fn create_or_replace(
 
 /// Point the `kubernetes` service's Endpoints and EndpointSlice at `ip:port`.
 pub async fn endpoints(registry: &Registry, ip: IpAddr, port: u16) -> Result<(), ApiError> {
-    let eps = minik_api::find("", "v1", "endpoints").expect("endpoints are served");
+    let eps = minik_api::builtin("", "v1", "endpoints");
     let obj = json!({"apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": ip.to_string()}],
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
     create_or_replace(registry, eps, "default", obj).await?;
-    let slices = minik_api::find("discovery.k8s.io", "v1", "endpointslices").expect("served");
+    let slices = minik_api::builtin("discovery.k8s.io", "v1", "endpointslices");
     let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
     let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kubernetes", "namespace": "default",
@@ -72,7 +72,7 @@ pub async fn endpoints(registry: &Registry, ip: IpAddr, port: u16) -> Result<(),
 
 /// Create what is missing; leave what exists.
 pub async fn run(registry: &Registry, cidr: minik_registry::ServiceCidr) -> Result<(), ApiError> {
-    let namespaces = minik_api::find("", "v1", "namespaces").expect("namespaces are served");
+    let namespaces = minik_api::builtin("", "v1", "namespaces");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         ensure(
@@ -81,7 +81,7 @@ pub async fn run(registry: &Registry, cidr: minik_registry::ServiceCidr) -> Resu
                 .await,
         )?;
     }
-    let services = minik_api::find("", "v1", "services").expect("services are served");
+    let services = minik_api::builtin("", "v1", "services");
     let first = cidr.nth(1).to_string();
     let svc = json!({
         "apiVersion": "v1", "kind": "Service",

@@ -189,7 +189,7 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
 
 /// Create the default roles and bindings that are missing.
 pub async fn ensure(registry: &Registry) -> Result<(), ApiError> {
-    let find = |plural| minik_api::find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC");
+    let find = |plural| minik_api::builtin("rbac.authorization.k8s.io", "v1", plural);
     let (roles, bindings) = defaults();
     for (plural, objects) in [("clusterroles", roles), ("clusterrolebindings", bindings)] {
         for obj in objects {

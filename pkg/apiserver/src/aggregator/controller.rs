@@ -16,7 +16,7 @@ use super::{Backend, proxy};
 use crate::AppState;
 
 fn info(group: &str, version: &str, plural: &str) -> &'static minik_api::ResourceInfo {
-    minik_api::find(group, version, plural).expect("a built-in resource")
+    minik_api::builtin(group, version, plural)
 }
 
 /// Follow APIServices until the task is dropped.

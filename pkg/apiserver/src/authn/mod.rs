@@ -158,7 +158,7 @@ impl Authenticator {
             .ok_or(Unauthenticated("unknown token"))?;
         let subject = serviceaccount::subject(&claims).ok_or(Unauthenticated("wrong audience"))?;
         let exists = |plural: &'static str, ns: Option<String>, name: String, uid: String| {
-            let info = minik_api::find("", "v1", plural).expect("a built-in resource");
+            let info = minik_api::builtin("", "v1", plural);
             async move {
                 match registry.get(info, ns.as_deref(), &name).await {
                     Ok(o) => uid.is_empty() || o.pointer("/metadata/uid") == Some(&json!(uid)),

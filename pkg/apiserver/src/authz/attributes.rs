@@ -65,17 +65,7 @@ impl Attributes {
             ),
             [] => return Attributes::non_resource(http_verb(req.method()), &path),
         };
-        let verb = match (req.method(), name.is_empty()) {
-            (&Method::GET | &Method::HEAD, true) if watch => "watch",
-            (&Method::GET | &Method::HEAD, true) => "list",
-            (&Method::GET | &Method::HEAD, false) => "get",
-            (&Method::POST, _) => "create",
-            (&Method::PUT, _) => "update",
-            (&Method::PATCH, _) => "patch",
-            (&Method::DELETE, true) => "deletecollection",
-            (&Method::DELETE, false) => "delete",
-            _ => "unknown",
-        };
+        let verb = crate::path::verb(req.method(), !name.is_empty(), watch);
         Attributes {
             verb: verb.into(),
             resource_request: true,

@@ -8,7 +8,7 @@ use super::Attributes;
 use crate::authn::UserInfo;
 
 fn rbac(plural: &str) -> &'static minik_api::ResourceInfo {
-    minik_api::find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC is served")
+    minik_api::builtin("rbac.authorization.k8s.io", "v1", plural)
 }
 
 /// Everything of a kind, from the watch cache.

@@ -130,7 +130,7 @@ async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Re
     };
     let watch = req.flag("watch") && target.name.is_none();
     let labels = RequestLabels {
-        verb: verb(&req.method, &target, watch).to_ascii_uppercase(),
+        verb: path::verb(&req.method, target.name.is_some(), watch).to_ascii_uppercase(),
         group: group.to_string(),
         version: version.to_string(),
         resource: target.info.plural.to_string(),
@@ -174,11 +174,11 @@ async fn dispatch(state: &AppState, t: &Target, req: Request) -> Result<Response
             return subresource(state, t, s, &req).await;
         }
     }
-    if !t
-        .info
-        .verbs
-        .contains(&verb(&req.method, t, req.flag("watch")))
-    {
+    if !t.info.verbs.contains(&path::verb(
+        &req.method,
+        t.name.is_some(),
+        req.flag("watch"),
+    )) {
         return Err(ApiError::MethodNotAllowed);
     }
     match (&req.method, t.name.as_deref()) {
@@ -255,21 +255,6 @@ async fn patch(state: &AppState, t: &Target, req: &Request) -> Result<Response, 
         .patch(&target, kind, bytes, &write_params(req))
         .await?;
     Ok(respond_object(t, req, StatusCode::OK, obj, &warnings))
-}
-
-/// The RBAC verb of a request.
-fn verb(method: &Method, t: &Target, watch: bool) -> &'static str {
-    match (method, t.name.is_some()) {
-        (&Method::GET, false) if watch => "watch",
-        (&Method::GET, false) => "list",
-        (&Method::GET, true) => "get",
-        (&Method::POST, _) => "create",
-        (&Method::PUT, _) => "update",
-        (&Method::PATCH, _) => "patch",
-        (&Method::DELETE, false) => "deletecollection",
-        (&Method::DELETE, true) => "delete",
-        _ => "unknown",
-    }
 }
 
 /// The request body as it came; 413 when it is over the limit.

@@ -35,7 +35,7 @@ pub(super) async fn token_request(
         .service_accounts
         .clone()
         .ok_or_else(|| ApiError::Internal("service-account tokens are not issued".into()))?;
-    let find = |plural| minik_api::find("", "v1", plural).expect("a built-in resource");
+    let find = |plural| minik_api::builtin("", "v1", plural);
     let sa = state
         .registry
         .get(find("serviceaccounts"), Some(ns), name)

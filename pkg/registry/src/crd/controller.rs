@@ -15,8 +15,7 @@ use crate::rest::{WriteParams, decode};
 pub(crate) const CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 fn crd_info() -> &'static minik_api::ResourceInfo {
-    minik_api::find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("CRDs are served")
+    minik_api::builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 }
 
 impl Registry {

@@ -107,6 +107,14 @@ fn pins_version(kind: PatchType, body: &[u8]) -> bool {
     }
 }
 
+/// Make the write conditional on the version `read` was at.
+fn read_at(obj: &mut Value, read: &Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let rv = read.pointer("/metadata/resourceVersion").cloned();
+        m.insert("resourceVersion".into(), rv.unwrap_or(Value::Null));
+    }
+}
+
 /// How many times a patch is re-applied when the object changes under it.
 const TRIES: usize = 5;
 
@@ -145,9 +153,8 @@ impl crate::Registry {
             let own = self.schema_for(info);
             let schema = schema.or(own.as_deref());
             let mut patched = apply(kind, &current, body, schema)?;
-            if !pinned && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
-                let rv = current.pointer("/metadata/resourceVersion").cloned();
-                m.insert("resourceVersion".into(), rv.unwrap_or(Value::Null));
+            if !pinned {
+                read_at(&mut patched, &current);
             }
             let written = match sub {
                 None => self.update(info, ns, name, patched, false, params).await,
@@ -244,11 +251,8 @@ impl crate::Registry {
                     }
                 }
                 Some(live) => {
-                    if !pinned
-                        && let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
-                    {
-                        let rv = live.pointer("/metadata/resourceVersion").cloned();
-                        m.insert("resourceVersion".into(), rv.unwrap_or(Value::Null));
+                    if !pinned {
+                        read_at(&mut new, live);
                     }
                     self.update(info, ns, name, new, status, &applied).await
                 }
