@@ -39,6 +39,11 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
         token_auth_file: args.token_auth_file,
+        admission: minik_server::AdmissionOptions {
+            enable: args.enable_admission_plugins,
+            disable: args.disable_admission_plugins,
+            config_file: args.admission_control_config_file,
+        },
         max_requests_inflight: args.max_requests_inflight as usize,
         max_mutating_requests_inflight: args.max_mutating_requests_inflight as usize,
         authorization: match args.authorization_mode.as_str() {

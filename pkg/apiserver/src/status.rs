@@ -33,6 +33,12 @@ pub fn status_body(err: &ApiError) -> (StatusCode, Value) {
             resource,
             name,
             ..
+        }
+        | ApiError::Forbidden {
+            group,
+            resource,
+            name,
+            ..
         } => Some(json!({"name": name, "group": group, "kind": resource})),
         ApiError::ApplyConflict { causes, .. } => Some(json!({
             "causes": causes.iter().map(|c| json!({

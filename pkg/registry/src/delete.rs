@@ -21,6 +21,8 @@ pub struct DeleteParams {
     pub grace_period_seconds: Option<i64>,
     /// What happens to the object's dependents; None: Background.
     pub propagation: Option<Propagation>,
+    /// Who asks; the delete goes through admission when set.
+    pub user: Option<crate::UserInfo>,
 }
 
 /// `DeleteOptions.propagationPolicy`: the garbage collector acts on the finalizer each one
@@ -99,6 +101,19 @@ impl Registry {
                     rv,
                     Some(&current.mod_revision.to_string()),
                 ));
+            }
+            if let Some(user) = &params.user {
+                let attrs = crate::admission::Attributes {
+                    operation: crate::admission::Operation::Delete,
+                    info,
+                    subresource: None,
+                    namespace: namespace.filter(|_| info.namespaced),
+                    name,
+                    user,
+                    dry_run: params.dry_run,
+                    old: Some(&obj),
+                };
+                self.admit(Some(&attrs), &obj, &mut Vec::new()).await?;
             }
             if params.dry_run {
                 return Ok((obj, true));

@@ -42,6 +42,17 @@ pub enum ApiError {
         name: String,
         causes: Vec<Cause>,
     },
+    /// 403: admission refused the request.
+    #[error("{resource}{group_suffix}{named} is forbidden: {message}", group_suffix = dot(group), named = quoted(name))]
+    Forbidden {
+        group: String,
+        resource: String,
+        name: String,
+        message: String,
+    },
+    /// A refusal with the code its refuser chose (an admission webhook's Status).
+    #[error("{message}")]
+    Denied { code: u16, message: String },
     #[error("{0}")]
     BadRequest(String),
     /// 422 without field causes: a patch that cannot be applied.
@@ -71,6 +82,14 @@ fn dot(group: &str) -> String {
     }
 }
 
+fn quoted(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{name}\"")
+    }
+}
+
 fn causes_text(causes: &[Cause]) -> String {
     let parts: Vec<String> = causes
         .iter()
@@ -91,6 +110,21 @@ impl ApiError {
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
             ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => (409, "Conflict"),
             ApiError::Invalid { .. } => (422, "Invalid"),
+            ApiError::Forbidden { .. } => (403, "Forbidden"),
+            ApiError::Denied { code, .. } => (
+                *code,
+                match code {
+                    400 => "BadRequest",
+                    401 => "Unauthorized",
+                    403 => "Forbidden",
+                    404 => "NotFound",
+                    409 => "Conflict",
+                    422 => "Invalid",
+                    429 => "TooManyRequests",
+                    500 => "InternalError",
+                    _ => "",
+                },
+            ),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Unprocessable(_) => (422, "Invalid"),
             ApiError::Gone(_) => (410, "Expired"),
@@ -123,6 +157,16 @@ impl ApiError {
                 message: message.into(),
                 reason: "FieldValueNotSupported".into(),
             }],
+        }
+    }
+
+    /// 403 for `attrs`' object, as admission plugins refuse.
+    pub fn forbidden(info: &minik_api::ResourceInfo, name: &str, message: String) -> Self {
+        ApiError::Forbidden {
+            group: info.group.into(),
+            resource: info.plural.into(),
+            name: name.into(),
+            message,
         }
     }
 

@@ -3,6 +3,7 @@
 //! store's mod revision on every read. Per-resource behaviour comes from `minik_api`'s table
 //! and the strategy hooks in `strategy.rs`.
 
+pub mod admission;
 mod cache;
 mod catalog;
 pub mod client;
@@ -23,7 +24,9 @@ mod strategy;
 mod subresources;
 mod watch;
 
+pub use admission::UserInfo;
 pub use components::Components;
+pub use crd::cel::program as cel_program;
 pub use delete::{DeleteParams, Propagation};
 pub use error::{ApiError, Cause, Result};
 pub use ipalloc::ServiceCidr;

@@ -6,6 +6,7 @@ use minik_api::ResourceInfo;
 use minik_store::{Backend, KeyValue};
 use serde_json::{Value, json};
 
+use crate::admission::{Admission, Attributes, Operation, UserInfo};
 use crate::error::{ApiError, Result};
 use crate::meta::{self, meta_mut, meta_str};
 use crate::object_key;
@@ -21,9 +22,33 @@ pub struct WriteParams {
     pub field_manager: Option<String>,
     /// The object's managedFields were computed by server-side apply: keep them.
     pub applied: bool,
+    /// Who asks; the write goes through admission when set.
+    pub user: Option<UserInfo>,
 }
 
 impl WriteParams {
+    /// The write as admission sees it (None: not admitted).
+    fn admission<'a>(
+        &'a self,
+        operation: Operation,
+        info: &'a ResourceInfo,
+        status: bool,
+        namespace: Option<&'a str>,
+        name: &'a str,
+        old: Option<&'a Value>,
+    ) -> Option<Attributes<'a>> {
+        Some(Attributes {
+            operation,
+            info,
+            subresource: status.then_some("status"),
+            namespace: namespace.filter(|_| info.namespaced),
+            name,
+            user: self.user.as_ref()?,
+            dry_run: self.dry_run,
+            old,
+        })
+    }
+
     /// Record the write in managedFields, or keep what apply computed.
     fn manage(
         &self,
@@ -66,6 +91,7 @@ pub struct Registry {
     pub(crate) caches: crate::cache::Caches,
     pub(crate) service_cidr: crate::ServiceCidr,
     pub(crate) crds: crate::crd::Crds,
+    pub(crate) admission: Option<Arc<dyn Admission>>,
 }
 
 /// Decode a stored value and stamp its resourceVersion.
@@ -88,6 +114,7 @@ impl Registry {
             caches: crate::cache::Caches::default(),
             service_cidr: crate::ServiceCidr::default(),
             crds: crate::crd::Crds::default(),
+            admission: None,
         }
     }
 
@@ -184,8 +211,12 @@ impl Registry {
         meta::check_type_and_namespace(info, &mut obj, namespace)?;
         let name = meta::prepare_create(info, &mut obj)?;
         let requested = requested_managed(&obj);
-        let (mut typed, warnings) = self.typed_view(info, &obj, params, None)?;
+        let (mut typed, mut warnings) = self.typed_view(info, &obj, params, None)?;
         strategy::prepare_for_create(info, &mut typed);
+        let admitted = params.admission(Operation::Create, info, false, namespace, &name, None);
+        if let Some(a) = &admitted {
+            warnings.extend(self.admit_mutate(a, &mut typed).await?);
+        }
         let schema = self.schema_for(info);
         params.manage(
             info,
@@ -200,6 +231,7 @@ impl Registry {
             return Err(ApiError::invalid(info, &name, causes));
         }
         self.check_namespace(info, namespace).await?;
+        let _hold = self.admit(admitted.as_ref(), &typed, &mut warnings).await?;
         let key = object_key(info, namespace, &name);
         let service = info.group.is_empty() && info.kind == "Service";
         if service && !params.dry_run {
@@ -299,11 +331,16 @@ impl Registry {
         } else {
             strategy::prepare_for_update(info, &old, &mut obj);
         }
-        let (mut typed, warnings) = self.typed_view(info, &obj, params, Some(&old))?;
+        let (mut typed, mut warnings) = self.typed_view(info, &obj, params, Some(&old))?;
         if !status {
             strategy::default(info, &mut typed);
         }
         meta::prepare_update(&old, &mut typed)?;
+        let admitted =
+            params.admission(Operation::Update, info, status, namespace, name, Some(&old));
+        if let Some(a) = &admitted {
+            warnings.extend(self.admit_mutate(a, &mut typed).await?);
+        }
         let schema = self.schema_for(info);
         params.manage(
             info,
@@ -317,6 +354,7 @@ impl Registry {
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));
         }
+        let _hold = self.admit(admitted.as_ref(), &typed, &mut warnings).await?;
         // The last finalizer went from an object being deleted, and no grace period is
         // still running (a pod's ends when its kubelet deletes it).
         let gone = typed.pointer("/metadata/deletionTimestamp").is_some()

@@ -51,6 +51,11 @@ fn set_values(s: &str) -> Result<Vec<String>> {
 
 impl Selector {
     /// Parse a label selector (`a=b,c!=d,e in (f,g),!h,i`).
+    /// A metav1.LabelSelector (`{}` and null select everything).
+    pub fn from_label_selector(sel: Option<&Value>) -> Result<Self> {
+        Self::labels(&selector_string(sel.filter(|s| !s.is_null())))
+    }
+
     pub fn labels(s: &str) -> Result<Self> {
         Self::parse(s, true)
     }
@@ -142,6 +147,43 @@ impl Selector {
             }
         })
     }
+}
+
+/// `k=v,k2 in (a,b)` from a label selector (or a plain map, as ReplicationController has).
+pub fn selector_string(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else { return String::new() };
+    let labels = sel
+        .get("matchLabels")
+        .or(Some(sel))
+        .and_then(Value::as_object);
+    let mut parts: Vec<String> = labels
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e.get("operator").and_then(Value::as_str) {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("Exists") => key.to_string(),
+            Some("DoesNotExist") => format!("!{key}"),
+            _ => continue,
+        });
+    }
+    parts.join(",")
 }
 
 #[cfg(test)]

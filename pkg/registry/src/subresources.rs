@@ -10,45 +10,9 @@ use crate::error::{ApiError, Result};
 use crate::meta::meta_mut;
 use crate::object_key;
 use crate::rest::{Registry, decode};
+use crate::selector::selector_string;
 
 const RETRIES: usize = 8;
-
-/// `k=v,k2 in (a,b)` from a label selector (or a plain map, as ReplicationController has).
-fn selector_string(sel: Option<&Value>) -> String {
-    let Some(sel) = sel else { return String::new() };
-    let labels = sel
-        .get("matchLabels")
-        .or(Some(sel))
-        .and_then(Value::as_object);
-    let mut parts: Vec<String> = labels
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-        .collect();
-    for e in sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        parts.push(match e.get("operator").and_then(Value::as_str) {
-            Some("In") => format!("{key} in ({})", values.join(",")),
-            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
-            Some("Exists") => key.to_string(),
-            Some("DoesNotExist") => format!("!{key}"),
-            _ => continue,
-        });
-    }
-    parts.join(",")
-}
 
 /// Where a resource keeps what its Scale shows (JSON pointers): the built-in workloads'
 /// places, or a CRD's specReplicasPath, statusReplicasPath and labelSelectorPath.
@@ -335,7 +299,7 @@ impl Registry {
             grace_period_seconds: eviction
                 .pointer("/deleteOptions/gracePeriodSeconds")
                 .and_then(Value::as_i64),
-            propagation: None,
+            ..Default::default()
         };
         self.delete(pods, Some(ns), name, &params).await.map(|_| ())
     }

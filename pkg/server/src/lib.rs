@@ -4,6 +4,7 @@
 mod bootstrap;
 mod rbac_defaults;
 
+pub use minik_admission::Options as AdmissionOptions;
 pub use minik_apiserver::authz::Mode as AuthorizationMode;
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +36,8 @@ pub struct Config {
     /// Requests in flight before 429s: non-mutating and mutating.
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
+    /// Which admission plugins run, and their configuration.
+    pub admission: minik_admission::Options,
 }
 
 /// Why the server could not start or stopped.
@@ -56,6 +59,8 @@ pub enum Error {
     Bootstrap(#[from] minik_registry::ApiError),
     #[error("authentication: {0}")]
     Authentication(String),
+    #[error("admission: {0}")]
+    Admission(String),
 }
 
 /// Run a server until `shutdown` is cancelled.
@@ -106,7 +111,10 @@ async fn serve(
     sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
-    let registry = Registry::new(store).with_service_cidr(config.service_cidr);
+    let admission = minik_admission::Chain::new(&config.admission).map_err(Error::Admission)?;
+    let registry = Registry::new(store)
+        .with_service_cidr(config.service_cidr)
+        .with_admission(admission);
     bootstrap::run(&registry, config.service_cidr).await?;
     rbac_defaults::ensure(&registry).await?;
     // CRDs are served before the first request, and followed from then on.

@@ -115,6 +115,22 @@ pub struct ServerArgs {
     /// Who may do what: RBAC (roles and bindings) or AlwaysAllow (everyone everything).
     #[arg(long, default_value = "RBAC", value_parser = ["RBAC", "AlwaysAllow", "Node,RBAC"])]
     pub authorization_mode: String,
+
+    /// Admission plugins to turn on besides the defaults (NamespaceLifecycle, LimitRanger,
+    /// ServiceAccount, Priority, DefaultTolerationSeconds, PodSecurity,
+    /// MutatingAdmissionWebhook, ValidatingAdmissionPolicy, ValidatingAdmissionWebhook,
+    /// ResourceQuota), e.g. AlwaysPullImages. Comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+
+    /// Default admission plugins to turn off. Comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
+
+    /// An AdmissionConfiguration file configuring admission plugins (e.g. PodSecurity's
+    /// defaults and exemptions).
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
 }
 
 /// `minik agent`.

@@ -20,30 +20,7 @@ use crate::AppState;
 use crate::status::json_response;
 pub use tokens::load_token_file;
 
-/// An authenticated (or anonymous) user.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct UserInfo {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-}
-
-impl UserInfo {
-    pub fn anonymous() -> Self {
-        UserInfo {
-            name: "system:anonymous".into(),
-            uid: String::new(),
-            groups: vec!["system:unauthenticated".into()],
-        }
-    }
-
-    fn authenticated(mut self) -> Self {
-        if !self.groups.iter().any(|g| g == "system:authenticated") {
-            self.groups.push("system:authenticated".into());
-        }
-        self
-    }
-}
+pub use minik_registry::UserInfo;
 
 /// The certificates a client presented on its connection (empty: none), and what they were
 /// found to say, judged once per connection.

@@ -33,6 +33,8 @@ struct Request {
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     /// Set when the client asked to upgrade to a WebSocket (watch over WebSocket).
     ws: Option<WebSocketUpgrade>,
+    /// Who asks (set by authentication).
+    user: Option<crate::authn::UserInfo>,
 }
 
 type Ws = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
@@ -63,6 +65,7 @@ pub struct Parts {
     params: Vec<(String, String)>,
     headers: HeaderMap,
     ws: Option<WebSocketUpgrade>,
+    user: Option<crate::authn::UserInfo>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parts {
@@ -82,6 +85,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parts {
             params,
             headers: parts.headers.clone(),
             ws: ws.ok(),
+            user: parts.extensions.get::<crate::authn::UserInfo>().cloned(),
         })
     }
 }
@@ -93,6 +97,7 @@ fn request(p: Parts, body: Result<Bytes, axum::extract::rejection::BytesRejectio
         headers: p.headers,
         body,
         ws: p.ws,
+        user: p.user,
     }
 }
 
@@ -307,6 +312,7 @@ fn write_params(req: &Request) -> WriteParams {
         field_validation: req.param("fieldValidation").map(str::to_string),
         dry_run: req.param("dryRun") == Some("All"),
         field_manager: Some(field_manager(req)),
+        user: req.user.clone(),
         ..Default::default()
     }
 }
@@ -380,6 +386,7 @@ fn delete_params(req: &Request) -> Result<DeleteParams, ApiError> {
                 .param("propagationPolicy")
                 .map(propagation)
                 .transpose()?,
+            user: req.user.clone(),
             ..Default::default()
         };
     if let Ok(b) = &req.body

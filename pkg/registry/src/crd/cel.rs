@@ -12,7 +12,8 @@ use crate::error::Cause;
 static PROGRAMS: LazyLock<Mutex<HashMap<String, Arc<cel::Program>>>> =
     LazyLock::new(Default::default);
 
-fn program(source: &str) -> Result<Arc<cel::Program>, String> {
+/// A compiled CEL program, compiled once per source text.
+pub fn program(source: &str) -> Result<Arc<cel::Program>, String> {
     let mut cache = PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = cache.get(source) {
         return Ok(p.clone());

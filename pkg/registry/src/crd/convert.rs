@@ -47,7 +47,10 @@ impl Registry {
                 info.kind
             ))
         };
-        let answer = self.call_webhook(&config, &review).await.map_err(failed)?;
+        let answer = self
+            .call_webhook(&config, &review, std::time::Duration::from_secs(10))
+            .await
+            .map_err(failed)?;
         let response = &answer["response"];
         if response["result"]["status"] != "Success" {
             return Err(failed(
@@ -110,101 +113,4 @@ impl Registry {
             .await?;
         Ok(v.pop().unwrap_or(Value::Null))
     }
-
-    /// POST a review to a webhook's clientConfig (url, or service with path and port).
-    async fn call_webhook(
-        &self,
-        config: &Value,
-        review: &Value,
-    ) -> std::result::Result<Value, String> {
-        let ca_bundle = config
-            .get("caBundle")
-            .and_then(Value::as_str)
-            .and_then(|b| {
-                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
-            });
-        let (target, path) = match config.get("url").and_then(Value::as_str) {
-            Some(url) => {
-                let uri: hyper::Uri = url.parse().map_err(|e| format!("bad url {url:?}: {e}"))?;
-                let host = uri.host().ok_or("the url has no host")?.to_string();
-                let port = uri.port_u16().unwrap_or(443);
-                let addr = tokio::net::lookup_host((host.as_str(), port))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .next()
-                    .ok_or("the url's host has no address")?;
-                let path = uri
-                    .path_and_query()
-                    .map(|p| p.to_string())
-                    .unwrap_or("/".into());
-                (
-                    crate::client::TlsTarget {
-                        addr,
-                        server_name: host,
-                        ca_bundle,
-                        insecure: false,
-                    },
-                    path,
-                )
-            }
-            None => {
-                let svc = config
-                    .get("service")
-                    .ok_or("the clientConfig has no url or service")?;
-                let ns = svc["namespace"].as_str().unwrap_or("default");
-                let name = svc["name"].as_str().unwrap_or("");
-                let port = svc.get("port").and_then(Value::as_i64).unwrap_or(443);
-                let addr = self
-                    .service_endpoint(ns, name, port)
-                    .await
-                    .map_err(|(_, m)| m)?;
-                let path = svc
-                    .get("path")
-                    .and_then(Value::as_str)
-                    .unwrap_or("/")
-                    .to_string();
-                let server_name = format!("{name}.{ns}.svc");
-                (
-                    crate::client::TlsTarget {
-                        addr,
-                        server_name,
-                        ca_bundle,
-                        insecure: false,
-                    },
-                    path,
-                )
-            }
-        };
-        post_json(&target, &path, review).await
-    }
-}
-
-/// A JSON POST over the shared TLS client.
-async fn post_json(
-    target: &crate::client::TlsTarget,
-    path: &str,
-    body: &Value,
-) -> std::result::Result<Value, String> {
-    use http_body_util::{BodyExt, Full};
-    let mut sender = crate::client::connect::<Full<bytes::Bytes>>(target, None).await?;
-    let req = hyper::Request::post(path)
-        .header("content-type", "application/json")
-        .header("host", target.server_name.as_str())
-        .body(Full::new(bytes::Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(req))
-        .await
-        .map_err(|_| "the webhook did not answer within 10 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("the webhook answered {status}"));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| format!("the webhook's answer is not JSON: {e}"))
 }

@@ -2,7 +2,7 @@
 //! printer columns, selectable fields), the controller that accepts their names and
 //! establishes them, and the removal of their objects when one is deleted.
 
-mod cel;
+pub(crate) mod cel;
 mod controller;
 mod convert;
 pub(crate) use controller::CLEANUP;

@@ -1,0 +1,202 @@
+//! The admission chain: the plugins kube-apiserver runs on every write after it is decoded
+//! and before it is stored, in Kubernetes' order. Mutating plugins change the object first,
+//! then (after the resource's own validation) validating plugins may refuse it.
+//!
+//! Which plugins run follows `--enable-admission-plugins` / `--disable-admission-plugins`
+//! over kube-apiserver's defaults; `--admission-control-config-file` (an
+//! AdmissionConfiguration) configures them.
+
+mod config;
+mod lifecycle;
+mod limits;
+mod matching;
+mod pods;
+mod podsecurity;
+mod policy;
+mod quantity;
+mod quota;
+mod serviceaccount;
+mod webhook;
+
+use std::sync::Arc;
+
+use minik_registry::admission::{Admission, Attributes, Verdict};
+use minik_registry::{Registry, Result};
+use serde_json::Value;
+
+pub use config::{Options, PluginConfigs};
+
+/// One admission plugin.
+#[async_trait::async_trait]
+pub trait Plugin: Send + Sync {
+    async fn mutate(
+        &self,
+        _reg: &Registry,
+        _attrs: &Attributes<'_>,
+        _obj: &mut Value,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    async fn validate(
+        &self,
+        _reg: &Registry,
+        _attrs: &Attributes<'_>,
+        _obj: &Value,
+    ) -> Result<Verdict> {
+        Ok(Verdict::default())
+    }
+}
+
+/// Every plugin minik has, in the order kube-apiserver runs them, and whether it is on by
+/// default.
+const PLUGINS: &[(&str, bool)] = &[
+    ("NamespaceLifecycle", true),
+    ("LimitRanger", true),
+    ("ServiceAccount", true),
+    ("AlwaysPullImages", false),
+    ("Priority", true),
+    ("DefaultTolerationSeconds", true),
+    ("PodSecurity", true),
+    ("MutatingAdmissionWebhook", true),
+    ("ValidatingAdmissionPolicy", true),
+    ("ValidatingAdmissionWebhook", true),
+    ("ResourceQuota", true),
+    ("AlwaysDeny", false),
+];
+
+/// kube-apiserver plugins minik does not have; naming them in `--disable-admission-plugins`
+/// is accepted, enabling them is an error.
+const ABSENT: &[&str] = &[
+    "NodeRestriction",
+    "TaintNodesByCondition",
+    "DefaultStorageClass",
+    "StorageObjectInUseProtection",
+    "PersistentVolumeClaimResize",
+    "RuntimeClass",
+    "CertificateApproval",
+    "CertificateSigning",
+    "CertificateSubjectRestriction",
+    "ClusterTrustBundleAttest",
+    "DefaultIngressClass",
+    "EventRateLimit",
+    "ExtendedResourceToleration",
+    "LimitPodHardAntiAffinityTopology",
+    "NamespaceAutoProvision",
+    "NamespaceExists",
+    "OwnerReferencesPermissionEnforcement",
+    "PodNodeSelector",
+    "PodTolerationRestriction",
+    "AlwaysAdmit",
+    "DenyServiceExternalIPs",
+    "ImagePolicyWebhook",
+];
+
+fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Plugin>, String> {
+    Ok(match name {
+        "NamespaceLifecycle" => Box::new(lifecycle::NamespaceLifecycle),
+        "LimitRanger" => Box::new(limits::LimitRanger),
+        "ServiceAccount" => Box::new(serviceaccount::ServiceAccount),
+        "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
+        "Priority" => Box::new(pods::Priority),
+        "DefaultTolerationSeconds" => Box::new(pods::DefaultTolerationSeconds),
+        "PodSecurity" => Box::new(podsecurity::PodSecurity::new(configs.get(name))?),
+        "MutatingAdmissionWebhook" => Box::new(webhook::Webhooks::mutating()),
+        "ValidatingAdmissionPolicy" => Box::new(policy::Policies),
+        "ValidatingAdmissionWebhook" => Box::new(webhook::Webhooks::validating()),
+        "ResourceQuota" => Box::new(quota::ResourceQuota::default()),
+        "AlwaysDeny" => Box::new(lifecycle::AlwaysDeny),
+        other => return Err(format!("admission plugin {other:?} is unknown")),
+    })
+}
+
+/// The plugins that run, in order.
+pub struct Chain {
+    plugins: Vec<(&'static str, Box<dyn Plugin>)>,
+}
+
+impl Chain {
+    /// The chain `options` ask for; a clear error for an unknown plugin or a bad
+    /// configuration.
+    pub fn new(options: &Options) -> std::result::Result<Arc<Self>, String> {
+        for name in options.enable.iter().chain(&options.disable) {
+            let known = PLUGINS.iter().any(|(p, _)| p == name);
+            if !known && !ABSENT.contains(&name.as_str()) {
+                return Err(format!("admission plugin {name:?} is unknown"));
+            }
+            if !known && options.enable.contains(name) {
+                return Err(format!(
+                    "admission plugin {name:?} is not available in minik"
+                ));
+            }
+        }
+        let configs = options.configs()?;
+        let mut plugins = Vec::new();
+        for (name, default) in PLUGINS {
+            let on = options.enable.iter().any(|n| n == name)
+                || (*default && !options.disable.iter().any(|n| n == name));
+            if on {
+                plugins.push((*name, plugin(name, &configs)?));
+            }
+        }
+        tracing::debug!(plugins = ?plugins.iter().map(|p| p.0).collect::<Vec<_>>(), "admission chain");
+        Ok(Arc::new(Chain { plugins }))
+    }
+
+    /// The names of the plugins that run.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.plugins.iter().map(|p| p.0).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Admission for Chain {
+    async fn mutate(
+        &self,
+        reg: &Registry,
+        attrs: &Attributes<'_>,
+        obj: &mut Value,
+    ) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        for (_, p) in &self.plugins {
+            warnings.extend(p.mutate(reg, attrs, obj).await?);
+        }
+        Ok(warnings)
+    }
+
+    async fn validate(
+        &self,
+        reg: &Registry,
+        attrs: &Attributes<'_>,
+        obj: &Value,
+    ) -> Result<Verdict> {
+        let mut all = Verdict::default();
+        for (_, p) in &self.plugins {
+            let v = p.validate(reg, attrs, obj).await?;
+            all.warnings.extend(v.warnings);
+            all.hold.extend(v.hold);
+        }
+        Ok(all)
+    }
+}
+
+/// Objects of a resource from the watch cache (all namespaces when `ns` is None).
+pub(crate) async fn cached(
+    reg: &Registry,
+    group: &str,
+    version: &str,
+    plural: &str,
+    ns: Option<&str>,
+) -> Result<Vec<Arc<Value>>> {
+    let info = minik_api::builtin(group, version, plural);
+    let params = minik_registry::ListParams {
+        resource_version: Some("0".into()),
+        ..Default::default()
+    };
+    Ok(reg.list(info, ns, &params).await?.items)
+}
+
+/// Whether `attrs` is about the core resource `plural` (no subresource).
+pub(crate) fn is_core(attrs: &Attributes<'_>, plural: &str) -> bool {
+    attrs.info.group.is_empty() && attrs.info.plural == plural && attrs.subresource.is_none()
+}
