@@ -96,11 +96,25 @@ pub fn json_response<T: serde::Serialize + ?Sized>(
     )
         .into_response();
     for w in warnings {
-        if let Ok(v) = format!("299 - \"{}\"", w.replace('"', "'")).parse() {
+        if let Some(v) = warning(w) {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
     resp
+}
+
+/// A `Warning: 299 - "text"` header value, quotes and backslashes escaped as RFC 9110
+/// quoted strings have them (and as client-go reads them).
+pub fn warning(text: &str) -> Option<axum::http::HeaderValue> {
+    let quoted: String = text
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c if c.is_ascii_graphic() || c == ' ' => vec![c],
+            _ => vec!['?'],
+        })
+        .collect();
+    format!("299 - \"{quoted}\"").parse().ok()
 }
 
 /// 404 for a path no route knows.

@@ -216,6 +216,8 @@ impl Registry {
         let admitted = params.admission(Operation::Create, info, false, namespace, &name, None);
         if let Some(a) = &admitted {
             warnings.extend(self.admit_mutate(a, &mut typed).await?);
+            // What admission added is defaulted as a decoded object would be.
+            strategy::default(info, &mut typed);
         }
         let schema = self.schema_for(info);
         params.manage(
@@ -340,6 +342,8 @@ impl Registry {
             params.admission(Operation::Update, info, status, namespace, name, Some(&old));
         if let Some(a) = &admitted {
             warnings.extend(self.admit_mutate(a, &mut typed).await?);
+            // What admission added is defaulted as a decoded object would be.
+            strategy::default(info, &mut typed);
         }
         let schema = self.schema_for(info);
         params.manage(

@@ -154,7 +154,7 @@ async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Re
         Err(e) => Failure(e).into_response(),
     };
     if let Some(msg) = target.info.deprecated
-        && let Ok(v) = format!("299 - \"{msg}\"").parse()
+        && let Some(v) = crate::status::warning(msg)
     {
         resp.headers_mut().append(axum::http::header::WARNING, v);
     }

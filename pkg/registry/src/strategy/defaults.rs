@@ -67,8 +67,6 @@ pub(crate) fn pod(obj: &mut Value) {
     if let Some(spec) = obj.get_mut("spec") {
         pod_spec(spec);
         default(spec, "enableServiceLinks", json!(true));
-        default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-        default(spec, "priority", json!(0));
     }
     let qos = qos_class(obj);
     obj["status"] = json!({"phase": "Pending", "qosClass": qos});
