@@ -39,6 +39,17 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
         token_auth_file: args.token_auth_file,
+        audit: args
+            .audit_policy_file
+            .map(|policy_file| minik_server::AuditConfig {
+                policy_file,
+                log_path: args.audit_log_path,
+                rotation: minik_server::AuditRotation {
+                    max_size_mb: args.audit_log_maxsize,
+                    max_backups: args.audit_log_maxbackup,
+                    max_age_days: args.audit_log_maxage,
+                },
+            }),
         admission: minik_server::AdmissionOptions {
             enable: args.enable_admission_plugins,
             disable: args.disable_admission_plugins,

@@ -3,6 +3,7 @@
 //! can call it without a socket.
 
 pub mod aggregator;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 mod discovery;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub authenticator: authn::Authenticator,
     pub authorization: authz::Mode,
     pub limits: overload::Limits,
+    /// The audit log, when `--audit-policy-file` is set.
+    pub audit: Option<Arc<audit::Auditor>>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             authenticator: authn::Authenticator::default(),
             authorization: authz::Mode::default(),
             limits: overload::Limits::default(),
+            audit: None,
         }
     }
 }
@@ -117,6 +121,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             overload::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

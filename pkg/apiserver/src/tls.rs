@@ -126,6 +126,10 @@ pub async fn serve_tls(
     }
 }
 
+/// The address a request's connection came from.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
 async fn connection(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
@@ -151,10 +155,12 @@ async fn connection(
         .peer_certificates()
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
-    let app = app.layer(axum::Extension(crate::authn::PeerCerts(
-        Arc::new(peer_certs),
-        Default::default(),
-    )));
+    let app = app
+        .layer(axum::Extension(crate::authn::PeerCerts(
+            Arc::new(peer_certs),
+            Default::default(),
+        )))
+        .layer(axum::Extension(PeerAddr(peer)));
     let service = TowerToHyperService::new(app);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Informers keep many watches open on one HTTP/2 connection (kube-apiserver allows 1000).

@@ -5,6 +5,7 @@ mod bootstrap;
 mod rbac_defaults;
 
 pub use minik_admission::Options as AdmissionOptions;
+pub use minik_apiserver::audit::Rotation as AuditRotation;
 pub use minik_apiserver::authz::Mode as AuthorizationMode;
 
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +39,17 @@ pub struct Config {
     pub max_mutating_requests_inflight: usize,
     /// Which admission plugins run, and their configuration.
     pub admission: minik_admission::Options,
+    /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
+    pub audit: Option<AuditConfig>,
+}
+
+/// Where audit events go and which are logged.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub policy_file: PathBuf,
+    /// None: `<data-dir>/server/logs/audit.log`, as k3s has it.
+    pub log_path: Option<PathBuf>,
+    pub rotation: minik_apiserver::audit::Rotation,
 }
 
 /// Why the server could not start or stopped.
@@ -61,6 +73,8 @@ pub enum Error {
     Authentication(String),
     #[error("admission: {0}")]
     Admission(String),
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 /// Run a server until `shutdown` is cancelled.
@@ -107,11 +121,27 @@ async fn serve(
         }
         None => Default::default(),
     };
+    let admission = minik_admission::Chain::new(&config.admission).map_err(Error::Admission)?;
+    let audit = match &config.audit {
+        Some(a) => {
+            let log = a.log_path.clone().unwrap_or_else(|| {
+                config
+                    .data_dir
+                    .join("server")
+                    .join("logs")
+                    .join("audit.log")
+            });
+            Some(
+                minik_apiserver::audit::Auditor::new(&a.policy_file, &log, a.rotation)
+                    .map_err(Error::Audit)?,
+            )
+        }
+        None => None,
+    };
     let mut sans = config.tls_san.clone();
     sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
-    let admission = minik_admission::Chain::new(&config.admission).map_err(Error::Admission)?;
     let registry = Registry::new(store)
         .with_service_cidr(config.service_cidr)
         .with_admission(admission);
@@ -154,6 +184,7 @@ async fn serve(
     ));
     let mut state = AppState::new(registry);
     state.authorization = config.authorization;
+    state.audit = audit;
     state.limits = minik_apiserver::overload::Limits::new(
         config.max_requests_inflight,
         config.max_mutating_requests_inflight,

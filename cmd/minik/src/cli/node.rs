@@ -131,6 +131,28 @@ pub struct ServerArgs {
     /// defaults and exemptions).
     #[arg(long)]
     pub admission_control_config_file: Option<PathBuf>,
+
+    /// An audit Policy file (audit.k8s.io/v1): which requests are logged, and how much of
+    /// each. No audit log without it.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+
+    /// Where audit events go, as JSON lines ("-": standard output). Default:
+    /// <data-dir>/server/logs/audit.log.
+    #[arg(long, requires = "audit_policy_file")]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// Rotate the audit log when it would grow past this many megabytes (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub audit_log_maxsize: u64,
+
+    /// Rotated audit logs to keep (0: all).
+    #[arg(long, default_value_t = 10)]
+    pub audit_log_maxbackup: usize,
+
+    /// Days to keep rotated audit logs (0: forever).
+    #[arg(long, default_value_t = 30)]
+    pub audit_log_maxage: u64,
 }
 
 /// `minik agent`.
