@@ -142,6 +142,14 @@ async fn serve(
     sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
+    // Under RBAC, nobody grants what they do not hold.
+    let admission: std::sync::Arc<dyn minik_registry::admission::Admission> =
+        match config.authorization {
+            AuthorizationMode::Rbac => {
+                std::sync::Arc::new(minik_apiserver::authz::EscalationGuard { inner: admission })
+            }
+            _ => admission,
+        };
     let registry = Registry::new(store)
         .with_service_cidr(config.service_cidr)
         .with_admission(admission);

@@ -78,7 +78,7 @@ impl Attributes {
         }
     }
 
-    fn non_resource(verb: &str, path: &str) -> Attributes {
+    pub(crate) fn non_resource(verb: &str, path: &str) -> Attributes {
         Attributes {
             verb: verb.into(),
             path: path.into(),

@@ -4,6 +4,7 @@
 //! `kubectl auth can-i`.
 
 mod attributes;
+mod escalation;
 mod impersonate;
 mod rbac;
 pub mod reviews;
@@ -18,6 +19,7 @@ use crate::AppState;
 use crate::authn::UserInfo;
 use crate::status::json_response;
 pub use attributes::Attributes;
+pub use escalation::EscalationGuard;
 
 /// Which authorizer decides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -49,7 +49,7 @@ fn has(list: &Value, wanted: &str) -> bool {
 }
 
 /// Whether one policy rule covers the request.
-fn rule_allows(rule: &Value, a: &Attributes) -> bool {
+pub(super) fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     if !has(&rule["verbs"], &a.verb) {
         return false;
     }
@@ -87,7 +87,11 @@ fn rule_allows(rule: &Value, a: &Attributes) -> bool {
 }
 
 /// The rules of the role a binding refers to.
-async fn role_rules(registry: &Registry, binding: &Value, ns: Option<&str>) -> Vec<Value> {
+pub(super) async fn role_rules(
+    registry: &Registry,
+    binding: &Value,
+    ns: Option<&str>,
+) -> Vec<Value> {
     let kind = binding["roleRef"]["kind"].as_str().unwrap_or("");
     let name = binding["roleRef"]["name"].as_str().unwrap_or("");
     let role = match (kind, ns) {
