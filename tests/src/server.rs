@@ -13,7 +13,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub kubeconfig: PathBuf,
-    extra: Vec<String>,
+    /// The extra flags the server runs with (changed ones apply at the next start).
+    pub extra: Vec<String>,
 }
 
 fn spawn(
@@ -110,7 +111,14 @@ impl Server {
         self.wait_ready();
     }
 
-    fn stop(&mut self) {
+    /// Start the stopped server again (after `stop`).
+    pub fn resume(&mut self) {
+        self.child = spawn(&self.dir, self.port, &self.kubeconfig, &self.extra);
+        self.wait_ready();
+    }
+
+    /// Stop the server: SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(10);

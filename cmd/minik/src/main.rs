@@ -1,5 +1,6 @@
 //! The `minik` binary: parse the command line, set up logging, run one subcommand.
 
+mod certificate;
 mod cli;
 mod server;
 
@@ -38,16 +39,19 @@ fn init_logging(debug: bool) {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
-    if let Command::Server(args) = command {
-        return server::run(*args);
-    }
+    let command = match command {
+        Command::Server(args) => return server::run(*args),
+        Command::Certificate { command } => return certificate::run(command),
+        other => other,
+    };
     // The other subcommands belong to later parts of the build; say so plainly.
     let area = match &command {
         Command::Server(_) => unreachable!("handled above"),
         Command::Agent(_) => "agent join",
         Command::Kubectl { .. } => "the kubectl wrapper",
         Command::Image { .. } => "the embedded container runtime",
-        Command::Certificate { .. } | Command::Token { .. } => "PKI and authentication",
+        Command::Certificate { .. } => unreachable!("handled above"),
+        Command::Token { .. } => "PKI and authentication",
         Command::Snapshot { .. } => "datastore snapshots",
         Command::CheckConfig => "the kernel check",
     };

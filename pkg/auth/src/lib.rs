@@ -1,6 +1,7 @@
 //! PKI and credentials: the cluster CAs, the API server's serving certificate, the admin
 //! client certificate, and the admin kubeconfig.
 
+pub mod certs;
 mod kubeconfig;
 mod pki;
 

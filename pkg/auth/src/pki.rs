@@ -109,12 +109,31 @@ fn sign(ca: &CertPair, mut p: CertificateParams, what: &str) -> Result<CertPair>
 }
 
 fn load_or(dir: &Path, name: &str, make: impl FnOnce() -> Result<CertPair>) -> Result<CertPair> {
-    if let Some(p) = load(dir, name)? {
-        return Ok(p);
+    load_or_renew(dir, name, &[], false, make)
+}
+
+/// A certificate from `dir`, or a new one; a leaf is issued again when it is near its end
+/// or lacks one of `names`.
+fn load_or_renew(
+    dir: &Path,
+    name: &str,
+    names: &[String],
+    leaf: bool,
+    make: impl FnOnce() -> Result<CertPair>,
+) -> Result<CertPair> {
+    let existing = load(dir, name)?;
+    if let Some(p) = &existing
+        && !(leaf && crate::certs::stale(name, &p.cert_pem, names))
+    {
+        return Ok(p.clone());
     }
     let p = make()?;
     save(dir, name, &p)?;
-    tracing::info!(name, "created certificate");
+    if existing.is_some() {
+        tracing::info!(name, "renewed certificate");
+    } else {
+        tracing::info!(name, "created certificate");
+    }
     Ok(p)
 }
 
@@ -150,9 +169,11 @@ impl Pki {
         })?;
         let server_ca = load_or(dir, "server-ca", || new_ca("minik-server-ca"))?;
         let client_ca = load_or(dir, "client-ca", || new_ca("minik-client-ca"))?;
-        let serving = load_or(dir, "serving-kube-apiserver", || {
+        let sans = default_sans(extra_sans);
+        let serving = load_or_renew(dir, "serving-kube-apiserver", &sans, true, || {
             let mut p = params("kube-apiserver", None, 365)?;
-            p.subject_alt_names = default_sans(extra_sans)
+            p.subject_alt_names = sans
+                .clone()
                 .into_iter()
                 .map(|s| match s.parse() {
                     Ok(ip) => Ok(SanType::IpAddress(ip)),
@@ -163,7 +184,7 @@ impl Pki {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             sign(&server_ca, p, "serving")
         })?;
-        let admin = load_or(dir, "client-admin", || {
+        let admin = load_or_renew(dir, "client-admin", &[], true, || {
             let mut p = params("system:admin", Some("system:masters"), 365)?;
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             sign(&client_ca, p, "admin")
@@ -171,7 +192,7 @@ impl Pki {
         let request_header_ca = load_or(dir, "request-header-ca", || {
             new_ca("minik-request-header-ca")
         })?;
-        let proxy_client = load_or(dir, "client-auth-proxy", || {
+        let proxy_client = load_or_renew(dir, "client-auth-proxy", &[], true, || {
             let mut p = params("system:auth-proxy", None, 365)?;
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             sign(&request_header_ca, p, "auth-proxy")

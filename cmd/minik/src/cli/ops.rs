@@ -26,12 +26,33 @@ pub enum ImageCommand {
     },
 }
 
+/// Where a server keeps its state.
+#[derive(Debug, clap::Args)]
+pub struct DataDir {
+    /// The server's data directory.
+    #[arg(long, default_value = "/var/lib/minik", env = "MINIK_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CertificateCommand {
-    /// Show each certificate's subject and expiry.
-    Check,
-    /// Issue new leaf certificates (the CA stays).
-    Rotate,
+    /// Show each certificate's subject, expiry and days left; exits 1 when one has expired.
+    /// Leaf certificates within 90 days of expiry are renewed when the server starts.
+    Check {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Issue new leaf certificates (serving, admin client, front-proxy client) signed by the
+    /// same CAs, keeping the serving certificate's names; the old ones are moved to
+    /// tls/backup-<time>/. Restart the server to serve with them.
+    Rotate {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only these certificates (serving-kube-apiserver, client-admin,
+        /// client-auth-proxy); all of them when not given.
+        #[arg(long = "service", short = 's')]
+        services: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
