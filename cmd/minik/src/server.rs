@@ -39,6 +39,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
         token_auth_file: args.token_auth_file,
+        requestheader_allowed_names: args.requestheader_allowed_names,
         audit: args
             .audit_policy_file
             .map(|policy_file| minik_server::AuditConfig {
@@ -57,10 +58,18 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         },
         max_requests_inflight: args.max_requests_inflight as usize,
         max_mutating_requests_inflight: args.max_mutating_requests_inflight as usize,
-        authorization: match args.authorization_mode.as_str() {
-            "AlwaysAllow" => minik_server::AuthorizationMode::AlwaysAllow,
-            _ => minik_server::AuthorizationMode::Rbac,
-        },
+        authorization_mode: args.authorization_mode,
+        authorization_webhook_config_file: args.authorization_webhook_config_file,
+        authentication_token_webhook_config_file: args.authentication_token_webhook_config_file,
+        authentication_token_webhook_cache_ttl: parse_duration(
+            &args.authentication_token_webhook_cache_ttl,
+        )
+        .with_context(|| {
+            format!(
+                "--authentication-token-webhook-cache-ttl {:?} is not a duration like 2m or 0s",
+                args.authentication_token_webhook_cache_ttl
+            )
+        })?,
     })
 }
 

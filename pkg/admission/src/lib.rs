@@ -10,6 +10,7 @@ mod config;
 mod lifecycle;
 mod limits;
 mod matching;
+mod nodes;
 mod pods;
 mod podsecurity;
 mod policy;
@@ -54,9 +55,12 @@ const PLUGINS: &[(&str, bool)] = &[
     ("NamespaceLifecycle", true),
     ("LimitRanger", true),
     ("ServiceAccount", true),
+    ("NodeRestriction", true),
+    ("TaintNodesByCondition", true),
     ("AlwaysPullImages", false),
     ("Priority", true),
     ("DefaultTolerationSeconds", true),
+    ("DefaultStorageClass", true),
     ("PodSecurity", true),
     ("MutatingAdmissionWebhook", true),
     ("ValidatingAdmissionPolicy", true),
@@ -68,9 +72,6 @@ const PLUGINS: &[(&str, bool)] = &[
 /// kube-apiserver plugins minik does not have; naming them in `--disable-admission-plugins`
 /// is accepted, enabling them is an error.
 const ABSENT: &[&str] = &[
-    "NodeRestriction",
-    "TaintNodesByCondition",
-    "DefaultStorageClass",
     "StorageObjectInUseProtection",
     "PersistentVolumeClaimResize",
     "RuntimeClass",
@@ -97,6 +98,9 @@ fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Pl
         "NamespaceLifecycle" => Box::new(lifecycle::NamespaceLifecycle),
         "LimitRanger" => Box::new(limits::LimitRanger),
         "ServiceAccount" => Box::new(serviceaccount::ServiceAccount),
+        "NodeRestriction" => Box::new(nodes::NodeRestriction),
+        "TaintNodesByCondition" => Box::new(nodes::TaintNodesByCondition),
+        "DefaultStorageClass" => Box::new(nodes::DefaultStorageClass),
         "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
         "Priority" => Box::new(pods::Priority),
         "DefaultTolerationSeconds" => Box::new(pods::DefaultTolerationSeconds),

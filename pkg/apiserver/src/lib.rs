@@ -2,6 +2,7 @@
 //! streams, and serving over TLS. `app()` builds the router so tests (and in-process clients)
 //! can call it without a socket.
 
+pub mod admission;
 pub mod aggregator;
 pub mod audit;
 pub mod authn;
@@ -18,6 +19,7 @@ mod status;
 mod table;
 mod tls;
 mod view;
+pub mod webhook;
 
 use std::sync::Arc;
 

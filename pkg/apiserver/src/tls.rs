@@ -159,6 +159,7 @@ async fn connection(
         .layer(axum::Extension(crate::authn::PeerCerts(
             Arc::new(peer_certs),
             Default::default(),
+            Default::default(),
         )))
         .layer(axum::Extension(PeerAddr(peer)));
     let service = TowerToHyperService::new(app);

@@ -32,13 +32,22 @@ pub struct Config {
     pub event_ttl: Duration,
     /// `--token-auth-file`: static bearer tokens.
     pub token_auth_file: Option<PathBuf>,
-    /// `--authorization-mode`: RBAC (the default) or AlwaysAllow.
-    pub authorization: minik_apiserver::authz::Mode,
+    /// `--authorization-mode`: authorizers in order, e.g. "Node,RBAC" (the default).
+    pub authorization_mode: String,
+    /// `--authorization-webhook-config-file`: a kubeconfig for the Webhook authorizer.
+    pub authorization_webhook_config_file: Option<PathBuf>,
+    /// `--authentication-token-webhook-config-file`: a kubeconfig for token review.
+    pub authentication_token_webhook_config_file: Option<PathBuf>,
+    /// How long the token webhook's answers are remembered.
+    pub authentication_token_webhook_cache_ttl: Duration,
     /// Requests in flight before 429s: non-mutating and mutating.
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
     /// Which admission plugins run, and their configuration.
     pub admission: minik_admission::Options,
+    /// Common names of front proxies whose X-Remote-User headers are believed (empty: any
+    /// the request-header CA signed).
+    pub requestheader_allowed_names: Vec<String>,
     /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
     pub audit: Option<AuditConfig>,
 }
@@ -71,6 +80,8 @@ pub enum Error {
     Bootstrap(#[from] minik_registry::ApiError),
     #[error("authentication: {0}")]
     Authentication(String),
+    #[error("authorization: {0}")]
+    Authorization(String),
     #[error("admission: {0}")]
     Admission(String),
     #[error("audit: {0}")]
@@ -115,6 +126,26 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Settings that can be wrong are checked before anything is made.
+    let webhook = |path: &Option<PathBuf>| {
+        path.as_deref()
+            .map(minik_apiserver::webhook::WebhookClient::from_kubeconfig)
+            .transpose()
+    };
+    let authz_webhook = webhook(&config.authorization_webhook_config_file)
+        .map_err(|e| Error::Authorization(format!("--authorization-webhook-config-file: {e}")))?
+        .map(minik_apiserver::authz::webhook::WebhookAuthorizer::new);
+    let authorization = AuthorizationMode::parse(&config.authorization_mode, authz_webhook)
+        .map_err(Error::Authorization)?;
+    let token_webhook = webhook(&config.authentication_token_webhook_config_file)
+        .map_err(|e| {
+            Error::Authentication(format!("--authentication-token-webhook-config-file: {e}"))
+        })?
+        .map(|c| {
+            std::sync::Arc::new(minik_apiserver::authn::webhook::TokenWebhook::new(
+                c,
+                config.authentication_token_webhook_cache_ttl,
+            ))
+        });
     let tokens = match &config.token_auth_file {
         Some(path) => {
             minik_apiserver::authn::load_token_file(path).map_err(Error::Authentication)?
@@ -142,14 +173,16 @@ async fn serve(
     sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
-    // Under RBAC, nobody grants what they do not hold.
-    let admission: std::sync::Arc<dyn minik_registry::admission::Admission> =
-        match config.authorization {
-            AuthorizationMode::Rbac => {
-                std::sync::Arc::new(minik_apiserver::authz::EscalationGuard { inner: admission })
-            }
-            _ => admission,
-        };
+    let signer = std::sync::Arc::new(
+        minik_apiserver::authn::serviceaccount::TokenSigner::from_pem(&pki.service_key_pem)
+            .map_err(Error::Authentication)?,
+    );
+    // Under RBAC, nobody grants what they do not hold; token secrets get their tokens.
+    let admission = std::sync::Arc::new(minik_apiserver::admission::ServerAdmission {
+        inner: admission,
+        rbac: authorization.has_rbac(),
+        tokens: Some((signer.clone(), pki.server_ca.cert_pem.clone())),
+    });
     let registry = Registry::new(store)
         .with_service_cidr(config.service_cidr)
         .with_admission(admission);
@@ -191,7 +224,7 @@ async fn serve(
         shutdown.clone(),
     ));
     let mut state = AppState::new(registry);
-    state.authorization = config.authorization;
+    state.authorization = authorization;
     state.audit = audit;
     state.limits = minik_apiserver::overload::Limits::new(
         config.max_requests_inflight,
@@ -203,10 +236,13 @@ async fn serve(
             minik_apiserver::client_verifier(&pki.client_ca.cert_pem)
                 .map_err(|e| Error::Authentication(e.to_string()))?,
         ),
-        service_accounts: Some(std::sync::Arc::new(
-            minik_apiserver::authn::serviceaccount::TokenSigner::from_pem(&pki.service_key_pem)
-                .map_err(Error::Authentication)?,
+        service_accounts: Some(signer),
+        request_header: Some(minik_apiserver::authn::requestheader::RequestHeader::new(
+            minik_apiserver::client_verifier(&pki.request_header_ca.cert_pem)
+                .map_err(|e| Error::Authentication(e.to_string()))?,
+            config.requestheader_allowed_names.clone(),
         )),
+        webhook: token_webhook,
     };
     // Aggregated API servers are reached as the front proxy, for the admin.
     state

@@ -112,9 +112,24 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_mutating_requests_inflight: u32,
 
-    /// Who may do what: RBAC (roles and bindings) or AlwaysAllow (everyone everything).
-    #[arg(long, default_value = "RBAC", value_parser = ["RBAC", "AlwaysAllow", "Node,RBAC"])]
+    /// Who may do what: authorizers asked in order (Node: kubelets' own objects; RBAC: roles
+    /// and bindings; Webhook: a remote service; AlwaysAllow; AlwaysDeny). Comma-separated.
+    #[arg(long, default_value = "Node,RBAC")]
     pub authorization_mode: String,
+
+    /// A kubeconfig file naming the service the Webhook authorizer asks
+    /// (SubjectAccessReview).
+    #[arg(long)]
+    pub authorization_webhook_config_file: Option<PathBuf>,
+
+    /// A kubeconfig file naming a service that reviews bearer tokens no other
+    /// authenticator knows (TokenReview).
+    #[arg(long)]
+    pub authentication_token_webhook_config_file: Option<PathBuf>,
+
+    /// How long the token webhook's answers are remembered (e.g. 2m, 0s).
+    #[arg(long, default_value = "2m")]
+    pub authentication_token_webhook_cache_ttl: String,
 
     /// Admission plugins to turn on besides the defaults (NamespaceLifecycle, LimitRanger,
     /// ServiceAccount, Priority, DefaultTolerationSeconds, PodSecurity,
@@ -122,6 +137,12 @@ pub struct ServerArgs {
     /// ResourceQuota), e.g. AlwaysPullImages. Comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub enable_admission_plugins: Vec<String>,
+
+    /// Common names of front proxies (client certificates signed by the request-header CA,
+    /// tls/request-header-ca.crt) whose X-Remote-User/X-Remote-Group headers say who the
+    /// user is; empty: any certificate that CA signed. Comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "system:auth-proxy")]
+    pub requestheader_allowed_names: Vec<String>,
 
     /// Default admission plugins to turn off. Comma-separated.
     #[arg(long, value_delimiter = ',')]

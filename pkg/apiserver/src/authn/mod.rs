@@ -3,8 +3,11 @@
 //! bad token or a certificate the client CA did not sign (or that expired) is 401, as
 //! kube-apiserver answers it.
 
+mod bootstrap;
+pub mod requestheader;
 pub mod serviceaccount;
 mod tokens;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -28,6 +31,8 @@ pub use minik_registry::UserInfo;
 pub struct PeerCerts(
     pub Arc<Vec<CertificateDer<'static>>>,
     pub Arc<std::sync::OnceLock<Result<UserInfo, &'static str>>>,
+    /// Whether they are a trusted front proxy's.
+    pub Arc<std::sync::OnceLock<bool>>,
 );
 
 /// Credentials that do not check out (answered 401), with why, for the log.
@@ -43,6 +48,10 @@ pub struct Authenticator {
     pub client_ca: Option<Arc<dyn ClientCertVerifier>>,
     /// Signs and verifies service-account tokens (None: none are issued or accepted).
     pub service_accounts: Option<Arc<serviceaccount::TokenSigner>>,
+    /// Front proxies whose X-Remote-User headers are believed.
+    pub request_header: Option<requestheader::RequestHeader>,
+    /// Asked about tokens nothing else knows.
+    pub webhook: Option<Arc<webhook::TokenWebhook>>,
 }
 
 fn unauthorized() -> Response {
@@ -80,6 +89,13 @@ impl Authenticator {
         headers: &axum::http::HeaderMap,
         certs: &PeerCerts,
     ) -> Result<UserInfo, Unauthenticated> {
+        if let Some(proxy) = &self.request_header
+            && !certs.0.is_empty()
+            && *certs.2.get_or_init(|| proxy.trusts(&certs.0))
+            && let Some(user) = proxy.user(headers)
+        {
+            return Ok(user.authenticated());
+        }
         if let Some(auth) = headers.get(header::AUTHORIZATION) {
             let token = auth
                 .to_str()
@@ -90,7 +106,15 @@ impl Authenticator {
             if let Some(user) = self.tokens.get(token) {
                 return Ok(user.clone().authenticated());
             }
-            return self.service_account(registry, token).await;
+            if let Some((id, secret)) = bootstrap::parse(token) {
+                return bootstrap::authenticate(registry, id, secret).await;
+            }
+            let signed = self.service_accounts.as_ref().and_then(|s| s.verify(token));
+            return match (signed, &self.webhook) {
+                (Some(claims), _) => self.service_account(registry, token, claims).await,
+                (None, Some(w)) => w.authenticate(token).await,
+                (None, None) => Err(Unauthenticated("unknown token")),
+            };
         }
         certs
             .1
@@ -125,15 +149,27 @@ impl Authenticator {
         &self,
         registry: &minik_registry::Registry,
         token: &str,
+        claims: serde_json::Value,
     ) -> Result<UserInfo, Unauthenticated> {
-        let signer = self
-            .service_accounts
-            .as_ref()
-            .ok_or(Unauthenticated("unknown token"))?;
-        let claims = signer
-            .verify(token)
-            .ok_or(Unauthenticated("unknown token"))?;
         let subject = serviceaccount::subject(&claims).ok_or(Unauthenticated("wrong audience"))?;
+        if subject.legacy {
+            // A legacy token stands while its secret still holds it.
+            let (_, name, _) = subject.bound.clone().unwrap_or_default();
+            let secret = registry
+                .get(
+                    minik_api::builtin("", "v1", "secrets"),
+                    Some(&subject.namespace),
+                    &name,
+                )
+                .await
+                .map_err(|_| Unauthenticated("the token's secret is gone"))?;
+            let held = secret["data"]["token"].as_str().and_then(|t| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, t).ok()
+            });
+            if held.as_deref() != Some(token.as_bytes()) {
+                return Err(Unauthenticated("the token's secret holds another token"));
+            }
+        }
         let exists = |plural: &'static str, ns: Option<String>, name: String, uid: String| {
             let info = minik_api::builtin("", "v1", plural);
             async move {

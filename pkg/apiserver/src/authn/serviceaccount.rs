@@ -14,6 +14,9 @@ use super::UserInfo;
 /// The issuer of service-account tokens (kube-apiserver's default).
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
+/// The issuer of legacy tokens kept in secrets of type kubernetes.io/service-account-token.
+pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
 /// Signs and verifies tokens.
 pub struct TokenSigner {
     key: EcdsaKeyPair,
@@ -75,9 +78,13 @@ impl TokenSigner {
         .ok()?;
         let claims: Value = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
         let now = chrono::Utc::now().timestamp();
-        let exp = claims.get("exp").and_then(Value::as_i64)?;
         let nbf = claims.get("nbf").and_then(Value::as_i64).unwrap_or(0);
-        (now < exp && now >= nbf - 60).then_some(claims)
+        let live = match claims.get("exp").and_then(Value::as_i64) {
+            Some(exp) => now < exp,
+            // Only legacy tokens never expire.
+            None => claims["iss"] == LEGACY_ISSUER,
+        };
+        (live && now >= nbf - 60).then_some(claims)
     }
 
     /// The JWKS document of the signing key.
@@ -96,11 +103,52 @@ pub struct TokenSubject {
     pub namespace: String,
     pub service_account: (String, String),
     pub bound: Option<(String, String, String)>,
+    /// A legacy secret token: valid only while its secret holds it.
+    pub legacy: bool,
+}
+
+/// The claims of a legacy token for `secret` of service account `sa` (`sa_uid`) in `ns`.
+pub fn legacy_claims(ns: &str, sa: &str, sa_uid: &str, secret: &str) -> Value {
+    json!({"iss": LEGACY_ISSUER, "sub": format!("system:serviceaccount:{ns}:{sa}"),
+        "kubernetes.io/serviceaccount/namespace": ns,
+        "kubernetes.io/serviceaccount/secret.name": secret,
+        "kubernetes.io/serviceaccount/service-account.name": sa,
+        "kubernetes.io/serviceaccount/service-account.uid": sa_uid})
+}
+
+fn user(ns: &str, sa: &str, uid: &str) -> UserInfo {
+    UserInfo {
+        name: format!("system:serviceaccount:{ns}:{sa}"),
+        uid: uid.to_string(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+            "system:authenticated".into(),
+        ],
+    }
+}
+
+fn legacy_subject(claims: &Value) -> Option<TokenSubject> {
+    let get = |k: &str| claims[format!("kubernetes.io/serviceaccount/{k}")].as_str();
+    let ns = get("namespace")?.to_string();
+    let sa = get("service-account.name")?.to_string();
+    let uid = get("service-account.uid").unwrap_or("").to_string();
+    let secret = get("secret.name")?.to_string();
+    Some(TokenSubject {
+        user: user(&ns, &sa, &uid),
+        namespace: ns,
+        service_account: (sa, uid),
+        bound: Some(("secret".into(), secret, String::new())),
+        legacy: true,
+    })
 }
 
 /// Who a verified token's claims name; None when they are not a service account's or
 /// do not include an accepted audience.
 pub fn subject(claims: &Value) -> Option<TokenSubject> {
+    if claims["iss"] == LEGACY_ISSUER {
+        return legacy_subject(claims);
+    }
     let audiences: Vec<&str> = match &claims["aud"] {
         Value::String(a) => vec![a.as_str()],
         Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
@@ -125,18 +173,11 @@ pub fn subject(claims: &Value) -> Option<TokenSubject> {
         ))
     });
     Some(TokenSubject {
-        user: UserInfo {
-            name: format!("system:serviceaccount:{ns}:{sa}"),
-            uid: sa_uid.clone(),
-            groups: vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{ns}"),
-                "system:authenticated".into(),
-            ],
-        },
+        user: user(&ns, &sa, &sa_uid),
         namespace: ns,
         service_account: (sa, sa_uid),
         bound,
+        legacy: false,
     })
 }
 

@@ -1,11 +1,8 @@
 //! RBAC escalation prevention: a user may write a Role or ClusterRole only with rules they
 //! already hold (or the `escalate` verb on it), and a binding only to a role whose rules
-//! they hold (or the `bind` verb on it), as kube-apiserver's RBAC storage enforces. It wraps
-//! the admission chain so it sees every write with its user.
+//! they hold (or the `bind` verb on it), as kube-apiserver's RBAC storage enforces.
 
-use std::sync::Arc;
-
-use minik_registry::admission::{Admission, Attributes as Write, Operation, Verdict};
+use minik_registry::admission::{Attributes as Write, Operation};
 use minik_registry::{ApiError, Registry, Result};
 use serde_json::Value;
 
@@ -14,9 +11,11 @@ use crate::authn::UserInfo;
 
 const GROUP: &str = "rbac.authorization.k8s.io";
 
-/// The admission chain, with RBAC's escalation checks first.
-pub struct EscalationGuard {
-    pub inner: Arc<dyn Admission>,
+/// Whether a write is one of a role or binding (checked for escalation).
+pub fn rbac_write(attrs: &Write<'_>) -> bool {
+    attrs.info.group == GROUP
+        && attrs.subresource.is_none()
+        && matches!(attrs.operation, Operation::Create | Operation::Update)
 }
 
 fn strings(v: &Value) -> Vec<&str> {
@@ -120,7 +119,8 @@ async fn may(
     rbac::allows(reg, user, &a).await
 }
 
-async fn check(reg: &Registry, w: &Write<'_>, obj: &Value) -> Result<()> {
+/// Refuse a role or binding that grants what its writer does not hold.
+pub async fn check(reg: &Registry, w: &Write<'_>, obj: &Value) -> Result<()> {
     let user = w.user;
     if user.groups.iter().any(|g| g == "system:masters") {
         return Ok(());
@@ -164,26 +164,4 @@ async fn check(reg: &Registry, w: &Write<'_>, obj: &Value) -> Result<()> {
             lines.join("\n")
         ),
     ))
-}
-
-#[async_trait::async_trait]
-impl Admission for EscalationGuard {
-    async fn mutate(
-        &self,
-        reg: &Registry,
-        attrs: &Write<'_>,
-        obj: &mut Value,
-    ) -> Result<Vec<String>> {
-        self.inner.mutate(reg, attrs, obj).await
-    }
-
-    async fn validate(&self, reg: &Registry, attrs: &Write<'_>, obj: &Value) -> Result<Verdict> {
-        let rbac_write = attrs.info.group == GROUP
-            && attrs.subresource.is_none()
-            && matches!(attrs.operation, Operation::Create | Operation::Update);
-        if rbac_write {
-            check(reg, attrs, obj).await?;
-        }
-        self.inner.validate(reg, attrs, obj).await
-    }
 }

@@ -4,10 +4,14 @@
 //! `kubectl auth can-i`.
 
 mod attributes;
-mod escalation;
+pub(crate) mod escalation;
 mod impersonate;
+pub mod node;
 mod rbac;
 pub mod reviews;
+pub mod webhook;
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -19,30 +23,118 @@ use crate::AppState;
 use crate::authn::UserInfo;
 use crate::status::json_response;
 pub use attributes::Attributes;
-pub use escalation::EscalationGuard;
 
-/// Which authorizer decides.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
-    /// Everything is allowed (in-process tests; `--authorization-mode=AlwaysAllow`).
-    #[default]
+/// One authorizer of `--authorization-mode`.
+#[derive(Clone)]
+pub enum Authorizer {
     AlwaysAllow,
+    AlwaysDeny,
+    Node,
     Rbac,
+    Webhook(Arc<webhook::WebhookAuthorizer>),
+}
+
+/// What one authorizer says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Refused, with the reason to add to the message.
+    Deny(String),
+    NoOpinion,
+}
+
+/// The authorizers that decide, asked in order until one allows or denies (nobody having
+/// an opinion is a refusal). system:masters is allowed everything before any is asked.
+#[derive(Clone)]
+pub struct Mode(Arc<Vec<Authorizer>>);
+
+impl Default for Mode {
+    /// Everything is allowed (in-process tests; `--authorization-mode=AlwaysAllow`).
+    fn default() -> Self {
+        Mode(Arc::new(vec![Authorizer::AlwaysAllow]))
+    }
+}
+
+impl Mode {
+    /// RBAC alone.
+    pub fn rbac() -> Self {
+        Mode(Arc::new(vec![Authorizer::Rbac]))
+    }
+
+    /// `--authorization-mode`, e.g. "Node,RBAC,Webhook"; the webhook authorizer when one is
+    /// named.
+    pub fn parse(spec: &str, webhook: Option<webhook::WebhookAuthorizer>) -> Result<Self, String> {
+        let mut webhook = webhook.map(Arc::new);
+        let mut chain = Vec::new();
+        for name in spec.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            chain.push(match name {
+                "AlwaysAllow" => Authorizer::AlwaysAllow,
+                "AlwaysDeny" => Authorizer::AlwaysDeny,
+                "Node" => Authorizer::Node,
+                "RBAC" => Authorizer::Rbac,
+                "Webhook" => Authorizer::Webhook(webhook.take().ok_or(
+                    "the Webhook authorization mode needs --authorization-webhook-config-file",
+                )?),
+                other => {
+                    return Err(format!(
+                        "unknown authorization mode {other:?} (AlwaysAllow, AlwaysDeny, Node, RBAC, Webhook)"
+                    ));
+                }
+            });
+        }
+        if chain.is_empty() {
+            return Err("--authorization-mode names no authorizer".into());
+        }
+        if webhook.is_some() {
+            return Err("--authorization-webhook-config-file is set but Webhook is not an authorization mode".into());
+        }
+        Ok(Mode(Arc::new(chain)))
+    }
+
+    /// Whether everyone may do everything.
+    pub fn allows_everything(&self) -> bool {
+        matches!(self.0.first(), Some(Authorizer::AlwaysAllow))
+    }
+
+    /// Whether RBAC is among the authorizers.
+    pub fn has_rbac(&self) -> bool {
+        self.0.iter().any(|a| matches!(a, Authorizer::Rbac))
+    }
+}
+
+/// What the authorizers say about `user` doing what `attrs` describe.
+pub async fn decide(state: &AppState, user: &UserInfo, attrs: &Attributes) -> Decision {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return Decision::Allow;
+    }
+    for a in state.authorization.0.iter() {
+        let d = match a {
+            Authorizer::AlwaysAllow => Decision::Allow,
+            Authorizer::AlwaysDeny => Decision::Deny(String::new()),
+            Authorizer::Node => node::decide(&state.registry, user, attrs).await,
+            Authorizer::Rbac => match rbac::allows(&state.registry, user, attrs).await {
+                true => Decision::Allow,
+                false => Decision::NoOpinion,
+            },
+            Authorizer::Webhook(w) => w.decide(user, attrs).await,
+        };
+        if d != Decision::NoOpinion {
+            return d;
+        }
+    }
+    Decision::Deny(String::new())
 }
 
 /// Whether `user` may do what `attrs` describe.
 pub async fn allowed(state: &AppState, user: &UserInfo, attrs: &Attributes) -> bool {
-    match state.authorization {
-        Mode::AlwaysAllow => true,
-        Mode::Rbac => {
-            user.groups.iter().any(|g| g == "system:masters")
-                || rbac::allows(&state.registry, user, attrs).await
-        }
-    }
+    decide(state, user, attrs).await == Decision::Allow
 }
 
-fn forbidden(user: &UserInfo, a: &Attributes) -> Response {
-    let message = a.forbidden_message(&user.name);
+fn forbidden(user: &UserInfo, a: &Attributes, reason: &str) -> Response {
+    let mut message = a.forbidden_message(&user.name);
+    if !reason.is_empty() {
+        message = format!("{message}: {reason}");
+    }
     let mut details = json!({"kind": a.resource});
     if !a.group.is_empty() {
         details["group"] = json!(a.group);
@@ -64,7 +156,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .unwrap_or_else(UserInfo::anonymous);
     let user = match impersonate::effective_user(&state, &caller, req.headers()).await {
         Ok(u) => u,
-        Err(impersonate::Refusal::Forbidden(a)) => return forbidden(&caller, &a),
+        Err(impersonate::Refusal::Forbidden(a)) => return forbidden(&caller, &a, ""),
         Err(impersonate::Refusal::BadRequest(why)) => {
             let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
                 "status": "Failure", "message": why, "reason": "BadRequest", "code": 400});
@@ -72,13 +164,13 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         }
     };
     req.extensions_mut().insert(user.clone());
-    if state.authorization == Mode::AlwaysAllow {
+    if state.authorization.allows_everything() {
         return next.run(req).await;
     }
     let attrs = Attributes::of(&state.registry, &req);
-    if allowed(&state, &user, &attrs).await {
-        next.run(req).await
-    } else {
-        forbidden(&user, &attrs)
+    match decide(&state, &user, &attrs).await {
+        Decision::Allow => next.run(req).await,
+        Decision::Deny(reason) => forbidden(&user, &attrs, &reason),
+        Decision::NoOpinion => forbidden(&user, &attrs, ""),
     }
 }

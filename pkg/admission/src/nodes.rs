@@ -1,0 +1,190 @@
+//! NodeRestriction (a kubelet may change only its own Node and Lease, create only mirror
+//! pods bound to itself, and update or delete only pods bound to itself) and
+//! TaintNodesByCondition (a new Node starts tainted not-ready until its kubelet says it is).
+
+use minik_registry::admission::{Attributes, Operation, Verdict};
+use minik_registry::{ApiError, Registry, Result};
+use serde_json::{Value, json};
+
+use crate::Plugin;
+
+/// The node a user is, if it is one.
+fn node_of<'a>(attrs: &Attributes<'a>) -> Option<&'a str> {
+    let user = attrs.user;
+    if !user.groups.iter().any(|g| g == "system:nodes") {
+        return None;
+    }
+    user.name
+        .strip_prefix("system:node:")
+        .filter(|n| !n.is_empty())
+}
+
+const RESTRICTED_LABELS: &str = "node-restriction.kubernetes.io/";
+
+fn restricted_labels(obj: &Value, old: Option<&Value>) -> Vec<String> {
+    obj["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| {
+            k.starts_with(RESTRICTED_LABELS)
+                && old.is_none_or(|o| o["metadata"]["labels"][k.as_str()] != **v)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+pub struct NodeRestriction;
+
+impl NodeRestriction {
+    fn node(attrs: &Attributes<'_>, node: &str, obj: &Value) -> Result<()> {
+        let forbid = |m: String| Err(ApiError::forbidden(attrs.info, attrs.name, m));
+        if attrs.name != node {
+            return forbid(format!(
+                "node {node:?} is not allowed to modify node {:?}",
+                attrs.name
+            ));
+        }
+        if attrs.operation == Operation::Delete {
+            return Ok(());
+        }
+        let labels = restricted_labels(obj, attrs.old);
+        if !labels.is_empty() {
+            return forbid(format!(
+                "node {node:?} is not allowed to modify labels: {}",
+                labels.join(", ")
+            ));
+        }
+        if let Some(old) = attrs.old
+            && attrs.subresource.is_none()
+            && old["spec"]["taints"] != obj["spec"]["taints"]
+        {
+            return forbid(format!("node {node:?} is not allowed to modify taints"));
+        }
+        Ok(())
+    }
+
+    fn pod(attrs: &Attributes<'_>, node: &str, obj: &Value) -> Result<()> {
+        let forbid = |m: String| Err(ApiError::forbidden(attrs.info, attrs.name, m));
+        let bound = |p: &Value| p["spec"]["nodeName"] == node;
+        match (attrs.operation, attrs.subresource) {
+            (Operation::Create, None) => {
+                if obj["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null() {
+                    return forbid(format!(
+                        "pod does not have \"kubernetes.io/config.mirror\" annotation, node {node:?} can only create mirror pods"
+                    ));
+                }
+                if !bound(obj) {
+                    return forbid(format!(
+                        "node {node:?} can only create pods with spec.nodeName set to itself"
+                    ));
+                }
+                Ok(())
+            }
+            (Operation::Update, Some("status")) if !attrs.old.is_some_and(bound) => {
+                forbid(format!(
+                    "node {node:?} can only update pod status for pods with spec.nodeName set to itself"
+                ))
+            }
+            (Operation::Delete, _) if !bound(obj) => forbid(format!(
+                "node {node:?} can only delete pods with spec.nodeName set to itself"
+            )),
+            (Operation::Update, None) => {
+                forbid(format!("node {node:?} can only update pod status"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugin for NodeRestriction {
+    async fn validate(&self, _: &Registry, attrs: &Attributes<'_>, obj: &Value) -> Result<Verdict> {
+        let Some(node) = node_of(attrs) else {
+            return Ok(Verdict::default());
+        };
+        match (attrs.info.group, attrs.info.plural) {
+            ("", "nodes") => Self::node(attrs, node, obj)?,
+            ("", "pods") => Self::pod(attrs, node, obj)?,
+            ("coordination.k8s.io", "leases")
+                if attrs.namespace == Some("kube-node-lease") && attrs.name != node =>
+            {
+                return Err(ApiError::forbidden(
+                    attrs.info,
+                    attrs.name,
+                    "can only access node lease with the same name as the requesting node".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(Verdict::default())
+    }
+}
+
+pub struct TaintNodesByCondition;
+
+#[async_trait::async_trait]
+impl Plugin for TaintNodesByCondition {
+    async fn mutate(
+        &self,
+        _: &Registry,
+        attrs: &Attributes<'_>,
+        node: &mut Value,
+    ) -> Result<Vec<String>> {
+        if !(crate::is_core(attrs, "nodes") && attrs.operation == Operation::Create) {
+            return Ok(Vec::new());
+        }
+        let taint = json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"});
+        if !node["spec"]["taints"].is_array() {
+            node["spec"]["taints"] = json!([]);
+        }
+        if let Some(t) = node["spec"]["taints"].as_array_mut()
+            && !t
+                .iter()
+                .any(|x| x["key"] == taint["key"] && x["effect"] == taint["effect"])
+        {
+            t.push(taint);
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// DefaultStorageClass: a claim that names no class gets the default one.
+pub struct DefaultStorageClass;
+
+#[async_trait::async_trait]
+impl Plugin for DefaultStorageClass {
+    async fn mutate(
+        &self,
+        reg: &Registry,
+        attrs: &Attributes<'_>,
+        pvc: &mut Value,
+    ) -> Result<Vec<String>> {
+        let creates =
+            crate::is_core(attrs, "persistentvolumeclaims") && attrs.operation == Operation::Create;
+        if !creates || !pvc["spec"]["storageClassName"].is_null() {
+            return Ok(Vec::new());
+        }
+        let classes = crate::cached(reg, "storage.k8s.io", "v1", "storageclasses", None).await?;
+        let default = classes
+            .iter()
+            .filter(|c| {
+                c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"]
+                    == "true"
+            })
+            .max_by(|a, b| {
+                a["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .cmp(&b["metadata"]["creationTimestamp"].as_str())
+                    .then(
+                        b["metadata"]["name"]
+                            .as_str()
+                            .cmp(&a["metadata"]["name"].as_str()),
+                    )
+            });
+        if let Some(c) = default {
+            pvc["spec"]["storageClassName"] = c["metadata"]["name"].clone();
+        }
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,164 @@
+//! Calling out to a webhook configured by a kubeconfig file, as kube-apiserver's
+//! `--authentication-token-webhook-config-file` and `--authorization-webhook-config-file`
+//! are: the first cluster's server URL and CA, the first user's client certificate or token;
+//! answers are remembered for a while.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use minik_registry::client::{ClientCert, TlsTarget, connect};
+use serde_json::Value;
+
+/// A configured webhook endpoint.
+pub struct WebhookClient {
+    host: String,
+    port: u16,
+    path: String,
+    ca: Option<Vec<u8>>,
+    insecure: bool,
+    cert: Option<ClientCert>,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+/// A kubeconfig's `<name>` or `<name>-data` value, read relative to the file.
+fn data(entry: &Value, name: &str, dir: &Path) -> Result<Option<Vec<u8>>, String> {
+    if let Some(d) = entry[format!("{name}-data")].as_str() {
+        return base64::engine::general_purpose::STANDARD
+            .decode(d)
+            .map(Some)
+            .map_err(|e| format!("{name}-data is not base64: {e}"));
+    }
+    match entry[name].as_str() {
+        Some(p) => std::fs::read(dir.join(p))
+            .map(Some)
+            .map_err(|e| format!("reading {p}: {e}")),
+        None => Ok(None),
+    }
+}
+
+impl WebhookClient {
+    /// From a kubeconfig file.
+    pub fn from_kubeconfig(path: &Path) -> Result<WebhookClient, String> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {shown}: {e}"))?;
+        let doc: Value =
+            serde_saphyr::from_str(&text).map_err(|e| format!("{shown} is not valid YAML: {e}"))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let cluster = &doc["clusters"][0]["cluster"];
+        let server = cluster["server"]
+            .as_str()
+            .ok_or_else(|| format!("{shown}: clusters[0].cluster.server is missing"))?;
+        let uri: hyper::Uri = server
+            .parse()
+            .map_err(|e| format!("{shown}: server {server:?}: {e}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!("{shown}: server {server:?} must be an https URL"));
+        }
+        let user = &doc["users"][0]["user"];
+        let bad = |e: String| format!("{shown}: {e}");
+        let cert = match (
+            data(user, "client-certificate", dir).map_err(bad)?,
+            data(user, "client-key", dir).map_err(bad)?,
+        ) {
+            (Some(c), Some(k)) => Some(ClientCert {
+                cert_pem: String::from_utf8_lossy(&c).into_owned(),
+                key_pem: String::from_utf8_lossy(&k).into_owned(),
+            }),
+            _ => None,
+        };
+        Ok(WebhookClient {
+            host: uri
+                .host()
+                .unwrap_or("")
+                .trim_matches(['[', ']'])
+                .to_string(),
+            port: uri.port_u16().unwrap_or(443),
+            path: uri.path_and_query().map_or("/".into(), |p| p.to_string()),
+            ca: data(cluster, "certificate-authority", dir).map_err(bad)?,
+            insecure: cluster["insecure-skip-tls-verify"] == true,
+            cert,
+            token: user["token"].as_str().map(str::to_string),
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// POST a review; the answer as JSON.
+    pub async fn post(&self, review: &Value) -> Result<Value, String> {
+        use http_body_util::{BodyExt, Full};
+        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("resolving {}: {e}", self.host))?
+            .next()
+            .ok_or_else(|| format!("{} has no address", self.host))?;
+        let target = TlsTarget {
+            addr,
+            server_name: self.host.clone(),
+            ca_bundle: self.ca.clone(),
+            insecure: self.insecure,
+        };
+        let mut sender = connect::<Full<bytes::Bytes>>(&target, self.cert.as_ref()).await?;
+        let mut req = hyper::Request::post(&self.path)
+            .header("content-type", "application/json")
+            .header("host", self.host.as_str());
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(bytes::Bytes::from(review.to_string())))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(self.timeout, sender.send_request(req))
+            .await
+            .map_err(|_| "the webhook did not answer in time".to_string())?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("the webhook answered {status}"));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("the webhook's answer is not JSON: {e}"))
+    }
+}
+
+/// Answers remembered for a time that depends on the answer.
+pub struct Cache<V> {
+    entries: Mutex<HashMap<String, (Instant, V)>>,
+}
+
+impl<V: Clone> Default for Cache<V> {
+    fn default() -> Self {
+        Cache {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: Clone> Cache<V> {
+    pub fn get(&self, key: &str) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, key: String, value: V, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() > 10_000 {
+            let now = Instant::now();
+            entries.retain(|_, (until, _)| now < *until);
+        }
+        entries.insert(key, (Instant::now() + ttl, value));
+    }
+}
