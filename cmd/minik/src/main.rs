@@ -2,6 +2,7 @@
 
 mod certificate;
 mod cli;
+mod encrypt;
 mod server;
 
 use std::process::ExitCode;
@@ -42,6 +43,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     let command = match command {
         Command::Server(args) => return server::run(*args),
         Command::Certificate { command } => return certificate::run(command),
+        Command::SecretsEncrypt { command } => return encrypt::run(command),
         other => other,
     };
     // The other subcommands belong to later parts of the build; say so plainly.
@@ -50,7 +52,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agent(_) => "agent join",
         Command::Kubectl { .. } => "the kubectl wrapper",
         Command::Image { .. } => "the embedded container runtime",
-        Command::Certificate { .. } => unreachable!("handled above"),
+        Command::Certificate { .. } | Command::SecretsEncrypt { .. } => {
+            unreachable!("handled above")
+        }
         Command::Token { .. } => "PKI and authentication",
         Command::Snapshot { .. } => "datastore snapshots",
         Command::CheckConfig => "the kernel check",

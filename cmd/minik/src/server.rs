@@ -39,6 +39,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         datastore_endpoint: args.datastore_endpoint,
         tls_san: args.tls_san,
         token_auth_file: args.token_auth_file,
+        secrets_encryption: args.secrets_encryption,
         requestheader_allowed_names: args.requestheader_allowed_names,
         audit: args
             .audit_policy_file

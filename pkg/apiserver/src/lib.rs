@@ -8,6 +8,7 @@ pub mod audit;
 pub mod authn;
 pub mod authz;
 mod discovery;
+pub mod encrypt;
 mod filters;
 mod handlers;
 mod health;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub limits: overload::Limits,
     /// The audit log, when `--audit-policy-file` is set.
     pub audit: Option<Arc<audit::Auditor>>,
+    /// The encryption configuration file (`--secrets-encryption`).
+    pub encryption_config: Option<std::path::PathBuf>,
+    /// One key rotation at a time.
+    pub encryption_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -54,6 +59,8 @@ impl AppState {
             authorization: authz::Mode::default(),
             limits: overload::Limits::default(),
             audit: None,
+            encryption_config: None,
+            encryption_lock: Arc::default(),
         }
     }
 }
@@ -86,6 +93,11 @@ pub fn app(state: AppState) -> Router {
             get(authn::openid_configuration),
         )
         .route("/openid/v1/jwks", get(authn::jwks))
+        .route("/v1-minik/secrets-encrypt/status", get(encrypt::status))
+        .route(
+            "/v1-minik/secrets-encrypt/rotate",
+            axum::routing::post(encrypt::rotate),
+        )
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             axum::routing::post(authz::reviews::self_subject_access),

@@ -86,8 +86,19 @@ impl WebhookClient {
         })
     }
 
-    /// POST a review; the answer as JSON.
+    /// POST a review to the configured path; the answer as JSON.
     pub async fn post(&self, review: &Value) -> Result<Value, String> {
+        self.request("POST", &self.path, Some(review)).await
+    }
+
+    /// A request to `path` on the configured server; the answer as JSON (a Status body
+    /// of a failure becomes its message).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
         use http_body_util::{BodyExt, Full};
         let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
@@ -101,30 +112,39 @@ impl WebhookClient {
             insecure: self.insecure,
         };
         let mut sender = connect::<Full<bytes::Bytes>>(&target, self.cert.as_ref()).await?;
-        let mut req = hyper::Request::post(&self.path)
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header("content-type", "application/json")
             .header("host", self.host.as_str());
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
+        let payload = body.map(Value::to_string).unwrap_or_default();
         let req = req
-            .body(Full::new(bytes::Bytes::from(review.to_string())))
+            .body(Full::new(bytes::Bytes::from(payload)))
             .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(self.timeout, sender.send_request(req))
             .await
             .map_err(|_| "the webhook did not answer in time".to_string())?
             .map_err(|e| e.to_string())?;
         let status = resp.status();
-        let body = resp
+        let answer = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
         if !status.is_success() {
-            return Err(format!("the webhook answered {status}"));
+            let message = serde_json::from_slice::<Value>(&answer)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(format!("the server answered {status} {message}")
+                .trim()
+                .to_string());
         }
-        serde_json::from_slice(&body).map_err(|e| format!("the webhook's answer is not JSON: {e}"))
+        serde_json::from_slice(&answer).map_err(|e| format!("the answer is not JSON: {e}"))
     }
 }
 

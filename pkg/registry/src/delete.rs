@@ -8,7 +8,7 @@ use crate::error::{ApiError, Result};
 use crate::list_prefix;
 use crate::meta::{meta_mut, meta_str};
 use crate::object_key;
-use crate::rest::{Registry, decode, encode, finalizers_empty};
+use crate::rest::{Registry, decode, finalizers_empty};
 use crate::strategy;
 
 /// Preconditions of a delete.
@@ -142,7 +142,7 @@ impl Registry {
                         .store
                         .update(
                             &key,
-                            encode(&self.stored(info, &obj).await?)?,
+                            self.encode(info, &self.stored(info, &obj).await?)?,
                             current.mod_revision,
                         )
                         .await

@@ -11,6 +11,7 @@ mod components;
 mod convert;
 mod crd;
 mod delete;
+pub mod encryption;
 mod error;
 mod expire;
 mod ipalloc;

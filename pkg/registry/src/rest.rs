@@ -92,17 +92,20 @@ pub struct Registry {
     pub(crate) service_cidr: crate::ServiceCidr,
     pub(crate) crds: crate::crd::Crds,
     pub(crate) admission: Option<Arc<dyn Admission>>,
+    pub(crate) encryption: Arc<std::sync::RwLock<Option<crate::encryption::Encryption>>>,
 }
 
 /// Decode a stored value and stamp its resourceVersion.
 pub(crate) fn decode(kv: &KeyValue) -> Result<Value> {
-    let mut obj: Value = serde_json::from_slice(&kv.value)
+    let plain = crate::encryption::open(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {}: {e}", kv.key)))?;
+    let mut obj: Value = serde_json::from_slice(&plain)
         .map_err(|e| ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     meta_mut(&mut obj)?.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(obj)
 }
 
-pub(crate) fn encode(obj: &Value) -> Result<Vec<u8>> {
+fn encode(obj: &Value) -> Result<Vec<u8>> {
     serde_json::to_vec(obj).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -115,6 +118,7 @@ impl Registry {
             service_cidr: crate::ServiceCidr::default(),
             crds: crate::crd::Crds::default(),
             admission: None,
+            encryption: Default::default(),
         }
     }
 
@@ -122,6 +126,30 @@ impl Registry {
     pub fn with_service_cidr(mut self, cidr: crate::ServiceCidr) -> Self {
         self.service_cidr = cidr;
         self
+    }
+
+    /// An object of `info` as its store value: JSON, sealed when encryption at rest covers
+    /// the resource.
+    pub(crate) fn encode(&self, info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>> {
+        let plain = encode(obj)?;
+        let guard = self.encryption.read().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref().filter(|e| e.covers(info)) {
+            Some(e) => e.seal(plain),
+            None => Ok(plain),
+        }
+    }
+
+    /// Seal the resources `encryption` names from now on (None: write plain values).
+    pub fn set_encryption(&self, encryption: Option<crate::encryption::Encryption>) {
+        *self.encryption.write().unwrap_or_else(|e| e.into_inner()) = encryption;
+    }
+
+    /// The encryption at rest in force.
+    pub fn encryption(&self) -> Option<crate::encryption::Encryption> {
+        self.encryption
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Where in-process components report their health (ComponentStatus).
@@ -251,7 +279,7 @@ impl Registry {
             };
         }
         let stored = self.stored(info, &typed).await?;
-        match self.store.create(&key, encode(&stored)?).await {
+        match self.store.create(&key, self.encode(info, &stored)?).await {
             Ok(kv) => {
                 meta_mut(&mut typed)?
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
@@ -391,7 +419,7 @@ impl Registry {
             }
             false => Vec::new(),
         };
-        let stored = encode(&self.stored(info, &typed).await?)?;
+        let stored = self.encode(info, &self.stored(info, &typed).await?)?;
         match self.store.update(&key, stored, current.mod_revision).await {
             Ok(kv) => {
                 if service {

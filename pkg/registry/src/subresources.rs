@@ -140,7 +140,7 @@ impl Registry {
                 return Ok(obj);
             }
             meta_mut(&mut obj)?.remove("resourceVersion");
-            let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let bytes = self.encode(info, &obj)?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
                 Ok(stored) => {
                     obj["metadata"]["resourceVersion"] = json!(stored.mod_revision.to_string());

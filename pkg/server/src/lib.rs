@@ -7,6 +7,7 @@ mod rbac_defaults;
 pub use minik_admission::Options as AdmissionOptions;
 pub use minik_apiserver::audit::Rotation as AuditRotation;
 pub use minik_apiserver::authz::Mode as AuthorizationMode;
+pub use minik_apiserver::webhook::WebhookClient as ApiClient;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct Config {
     /// Common names of front proxies whose X-Remote-User headers are believed (empty: any
     /// the request-header CA signed).
     pub requestheader_allowed_names: Vec<String>,
+    /// `--secrets-encryption`: seal secrets at rest (a key is made in the data dir).
+    pub secrets_encryption: bool,
     /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
     pub audit: Option<AuditConfig>,
 }
@@ -86,6 +89,8 @@ pub enum Error {
     Admission(String),
     #[error("audit: {0}")]
     Audit(String),
+    #[error("secrets encryption: {0}")]
+    Encryption(String),
 }
 
 /// Run a server until `shutdown` is cancelled.
@@ -186,6 +191,11 @@ async fn serve(
     let registry = Registry::new(store)
         .with_service_cidr(config.service_cidr)
         .with_admission(admission);
+    let encryption_config = config.data_dir.join("server/cred/encryption-config.json");
+    let encryption = minik_apiserver::encrypt::load(&encryption_config, config.secrets_encryption)
+        .map_err(Error::Encryption)?;
+    let encryption_config = encryption.is_some().then_some(encryption_config);
+    registry.set_encryption(encryption);
     bootstrap::run(&registry, config.service_cidr).await?;
     rbac_defaults::ensure(&registry).await?;
     // CRDs are served before the first request, and followed from then on.
@@ -226,6 +236,7 @@ async fn serve(
     let mut state = AppState::new(registry);
     state.authorization = authorization;
     state.audit = audit;
+    state.encryption_config = encryption_config;
     state.limits = minik_apiserver::overload::Limits::new(
         config.max_requests_inflight,
         config.max_mutating_requests_inflight,

@@ -6,7 +6,9 @@ mod ops;
 use clap::{Parser, Subcommand};
 
 pub use node::{AgentArgs, ServerArgs};
-pub use ops::{CertificateCommand, ImageCommand, SnapshotCommand, TokenCommand};
+pub use ops::{
+    CertificateCommand, ImageCommand, SecretsEncryptCommand, SnapshotCommand, TokenCommand,
+};
 
 /// minik: a whole Kubernetes distribution in one binary.
 ///
@@ -47,6 +49,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CertificateCommand,
     },
+    /// Secrets encryption at rest (server started with --secrets-encryption): show the keys,
+    /// rotate to a new one.
+    SecretsEncrypt {
+        #[command(subcommand)]
+        command: SecretsEncryptCommand,
+    },
     /// Manage bootstrap tokens that let agents join.
     Token {
         #[command(subcommand)]
@@ -72,6 +80,7 @@ impl Command {
             Command::Image { command } => format!("image {}", command.name()),
             Command::Certificate { command } => format!("certificate {}", command.name()),
             Command::Token { command } => format!("token {}", command.name()),
+            Command::SecretsEncrypt { command } => format!("secrets-encrypt {}", command.name()),
             Command::Snapshot { command } => format!("snapshot {}", command.name()),
             Command::CheckConfig => "check-config".into(),
         }

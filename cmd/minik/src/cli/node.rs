@@ -153,6 +153,12 @@ pub struct ServerArgs {
     #[arg(long)]
     pub admission_control_config_file: Option<PathBuf>,
 
+    /// Encrypt secrets at rest (AES-GCM; the key is kept in
+    /// <data-dir>/server/cred/encryption-config.json; `minik secrets-encrypt` rotates it).
+    /// Once a key exists, secrets stay encrypted.
+    #[arg(long)]
+    pub secrets_encryption: bool,
+
     /// An audit Policy file (audit.k8s.io/v1): which requests are logged, and how much of
     /// each. No audit log without it.
     #[arg(long)]

@@ -55,6 +55,32 @@ pub enum CertificateCommand {
     },
 }
 
+/// How to reach a running server as its admin.
+#[derive(Debug, clap::Args)]
+pub struct AdminKubeconfig {
+    /// The admin kubeconfig the server wrote.
+    #[arg(
+        long,
+        default_value = "/etc/minik/minik.yaml",
+        env = "MINIK_KUBECONFIG_OUTPUT"
+    )]
+    pub kubeconfig: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsEncryptCommand {
+    /// Show whether secrets are encrypted, the keys, and how many secrets each key seals.
+    Status {
+        #[command(flatten)]
+        admin: AdminKubeconfig,
+    },
+    /// Make a new key the active one, re-encrypt every secret with it, drop the old keys.
+    Rotate {
+        #[command(flatten)]
+        admin: AdminKubeconfig,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a bootstrap token.
@@ -99,6 +125,7 @@ macro_rules! names {
 names! {
     ImageCommand { Import => "import", Ls => "ls", Pull => "pull", Rm => "rm" }
     CertificateCommand { Check => "check", Rotate => "rotate" }
+    SecretsEncryptCommand { Status => "status", Rotate => "rotate" }
     TokenCommand { Create => "create", List => "list", Delete => "delete" }
     SnapshotCommand { Save => "save", Restore => "restore", Ls => "ls" }
 }
