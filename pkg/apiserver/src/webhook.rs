@@ -41,6 +41,34 @@ fn data(entry: &Value, name: &str, dir: &Path) -> Result<Option<Vec<u8>>, String
 }
 
 impl WebhookClient {
+    /// For an https URL, trusting `ca` (PEM; None: the system's roots are not used, so a
+    /// CA is needed unless the server's certificate chains to one given).
+    pub fn for_url(url: &str, ca: Option<Vec<u8>>) -> Result<WebhookClient, String> {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!("{url:?} must be an https URL"));
+        }
+        Ok(WebhookClient {
+            host: uri
+                .host()
+                .unwrap_or("")
+                .trim_matches(['[', ']'])
+                .to_string(),
+            port: uri.port_u16().unwrap_or(443),
+            path: uri.path_and_query().map_or("/".into(), |p| p.to_string()),
+            ca,
+            insecure: false,
+            cert: None,
+            token: None,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// GET the configured URL.
+    pub async fn get(&self) -> Result<Value, String> {
+        self.request("GET", &self.path, None).await
+    }
+
     /// From a kubeconfig file.
     pub fn from_kubeconfig(path: &Path) -> Result<WebhookClient, String> {
         let shown = path.display();

@@ -6,6 +6,7 @@ mod rbac_defaults;
 
 pub use minik_admission::Options as AdmissionOptions;
 pub use minik_apiserver::audit::Rotation as AuditRotation;
+pub use minik_apiserver::authn::oidc_config::OidcFlags;
 pub use minik_apiserver::authz::Mode as AuthorizationMode;
 pub use minik_apiserver::webhook::WebhookClient as ApiClient;
 
@@ -41,6 +42,10 @@ pub struct Config {
     pub authentication_token_webhook_config_file: Option<PathBuf>,
     /// How long the token webhook's answers are remembered.
     pub authentication_token_webhook_cache_ttl: Duration,
+    /// The `--oidc-*` flags.
+    pub oidc: minik_apiserver::authn::oidc_config::OidcFlags,
+    /// `--authentication-config`: an AuthenticationConfiguration with JWT authenticators.
+    pub authentication_config: Option<PathBuf>,
     /// Requests in flight before 429s: non-mutating and mutating.
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
@@ -151,6 +156,26 @@ async fn serve(
                 config.authentication_token_webhook_cache_ttl,
             ))
         });
+    let mut issuers = match &config.authentication_config {
+        Some(p) => {
+            minik_apiserver::authn::oidc_config::from_file(p).map_err(Error::Authentication)?
+        }
+        None => Vec::new(),
+    };
+    if let Some(i) = minik_apiserver::authn::oidc_config::from_flags(&config.oidc)
+        .map_err(Error::Authentication)?
+    {
+        if config.authentication_config.is_some() {
+            return Err(Error::Authentication(
+                "--authentication-config and --oidc-* flags are mutually exclusive".into(),
+            ));
+        }
+        issuers.push(i);
+    }
+    let oidc = issuers
+        .into_iter()
+        .map(|i| std::sync::Arc::new(minik_apiserver::authn::oidc::JwtAuthenticator::new(i)))
+        .collect();
     let tokens = match &config.token_auth_file {
         Some(path) => {
             minik_apiserver::authn::load_token_file(path).map_err(Error::Authentication)?
@@ -254,6 +279,7 @@ async fn serve(
             config.requestheader_allowed_names.clone(),
         )),
         webhook: token_webhook,
+        oidc,
     };
     // Aggregated API servers are reached as the front proxy, for the admin.
     state

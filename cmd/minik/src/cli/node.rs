@@ -127,6 +127,44 @@ pub struct ServerArgs {
     #[arg(long)]
     pub authentication_token_webhook_config_file: Option<PathBuf>,
 
+    /// An OIDC issuer whose ID tokens authenticate users (https URL).
+    #[arg(long)]
+    pub oidc_issuer_url: Option<String>,
+
+    /// The audience ID tokens must be for (required with --oidc-issuer-url).
+    #[arg(long)]
+    pub oidc_client_id: Option<String>,
+
+    /// The claim that names the user.
+    #[arg(long, default_value = "sub")]
+    pub oidc_username_claim: String,
+
+    /// Put before user names ("-": nothing; default: the issuer URL and '#', unless the
+    /// claim is email).
+    #[arg(long)]
+    pub oidc_username_prefix: Option<String>,
+
+    /// The claim that lists the user's groups.
+    #[arg(long)]
+    pub oidc_groups_claim: Option<String>,
+
+    /// Put before group names.
+    #[arg(long, default_value = "")]
+    pub oidc_groups_prefix: String,
+
+    /// The CA that signed the issuer's serving certificate (PEM).
+    #[arg(long)]
+    pub oidc_ca_file: Option<PathBuf>,
+
+    /// A claim=value every ID token must have (repeatable).
+    #[arg(long)]
+    pub oidc_required_claim: Vec<String>,
+
+    /// An AuthenticationConfiguration file: JWT authenticators with claim mappings, audiences
+    /// and CEL validation rules (instead of the --oidc-* flags).
+    #[arg(long)]
+    pub authentication_config: Option<PathBuf>,
+
     /// How long the token webhook's answers are remembered (e.g. 2m, 0s).
     #[arg(long, default_value = "2m")]
     pub authentication_token_webhook_cache_ttl: String,

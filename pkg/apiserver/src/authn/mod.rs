@@ -4,6 +4,8 @@
 //! kube-apiserver answers it.
 
 mod bootstrap;
+pub mod oidc;
+pub mod oidc_config;
 pub mod requestheader;
 pub mod serviceaccount;
 mod tokens;
@@ -52,6 +54,8 @@ pub struct Authenticator {
     pub request_header: Option<requestheader::RequestHeader>,
     /// Asked about tokens nothing else knows.
     pub webhook: Option<Arc<webhook::TokenWebhook>>,
+    /// JWT authenticators of external OIDC issuers.
+    pub oidc: Vec<Arc<oidc::JwtAuthenticator>>,
 }
 
 fn unauthorized() -> Response {
@@ -110,10 +114,20 @@ impl Authenticator {
                 return bootstrap::authenticate(registry, id, secret).await;
             }
             let signed = self.service_accounts.as_ref().and_then(|s| s.verify(token));
-            return match (signed, &self.webhook) {
-                (Some(claims), _) => self.service_account(registry, token, claims).await,
-                (None, Some(w)) => w.authenticate(token).await,
-                (None, None) => Err(Unauthenticated("unknown token")),
+            if let Some(claims) = signed {
+                return self.service_account(registry, token, claims).await;
+            }
+            let issuer = oidc::JwtAuthenticator::issuer_of(token);
+            if let Some(jwt) = self
+                .oidc
+                .iter()
+                .find(|a| issuer.as_deref() == Some(a.issuer_url()))
+            {
+                return jwt.authenticate(token).await;
+            }
+            return match &self.webhook {
+                Some(w) => w.authenticate(token).await,
+                None => Err(Unauthenticated("unknown token")),
             };
         }
         certs
