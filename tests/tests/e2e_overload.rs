@@ -125,4 +125,20 @@ async fn one_noisy_user_does_not_starve_another() {
         s.kubectl(&["get", "--raw", "/readyz"]).status.success(),
         "the server is up"
     );
+    // The API Priority and Fairness objects are served, as on any cluster.
+    let out = s.kubectl(&[
+        "get",
+        "flowschemas,prioritylevelconfigurations",
+        "-o",
+        "name",
+    ]);
+    let names = String::from_utf8_lossy(&out.stdout).to_string();
+    for n in [
+        "flowschema.flowcontrol.apiserver.k8s.io/exempt",
+        "flowschema.flowcontrol.apiserver.k8s.io/catch-all",
+        "flowschema.flowcontrol.apiserver.k8s.io/global-default",
+        "prioritylevelconfiguration.flowcontrol.apiserver.k8s.io/catch-all",
+    ] {
+        assert!(names.contains(n), "{n} missing: {names}");
+    }
 }

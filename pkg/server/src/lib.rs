@@ -2,6 +2,7 @@
 //! starts with, serve the API over HTTPS and write the admin kubeconfig; stop on one token.
 
 mod bootstrap;
+mod flowcontrol;
 mod rbac_defaults;
 
 pub use minik_admission::Options as AdmissionOptions;
@@ -223,6 +224,7 @@ async fn serve(
     registry.set_encryption(encryption);
     bootstrap::run(&registry, config.service_cidr).await?;
     rbac_defaults::ensure(&registry).await?;
+    flowcontrol::ensure(&registry).await?;
     // CRDs are served before the first request, and followed from then on.
     registry.sync_crds().await;
     let crds = registry.clone();
