@@ -141,3 +141,56 @@ fn legacy_service_account_token_secrets() {
         &s.kubectl(&["--token", &token, "get", "pods"])
     ));
 }
+
+fn minik_token(s: &Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(minik_tests::minik_bin())
+        .arg("token")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn minik_token_create_list_delete() {
+    let s = Server::start();
+    let token = ok(minik_token(
+        &s,
+        &[
+            "create",
+            "--ttl",
+            "1h",
+            "--description",
+            "agent join",
+            "--groups",
+            "system:bootstrappers:workers",
+        ],
+    ));
+    let token = token.trim();
+    let (id, _) = token.split_once('.').expect("id.secret");
+    let who = ok(s.kubectl(&["--token", token, "auth", "whoami"]));
+    assert!(
+        who.contains(&format!("system:bootstrap:{id}"))
+            && who.contains("system:bootstrappers:workers"),
+        "{who}"
+    );
+    let list = ok(minik_token(&s, &["list"]));
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        line.contains("authentication,signing") && line.contains("agent join"),
+        "{line}"
+    );
+    let out = minik_token(&s, &["create", "--groups", "admins"]);
+    assert!(
+        !out.status.success() && text(&out).contains("must start with system:bootstrappers:"),
+        "{}",
+        text(&out)
+    );
+    ok(minik_token(&s, &["delete", token]));
+    assert!(!ok(minik_token(&s, &["list"])).contains(id));
+    assert!(unauthorized(&s.kubectl(&["--token", token, "get", "pods"])));
+}

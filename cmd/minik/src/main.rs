@@ -4,6 +4,7 @@ mod certificate;
 mod cli;
 mod encrypt;
 mod server;
+mod token;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Server(args) => return server::run(*args),
         Command::Certificate { command } => return certificate::run(command),
         Command::SecretsEncrypt { command } => return encrypt::run(command),
+        Command::Token { command } => return token::run(command),
         other => other,
     };
     // The other subcommands belong to later parts of the build; say so plainly.
@@ -52,10 +54,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agent(_) => "agent join",
         Command::Kubectl { .. } => "the kubectl wrapper",
         Command::Image { .. } => "the embedded container runtime",
-        Command::Certificate { .. } | Command::SecretsEncrypt { .. } => {
+        Command::Certificate { .. } | Command::SecretsEncrypt { .. } | Command::Token { .. } => {
             unreachable!("handled above")
         }
-        Command::Token { .. } => "PKI and authentication",
         Command::Snapshot { .. } => "datastore snapshots",
         Command::CheckConfig => "the kernel check",
     };

@@ -86,7 +86,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
 }
 
 /// A Go-style duration: a sequence of numbers with h, m, s or ms units ("1h30m", "90s").
-fn parse_duration(s: &str) -> Option<std::time::Duration> {
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let mut total = 0f64;
     let mut rest = s.trim();
     if rest.is_empty() {

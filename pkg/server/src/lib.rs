@@ -70,6 +70,13 @@ pub struct AuditConfig {
     pub rotation: minik_apiserver::audit::Rotation,
 }
 
+/// A time as RFC 3339 (UTC, seconds).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

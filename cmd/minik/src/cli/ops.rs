@@ -83,13 +83,31 @@ pub enum SecretsEncryptCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a bootstrap token.
-    Create,
+    /// Create a bootstrap token (printed as <id>.<secret>); it authenticates as
+    /// system:bootstrap:<id> in system:bootstrappers until it expires or is deleted.
+    Create {
+        #[command(flatten)]
+        admin: AdminKubeconfig,
+        /// How long the token lives (e.g. 24h, 30m; 0s: forever).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Extra groups (each must start with system:bootstrappers:). Comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+    },
     /// List bootstrap tokens.
-    List,
+    List {
+        #[command(flatten)]
+        admin: AdminKubeconfig,
+    },
     /// Delete bootstrap tokens.
     Delete {
-        /// Token ids.
+        #[command(flatten)]
+        admin: AdminKubeconfig,
+        /// Token ids (or whole tokens).
         #[arg(required = true)]
         tokens: Vec<String>,
     },
