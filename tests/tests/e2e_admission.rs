@@ -45,6 +45,23 @@ fn pod_security_restricted_rejects_a_privileged_pod() {
     let hardened = json!({"allowPrivilegeEscalation": false, "runAsNonRoot": true,
         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}});
     ok(s.kubectl_stdin(&["create", "-f", "-"], &pod("fine", "locked", hardened)));
+    // A privileged ephemeral container cannot be slipped into it either.
+    let mut with_debug: Value = serde_json::from_str(&ok(
+        s.kubectl(&["get", "pod", "fine", "-n", "locked", "-o", "json"])
+    ))
+    .unwrap();
+    with_debug["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "image": "busybox",
+        "securityContext": {"privileged": true}}]);
+    let out = s.kubectl_stdin(
+        &["replace", "--subresource=ephemeralcontainers", "-f", "-"],
+        &with_debug.to_string(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("violates PodSecurity \"restricted:latest\""),
+        "{}",
+        text(&out)
+    );
     // Workloads are only warned about; a bad level on a namespace is refused.
     let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "locked"},

@@ -89,6 +89,8 @@ pub(crate) struct Change<'a> {
     /// The manager recorded in managedFields and the subresource it wrote through.
     pub owner: Option<(&'a str, &'a str)>,
     pub dry_run: bool,
+    /// Who asks, and through which subresource: the change is admitted (validated).
+    pub admitted: Option<(&'a crate::UserInfo, &'a str)>,
 }
 
 impl<'a> Change<'a> {
@@ -97,6 +99,7 @@ impl<'a> Change<'a> {
             expected_rv,
             owner: params.field_manager.as_deref().map(|m| (m, sub)),
             dry_run: params.dry_run,
+            admitted: params.user.as_ref().map(|u| (u, sub)),
         }
     }
 }
@@ -136,6 +139,19 @@ impl Registry {
                     manager,
                 )?;
             }
+            let attrs = how
+                .admitted
+                .map(|(user, sub)| crate::admission::Attributes {
+                    operation: crate::admission::Operation::Update,
+                    info,
+                    subresource: Some(sub),
+                    namespace: ns.filter(|_| info.namespaced),
+                    name,
+                    user,
+                    dry_run: how.dry_run,
+                    old: Some(&old),
+                });
+            let _hold = self.admit(attrs.as_ref(), &obj, &mut Vec::new()).await?;
             if how.dry_run {
                 return Ok(obj);
             }
