@@ -256,3 +256,29 @@ impl<'a> Kubectl<'a> {
         self.server.kubectl_stdin_with(&self.bin, args, input)
     }
 }
+
+/// Run `minik server` with `extra` flags in a fresh directory holding `files`, expecting it
+/// to refuse to start; its output.
+pub fn start_fails(extra: &[&str], files: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let out = std::process::Command::new(crate::minik_bin())
+        .current_dir(dir.path())
+        .args(["server", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+            "--write-kubeconfig",
+        ])
+        .arg(dir.path().join("kc.yaml"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    text(&out)
+}

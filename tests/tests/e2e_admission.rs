@@ -2,8 +2,7 @@
 //! ResourceQuota, LimitRanger, ServiceAccount, Priority, DefaultTolerationSeconds,
 //! NamespaceLifecycle, and a broken admission setup refused at start.
 
-use minik_tests::minik_bin;
-use minik_tests::server::{Kubectl, Server, ok, text};
+use minik_tests::server::{Kubectl, Server, ok, start_fails, text};
 use serde_json::{Value, json};
 
 fn pod(name: &str, ns: &str, security: Value) -> String {
@@ -333,30 +332,6 @@ fn pod_defaults_from_limit_ranges_service_accounts_and_priority() {
         "{}",
         text(&out)
     );
-}
-
-fn start_fails(extra: &[&str], files: &[(&str, &str)]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, body) in files {
-        std::fs::write(dir.path().join(name), body).unwrap();
-    }
-    let out = std::process::Command::new(minik_bin())
-        .current_dir(dir.path())
-        .args(["server", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--https-listen-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-            "--write-kubeconfig",
-        ])
-        .arg(dir.path().join("kc.yaml"))
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    text(&out)
 }
 
 #[test]

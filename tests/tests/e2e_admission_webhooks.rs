@@ -23,13 +23,27 @@ async fn hooks(seen: Arc<Mutex<Vec<Value>>>, cert: &str, key: &str) -> u16 {
         .route(
             "/mutate",
             post(move |Json(review): Json<Value>| async move {
-                m.lock().unwrap().push(review.clone());
+                let mut seen = review.clone();
+                seen["seenBy"] = json!("mutate");
+                m.lock().unwrap().push(seen);
                 let patch = json!([{"op": "add", "path": "/metadata/labels",
                     "value": {"mutated": "yes"}}]);
                 Json(
                     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                     "response": {"uid": review["request"]["uid"], "allowed": true,
                         "warnings": ["labelled by the test webhook"],
+                        "patchType": "JSONPatch", "patch": b64(&patch.to_string())}}),
+                )
+            }),
+        )
+        .route(
+            "/mutate2",
+            post(move |Json(review): Json<Value>| async move {
+                let patch = json!([{"op": "add", "path": "/metadata/annotations",
+                    "value": {"second": "yes"}}]);
+                Json(
+                    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "response": {"uid": review["request"]["uid"], "allowed": true,
                         "patchType": "JSONPatch", "patch": b64(&patch.to_string())}}),
                 )
             }),
@@ -58,9 +72,16 @@ fn configs(port: u16, ca: &str) -> String {
     let mutating = json!({"apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration", "metadata": {"name": "label"},
         "webhooks": [{"name": "label.example.com", "admissionReviewVersions": ["v1"],
-            "sideEffects": "None", "rules": rules,
+            "sideEffects": "None", "rules": rules, "reinvocationPolicy": "IfNeeded",
             "objectSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]},
+            "matchConditions": [{"name": "not-excluded",
+                "expression": "object.metadata.name != 'excluded'"}],
             "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": ca}}]});
+    let second = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration", "metadata": {"name": "zz-second"},
+        "webhooks": [{"name": "second.example.com", "admissionReviewVersions": ["v1"],
+            "sideEffects": "None", "rules": rules,
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate2"), "caBundle": ca}}]});
     let validating = json!({"apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "deny"},
         "webhooks": [{"name": "deny.example.com", "admissionReviewVersions": ["v1"],
@@ -76,7 +97,7 @@ fn configs(port: u16, ca: &str) -> String {
         "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": port}]}]});
     let ns = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "hooks", "labels": {"checked": "yes"}}});
-    [ns, service, endpoints, mutating, validating]
+    [ns, service, endpoints, mutating, second, validating]
         .iter()
         .map(Value::to_string)
         .collect::<Vec<_>>()
@@ -181,6 +202,21 @@ async fn webhooks_mutate_one_request_and_deny_another() {
         assert!(!text(&k.run(&["get", "cm", "dry", "-n", "hooks"])).contains("dry "));
     });
     let reviews = seen.lock().unwrap().clone();
+    // The label webhook (IfNeeded) saw plain0 again after the second webhook changed it.
+    let label_calls = reviews
+        .iter()
+        .filter(|r| r["seenBy"] == "mutate" && r["request"]["name"] == "plain0")
+        .count();
+    assert_eq!(label_calls, 2, "the label webhook is called again, once");
+    let again = reviews
+        .iter()
+        .filter(|r| r["seenBy"] == "mutate" && r["request"]["name"] == "plain0")
+        .nth(1)
+        .expect("the second call");
+    assert_eq!(
+        again["request"]["object"]["metadata"]["annotations"]["second"],
+        "yes"
+    );
     let first = &reviews[0]["request"];
     assert_eq!(first["operation"], "CREATE");
     assert_eq!(

@@ -1,8 +1,7 @@
 //! The audit log: the policy decides per request how much is logged, events are
 //! audit.k8s.io/v1 JSON lines, the log rotates, and a broken policy stops the server at start.
 
-use minik_tests::minik_bin;
-use minik_tests::server::{Server, ok, text};
+use minik_tests::server::{Server, ok, start_fails, text};
 use serde_json::Value;
 
 const POLICY: &str = "apiVersion: audit.k8s.io/v1
@@ -125,29 +124,10 @@ fn text_of(events: &[Value]) -> String {
 
 #[test]
 fn a_broken_audit_policy_stops_the_server_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(
-        &policy,
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(minik_bin())
-        .args(["server", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--https-listen-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-            "--write-kubeconfig",
-        ])
-        .arg(dir.path().join("kc.yaml"))
-        .arg("--audit-policy-file")
-        .arg(&policy)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = text(&out);
+    let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n";
+    let err = start_fails(
+        &["--audit-policy-file", "policy.yaml"],
+        &[("policy.yaml", policy)],
+    );
     assert!(err.contains("policy.yaml: rules[0].level: \"Everything\" is not None, Metadata, Request or RequestResponse"), "{err}");
 }

@@ -105,26 +105,7 @@ async fn webhooks_authenticate_and_authorize() {
 
 #[test]
 fn bad_authorization_settings_stop_the_server_at_start() {
-    let run = |args: &[&str]| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(minik_tests::minik_bin())
-            .args([
-                "server",
-                "--https-listen-port",
-                "0",
-                "--bind-address",
-                "127.0.0.1",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .arg("--write-kubeconfig")
-            .arg(dir.path().join("kc.yaml"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        text(&out)
-    };
+    let run = |args: &[&str]| minik_tests::server::start_fails(args, &[]);
     let err = run(&["--authorization-mode", "RBAC,Magic"]);
     assert!(
         err.contains("unknown authorization mode \"Magic\""),

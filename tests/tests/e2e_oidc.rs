@@ -184,29 +184,13 @@ async fn authentication_configuration_with_cel() {
         );
         // A broken configuration stops the server at start.
         let broken = config.replace("      expression: \"claims.sub + '@corp'\"\n", "");
-        let bad = dir.path().join("bad.yaml");
-        std::fs::write(&bad, broken).unwrap();
-        let out = std::process::Command::new(minik_tests::minik_bin())
-            .args([
-                "server",
-                "--https-listen-port",
-                "0",
-                "--bind-address",
-                "127.0.0.1",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .arg("--write-kubeconfig")
-            .arg(dir.path().join("kc.yaml"))
-            .arg("--authentication-config")
-            .arg(&bad)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
+        let err = minik_tests::server::start_fails(
+            &["--authentication-config", "bad.yaml"],
+            &[("bad.yaml", &broken)],
+        );
         assert!(
-            text(&out).contains("jwt[0].claimMappings.username: claim or expression is required"),
-            "{}",
-            text(&out)
+            err.contains("jwt[0].claimMappings.username: claim or expression is required"),
+            "{err}"
         );
     });
 }

@@ -200,6 +200,11 @@ pub(crate) async fn cached(
     Ok(reg.list(info, ns, &params).await?.items)
 }
 
+/// Whether `attrs` creates an object of the core resource `plural`.
+pub(crate) fn creates(attrs: &Attributes<'_>, plural: &str) -> bool {
+    is_core(attrs, plural) && attrs.operation == minik_registry::admission::Operation::Create
+}
+
 /// Whether `attrs` is about the core resource `plural` (no subresource).
 pub(crate) fn is_core(attrs: &Attributes<'_>, plural: &str) -> bool {
     attrs.info.group.is_empty() && attrs.info.plural == plural && attrs.subresource.is_none()

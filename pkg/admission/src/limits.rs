@@ -2,7 +2,7 @@
 //! (noted in the `kubernetes.io/limit-ranger` annotation) and refuse containers, pods and
 //! claims outside their min and max.
 
-use minik_registry::admission::{Attributes, Operation, Verdict};
+use minik_registry::admission::{Attributes, Verdict};
 use minik_registry::{ApiError, Registry, Result};
 use serde_json::{Value, json};
 
@@ -22,10 +22,6 @@ async fn items(reg: &Registry, ns: &str, kind: &str) -> Result<Vec<Value>> {
         .filter(|l| l["type"] == kind)
         .cloned()
         .collect())
-}
-
-fn creates(attrs: &Attributes<'_>, plural: &str) -> bool {
-    crate::is_core(attrs, plural) && attrs.operation == Operation::Create
 }
 
 /// Fill `kind` (requests/limits) of a container from `defaults`; the names it set.
@@ -87,7 +83,7 @@ impl Plugin for LimitRanger {
         attrs: &Attributes<'_>,
         pod: &mut Value,
     ) -> Result<Vec<String>> {
-        let (true, Some(ns)) = (creates(attrs, "pods"), attrs.namespace) else {
+        let (true, Some(ns)) = (crate::creates(attrs, "pods"), attrs.namespace) else {
             return Ok(Vec::new());
         };
         let items = items(reg, ns, "Container").await?;
@@ -135,7 +131,7 @@ impl Plugin for LimitRanger {
             return Ok(Verdict::default());
         };
         let mut broken = Vec::new();
-        if creates(attrs, "pods") {
+        if crate::creates(attrs, "pods") {
             for item in items(reg, ns, "Container").await? {
                 for c in ["initContainers", "containers"]
                     .iter()
@@ -151,7 +147,7 @@ impl Plugin for LimitRanger {
                 }
             }
         }
-        if creates(attrs, "persistentvolumeclaims") {
+        if crate::creates(attrs, "persistentvolumeclaims") {
             for item in items(reg, ns, "PersistentVolumeClaim").await? {
                 let v = obj["spec"]["resources"]["requests"]["storage"]
                     .as_str()

@@ -131,7 +131,7 @@ impl Plugin for TaintNodesByCondition {
         attrs: &Attributes<'_>,
         node: &mut Value,
     ) -> Result<Vec<String>> {
-        if !(crate::is_core(attrs, "nodes") && attrs.operation == Operation::Create) {
+        if !crate::creates(attrs, "nodes") {
             return Ok(Vec::new());
         }
         let taint = json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"});
@@ -160,9 +160,9 @@ impl Plugin for DefaultStorageClass {
         attrs: &Attributes<'_>,
         pvc: &mut Value,
     ) -> Result<Vec<String>> {
-        let creates =
-            crate::is_core(attrs, "persistentvolumeclaims") && attrs.operation == Operation::Create;
-        if !creates || !pvc["spec"]["storageClassName"].is_null() {
+        if !crate::creates(attrs, "persistentvolumeclaims")
+            || !pvc["spec"]["storageClassName"].is_null()
+        {
             return Ok(Vec::new());
         }
         let classes = crate::cached(reg, "storage.k8s.io", "v1", "storageclasses", None).await?;

@@ -66,7 +66,7 @@ impl Plugin for Priority {
         attrs: &Attributes<'_>,
         pod: &mut Value,
     ) -> Result<Vec<String>> {
-        if !(crate::is_core(attrs, "pods") && attrs.operation == Operation::Create) {
+        if !crate::creates(attrs, "pods") {
             return Ok(Vec::new());
         }
         let classes =
@@ -143,7 +143,7 @@ impl Plugin for DefaultTolerationSeconds {
         attrs: &Attributes<'_>,
         pod: &mut Value,
     ) -> Result<Vec<String>> {
-        if !(crate::is_core(attrs, "pods") && attrs.operation == Operation::Create) {
+        if !crate::creates(attrs, "pods") {
             return Ok(Vec::new());
         }
         let spec = &mut pod["spec"];

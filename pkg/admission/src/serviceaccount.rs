@@ -3,7 +3,7 @@
 //! `kube-api-access-*` volume mounted where clients look for them, unless the pod or its
 //! service account turns automounting off.
 
-use minik_registry::admission::{Attributes, Operation};
+use minik_registry::admission::Attributes;
 use minik_registry::{Registry, Result};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ impl Plugin for ServiceAccount {
         attrs: &Attributes<'_>,
         pod: &mut Value,
     ) -> Result<Vec<String>> {
-        if !(crate::is_core(attrs, "pods") && attrs.operation == Operation::Create) {
+        if !crate::creates(attrs, "pods") {
             return Ok(Vec::new());
         }
         if pod

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use minik_registry::client::{ClientCert, TlsTarget, connect};
+use minik_registry::client::{ClientCert, JsonRequest, TlsTarget};
 use serde_json::Value;
 
 /// A configured webhook endpoint.
@@ -80,12 +80,6 @@ impl WebhookClient {
         let server = cluster["server"]
             .as_str()
             .ok_or_else(|| format!("{shown}: clusters[0].cluster.server is missing"))?;
-        let uri: hyper::Uri = server
-            .parse()
-            .map_err(|e| format!("{shown}: server {server:?}: {e}"))?;
-        if uri.scheme_str() != Some("https") {
-            return Err(format!("{shown}: server {server:?} must be an https URL"));
-        }
         let user = &doc["users"][0]["user"];
         let bad = |e: String| format!("{shown}: {e}");
         let cert = match (
@@ -98,20 +92,13 @@ impl WebhookClient {
             }),
             _ => None,
         };
-        Ok(WebhookClient {
-            host: uri
-                .host()
-                .unwrap_or("")
-                .trim_matches(['[', ']'])
-                .to_string(),
-            port: uri.port_u16().unwrap_or(443),
-            path: uri.path_and_query().map_or("/".into(), |p| p.to_string()),
-            ca: data(cluster, "certificate-authority", dir).map_err(bad)?,
-            insecure: cluster["insecure-skip-tls-verify"] == true,
-            cert,
-            token: user["token"].as_str().map(str::to_string),
-            timeout: Duration::from_secs(30),
-        })
+        let ca = data(cluster, "certificate-authority", dir).map_err(bad)?;
+        let mut client = WebhookClient::for_url(server, ca).map_err(bad)?;
+        client.insecure = cluster["insecure-skip-tls-verify"] == true;
+        client.cert = cert;
+        client.token = user["token"].as_str().map(str::to_string);
+        client.timeout = Duration::from_secs(30);
+        Ok(client)
     }
 
     /// POST a review to the configured path; the answer as JSON.
@@ -127,7 +114,6 @@ impl WebhookClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, String> {
-        use http_body_util::{BodyExt, Full};
         let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("resolving {}: {e}", self.host))?
@@ -139,40 +125,17 @@ impl WebhookClient {
             ca_bundle: self.ca.clone(),
             insecure: self.insecure,
         };
-        let mut sender = connect::<Full<bytes::Bytes>>(&target, self.cert.as_ref()).await?;
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
-            .header("host", self.host.as_str());
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
+        JsonRequest {
+            target: &target,
+            client: self.cert.as_ref(),
+            method,
+            path,
+            bearer: self.token.as_deref(),
+            body,
+            timeout: self.timeout,
         }
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        let req = req
-            .body(Full::new(bytes::Bytes::from(payload)))
-            .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(self.timeout, sender.send_request(req))
-            .await
-            .map_err(|_| "the webhook did not answer in time".to_string())?
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let answer = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            let message = serde_json::from_slice::<Value>(&answer)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            return Err(format!("the server answered {status} {message}")
-                .trim()
-                .to_string());
-        }
-        serde_json::from_slice(&answer).map_err(|e| format!("the answer is not JSON: {e}"))
+        .send()
+        .await
     }
 }
 

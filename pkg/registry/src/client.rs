@@ -278,6 +278,59 @@ impl Registry {
     }
 }
 
+/// A JSON request over the shared TLS client.
+pub struct JsonRequest<'a> {
+    pub target: &'a TlsTarget,
+    pub client: Option<&'a ClientCert>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub bearer: Option<&'a str>,
+    pub body: Option<&'a Value>,
+    pub timeout: std::time::Duration,
+}
+
+impl JsonRequest<'_> {
+    /// Send it; the answer as JSON. A failure's Status message is part of the error.
+    pub async fn send(&self) -> std::result::Result<Value, String> {
+        use http_body_util::{BodyExt, Full};
+        let mut sender = connect::<Full<bytes::Bytes>>(self.target, self.client).await?;
+        let mut req = hyper::Request::builder()
+            .method(self.method)
+            .uri(self.path)
+            .header("content-type", "application/json")
+            .header("host", self.target.server_name.as_str());
+        if let Some(t) = self.bearer {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let payload = self.body.map(Value::to_string).unwrap_or_default();
+        let req = req
+            .body(Full::new(bytes::Bytes::from(payload)))
+            .map_err(|e| e.to_string())?;
+        let timeout = self.timeout;
+        let resp = tokio::time::timeout(timeout, sender.send_request(req))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let answer = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&answer)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(format!("the server answered {status} {message}")
+                .trim()
+                .to_string());
+        }
+        serde_json::from_slice(&answer).map_err(|e| format!("the answer is not JSON: {e}"))
+    }
+}
+
 /// A JSON POST over the shared TLS client.
 async fn post_json(
     target: &TlsTarget,
@@ -285,26 +338,15 @@ async fn post_json(
     body: &Value,
     timeout: std::time::Duration,
 ) -> std::result::Result<Value, String> {
-    use http_body_util::{BodyExt, Full};
-    let mut sender = connect::<Full<bytes::Bytes>>(target, None).await?;
-    let req = hyper::Request::post(path)
-        .header("content-type", "application/json")
-        .header("host", target.server_name.as_str())
-        .body(Full::new(bytes::Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(timeout, sender.send_request(req))
-        .await
-        .map_err(|_| format!("the webhook did not answer within {timeout:?}"))?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("the webhook answered {status}"));
+    JsonRequest {
+        target,
+        client: None,
+        method: "POST",
+        path,
+        bearer: None,
+        body: Some(body),
+        timeout,
     }
-    serde_json::from_slice(&bytes).map_err(|e| format!("the webhook's answer is not JSON: {e}"))
+    .send()
+    .await
 }

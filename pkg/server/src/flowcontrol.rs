@@ -2,7 +2,9 @@
 //! the mandatory `exempt` and `catch-all` priority levels and flow schemas, and
 //! `global-default` for everyone else, one flow per user — as the API server queues them.
 
-use minik_registry::{ApiError, Registry, WriteParams};
+use minik_registry::{ApiError, Registry};
+
+use crate::rbac_defaults::create_missing;
 use serde_json::{Value, json};
 
 const API: &str = "flowcontrol.apiserver.k8s.io/v1";
@@ -67,19 +69,6 @@ pub async fn ensure(registry: &Registry) -> Result<(), ApiError> {
         ),
     ];
     let find = |plural| minik_api::builtin("flowcontrol.apiserver.k8s.io", "v1", plural);
-    for (plural, objects) in [
-        ("prioritylevelconfigurations", levels),
-        ("flowschemas", schemas),
-    ] {
-        for obj in objects {
-            match registry
-                .create(find(plural), None, obj, &WriteParams::default())
-                .await
-            {
-                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
+    create_missing(registry, find("prioritylevelconfigurations"), levels).await?;
+    create_missing(registry, find("flowschemas"), schemas).await
 }

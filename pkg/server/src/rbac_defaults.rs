@@ -191,15 +191,23 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
 pub async fn ensure(registry: &Registry) -> Result<(), ApiError> {
     let find = |plural| minik_api::builtin("rbac.authorization.k8s.io", "v1", plural);
     let (roles, bindings) = defaults();
-    for (plural, objects) in [("clusterroles", roles), ("clusterrolebindings", bindings)] {
-        for obj in objects {
-            match registry
-                .create(find(plural), None, obj, &WriteParams::default())
-                .await
-            {
-                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
+    create_missing(registry, find("clusterroles"), roles).await?;
+    create_missing(registry, find("clusterrolebindings"), bindings).await
+}
+
+/// Create the cluster-scoped `objects` of `info` that do not exist yet.
+pub async fn create_missing(
+    registry: &Registry,
+    info: &minik_api::ResourceInfo,
+    objects: impl IntoIterator<Item = serde_json::Value>,
+) -> Result<(), ApiError> {
+    for obj in objects {
+        match registry
+            .create(info, None, obj, &WriteParams::default())
+            .await
+        {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
