@@ -1,7 +1,7 @@
 //! The audit log: the policy decides per request how much is logged, events are
 //! audit.k8s.io/v1 JSON lines, the log rotates, and a broken policy stops the server at start.
 
-use minik_tests::server::{Server, ok, start_fails, text};
+use minik_tests::server::{Server, ok, start_fails};
 use serde_json::Value;
 
 const POLICY: &str = "apiVersion: audit.k8s.io/v1

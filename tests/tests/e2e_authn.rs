@@ -3,7 +3,6 @@
 //! broken token file stops the server at start with a clear message.
 
 use base64::Engine;
-use minik_tests::minik_bin;
 use minik_tests::server::{Kubectl, Server, ok, text};
 
 /// A kubeconfig for the server with another client certificate.
@@ -60,26 +59,10 @@ fn users_from_certificates_and_tokens() {
 
 #[test]
 fn a_broken_token_file_stops_the_server_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, "only-a-token\n").unwrap();
-    let out = std::process::Command::new(minik_bin())
-        .args(["server", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--https-listen-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-            "--write-kubeconfig",
-        ])
-        .arg(dir.path().join("kc.yaml"))
-        .arg("--token-auth-file")
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = text(&out);
+    let err = minik_tests::server::start_fails(
+        &["--token-auth-file", "tokens.csv"],
+        &[("tokens.csv", "only-a-token\n")],
+    );
     assert!(
         err.contains("tokens.csv:1") && err.contains("token and a user name"),
         "{err}"
