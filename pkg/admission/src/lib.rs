@@ -10,7 +10,9 @@ mod config;
 mod lifecycle;
 mod limits;
 mod matching;
+mod namespaced;
 mod nodes;
+mod optional;
 mod pods;
 mod podsecurity;
 mod policy;
@@ -52,15 +54,26 @@ pub trait Plugin: Send + Sync {
 /// Every plugin minik has, in the order kube-apiserver runs them, and whether it is on by
 /// default.
 const PLUGINS: &[(&str, bool)] = &[
+    ("AlwaysAdmit", false),
+    ("NamespaceAutoProvision", false),
     ("NamespaceLifecycle", true),
+    ("NamespaceExists", false),
     ("LimitRanger", true),
     ("ServiceAccount", true),
     ("NodeRestriction", true),
     ("TaintNodesByCondition", true),
     ("AlwaysPullImages", false),
+    ("PodNodeSelector", false),
     ("Priority", true),
     ("DefaultTolerationSeconds", true),
+    ("PodTolerationRestriction", false),
+    ("ExtendedResourceToleration", false),
+    ("DenyServiceExternalIPs", false),
+    ("LimitPodHardAntiAffinityTopology", false),
     ("DefaultStorageClass", true),
+    ("PersistentVolumeClaimResize", true),
+    ("RuntimeClass", true),
+    ("DefaultIngressClass", true),
     ("PodSecurity", true),
     ("MutatingAdmissionWebhook", true),
     ("ValidatingAdmissionPolicy", true),
@@ -73,23 +86,12 @@ const PLUGINS: &[(&str, bool)] = &[
 /// is accepted, enabling them is an error.
 const ABSENT: &[&str] = &[
     "StorageObjectInUseProtection",
-    "PersistentVolumeClaimResize",
-    "RuntimeClass",
     "CertificateApproval",
     "CertificateSigning",
     "CertificateSubjectRestriction",
     "ClusterTrustBundleAttest",
-    "DefaultIngressClass",
     "EventRateLimit",
-    "ExtendedResourceToleration",
-    "LimitPodHardAntiAffinityTopology",
-    "NamespaceAutoProvision",
-    "NamespaceExists",
     "OwnerReferencesPermissionEnforcement",
-    "PodNodeSelector",
-    "PodTolerationRestriction",
-    "AlwaysAdmit",
-    "DenyServiceExternalIPs",
     "ImagePolicyWebhook",
 ];
 
@@ -102,6 +104,17 @@ fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Pl
         "TaintNodesByCondition" => Box::new(nodes::TaintNodesByCondition),
         "DefaultStorageClass" => Box::new(nodes::DefaultStorageClass),
         "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
+        "AlwaysAdmit" => Box::new(lifecycle::AlwaysAdmit),
+        "NamespaceAutoProvision" => Box::new(namespaced::NamespaceAutoProvision),
+        "NamespaceExists" => Box::new(namespaced::NamespaceExists),
+        "PodNodeSelector" => Box::new(namespaced::PodNodeSelector),
+        "PodTolerationRestriction" => Box::new(namespaced::PodTolerationRestriction),
+        "ExtendedResourceToleration" => Box::new(optional::ExtendedResourceToleration),
+        "DenyServiceExternalIPs" => Box::new(optional::DenyServiceExternalIPs),
+        "LimitPodHardAntiAffinityTopology" => Box::new(optional::LimitPodHardAntiAffinityTopology),
+        "PersistentVolumeClaimResize" => Box::new(optional::PersistentVolumeClaimResize),
+        "RuntimeClass" => Box::new(optional::RuntimeClass),
+        "DefaultIngressClass" => Box::new(optional::DefaultIngressClass),
         "Priority" => Box::new(pods::Priority),
         "DefaultTolerationSeconds" => Box::new(pods::DefaultTolerationSeconds),
         "PodSecurity" => Box::new(podsecurity::PodSecurity::new(configs.get(name))?),

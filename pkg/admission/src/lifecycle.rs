@@ -28,6 +28,11 @@ impl Plugin for NamespaceLifecycle {
     }
 }
 
+/// Lets everything through (kube-apiserver keeps it for old command lines).
+pub struct AlwaysAdmit;
+
+impl Plugin for AlwaysAdmit {}
+
 /// Refuses every write (for tests of clients' error handling).
 pub struct AlwaysDeny;
 

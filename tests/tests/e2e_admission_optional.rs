@@ -1,0 +1,165 @@
+//! The optional admission plugins turned on with --enable-admission-plugins, and the
+//! default-on RuntimeClass, DefaultIngressClass and PersistentVolumeClaimResize.
+
+use minik_tests::server::{Server, ok, text};
+use serde_json::{Value, json};
+
+fn create(s: &Server, obj: Value) -> std::process::Output {
+    s.kubectl_stdin(&["create", "-f", "-"], &obj.to_string())
+}
+
+fn pod(name: &str, ns: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["containers"] = json!([{"name": "c", "image": "busybox",
+        "resources": spec.get("resources").cloned().unwrap_or(json!({}))}]);
+    if let Some(m) = spec.as_object_mut() {
+        m.remove("resources");
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+fn get(s: &Server, what: &[&str]) -> Value {
+    serde_json::from_str(&ok(s.kubectl(&[what, &["-o", "json"]].concat()))).unwrap()
+}
+
+#[test]
+fn optional_plugins() {
+    let s = Server::start_with(&[
+        "--enable-admission-plugins",
+        "NamespaceAutoProvision,PodNodeSelector,PodTolerationRestriction,ExtendedResourceToleration,DenyServiceExternalIPs,LimitPodHardAntiAffinityTopology,AlwaysPullImages",
+    ]);
+    // A namespace appears for the first object written into it.
+    ok(s.kubectl(&["create", "configmap", "x", "-n", "brand-new"]));
+    ok(s.kubectl(&["get", "namespace", "brand-new"]));
+    // The namespace's node selector and tolerations.
+    ok(s.kubectl(&["create", "namespace", "team"]));
+    ok(s.kubectl(&["annotate", "namespace", "team",
+        "scheduler.alpha.kubernetes.io/node-selector=env=prod",
+        r#"scheduler.alpha.kubernetes.io/defaultTolerations=[{"key":"dedicated","operator":"Equal","value":"team","effect":"NoSchedule"}]"#,
+        r#"scheduler.alpha.kubernetes.io/tolerationsWhitelist=[{"key":"dedicated","operator":"Equal","value":"team","effect":"NoSchedule"},{"key":"example.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#]));
+    ok(create(
+        &s,
+        pod(
+            "p",
+            "team",
+            json!({"resources": {"limits": {"example.com/gpu": "1"}}}),
+        ),
+    ));
+    let p = get(&s, &["get", "pod", "p", "-n", "team"]);
+    assert_eq!(p["spec"]["nodeSelector"], json!({"env": "prod"}));
+    let keys: Vec<&str> = p["spec"]["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["key"].as_str())
+        .collect();
+    assert!(
+        keys.contains(&"dedicated") && keys.contains(&"example.com/gpu"),
+        "{keys:?}"
+    );
+    assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    let out = create(
+        &s,
+        pod("dev", "team", json!({"nodeSelector": {"env": "dev"}})),
+    );
+    assert!(
+        text(&out)
+            .contains("pod node label selector conflicts with its namespace node label selector"),
+        "{}",
+        text(&out)
+    );
+    let out = create(
+        &s,
+        pod(
+            "odd",
+            "team",
+            json!({"tolerations": [{"key": "other", "operator": "Exists"}]}),
+        ),
+    );
+    assert!(
+        text(&out).contains("conflict with its namespace whitelist"),
+        "{}",
+        text(&out)
+    );
+    // External IPs and zone-wide hard anti-affinity are refused.
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+        "spec": {"ports": [{"port": 80}], "externalIPs": ["192.0.2.10"]}});
+    assert!(text(&create(&s, svc)).contains("use of external IPs is denied by admission control"));
+    let anti = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "topology.kubernetes.io/zone"}]}});
+    let out = create(&s, pod("anti", "default", json!({"affinity": anti})));
+    assert!(
+        text(&out).contains("TopologyKey other than kubernetes.io/hostname"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn runtime_classes_ingress_classes_and_claim_resizing() {
+    let s = Server::start();
+    let out = create(
+        &s,
+        pod("nope", "default", json!({"runtimeClassName": "missing"})),
+    );
+    assert!(
+        text(&out).contains("RuntimeClass \"missing\" not found"),
+        "{}",
+        text(&out)
+    );
+    ok(create(
+        &s,
+        json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "sandboxed"},
+        "handler": "runc", "overhead": {"podFixed": {"cpu": "250m", "memory": "64Mi"}},
+        "scheduling": {"nodeSelector": {"sandbox": "yes"}}}),
+    ));
+    ok(create(
+        &s,
+        pod("sb", "default", json!({"runtimeClassName": "sandboxed"})),
+    ));
+    let p = get(&s, &["get", "pod", "sb"]);
+    assert_eq!(
+        p["spec"]["overhead"],
+        json!({"cpu": "250m", "memory": "64Mi"})
+    );
+    assert_eq!(p["spec"]["nodeSelector"], json!({"sandbox": "yes"}));
+    ok(create(
+        &s,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "nginx", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "example.com/ingress"}}),
+    ));
+    ok(create(
+        &s,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+        "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}}),
+    ));
+    assert_eq!(
+        get(&s, &["get", "ingress", "web"])["spec"]["ingressClassName"],
+        "nginx"
+    );
+    ok(create(
+        &s,
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fixed"},
+        "provisioner": "example.com/fixed"}),
+    ));
+    ok(create(
+        &s,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"storageClassName": "fixed", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}),
+    ));
+    let out = s.kubectl(&[
+        "patch",
+        "pvc",
+        "data",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    assert!(
+        text(&out).contains("only dynamically provisioned pvc can be resized"),
+        "{}",
+        text(&out)
+    );
+}
