@@ -67,7 +67,10 @@ impl Options {
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("a plugin entry has no name"))?;
-            if !crate::PLUGINS.iter().any(|(p, _)| *p == name) && !crate::ABSENT.contains(&name) {
+            let known = crate::PLUGINS.iter().any(|(p, _)| *p == name)
+                || crate::SERVER_PLUGINS.contains(&name)
+                || crate::ABSENT.contains(&name);
+            if !known {
                 return Err(bad(&format!("plugin {name:?} is unknown")));
             }
             let config = match (entry.get("configuration"), entry.get("path")) {

@@ -82,13 +82,17 @@ const PLUGINS: &[(&str, bool)] = &[
     ("AlwaysDeny", false),
 ];
 
+/// Plugins the API server itself runs (they need its authorizers), on by default.
+pub const SERVER_PLUGINS: &[&str] = &[
+    "CertificateApproval",
+    "CertificateSigning",
+    "CertificateSubjectRestriction",
+];
+
 /// kube-apiserver plugins minik does not have; naming them in `--disable-admission-plugins`
 /// is accepted, enabling them is an error.
 const ABSENT: &[&str] = &[
     "StorageObjectInUseProtection",
-    "CertificateApproval",
-    "CertificateSigning",
-    "CertificateSubjectRestriction",
     "ClusterTrustBundleAttest",
     "EventRateLimit",
     "OwnerReferencesPermissionEnforcement",
@@ -130,6 +134,8 @@ fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Pl
 /// The plugins that run, in order.
 pub struct Chain {
     plugins: Vec<(&'static str, Box<dyn Plugin>)>,
+    /// Which of SERVER_PLUGINS are on.
+    server: Vec<&'static str>,
 }
 
 impl Chain {
@@ -137,7 +143,8 @@ impl Chain {
     /// configuration.
     pub fn new(options: &Options) -> std::result::Result<Arc<Self>, String> {
         for name in options.enable.iter().chain(&options.disable) {
-            let known = PLUGINS.iter().any(|(p, _)| p == name);
+            let known =
+                PLUGINS.iter().any(|(p, _)| p == name) || SERVER_PLUGINS.contains(&name.as_str());
             if !known && !ABSENT.contains(&name.as_str()) {
                 return Err(format!("admission plugin {name:?} is unknown"));
             }
@@ -157,7 +164,17 @@ impl Chain {
             }
         }
         tracing::debug!(plugins = ?plugins.iter().map(|p| p.0).collect::<Vec<_>>(), "admission chain");
-        Ok(Arc::new(Chain { plugins }))
+        let server = SERVER_PLUGINS
+            .iter()
+            .copied()
+            .filter(|p| !options.disable.iter().any(|n| n == p))
+            .collect();
+        Ok(Arc::new(Chain { plugins, server }))
+    }
+
+    /// Whether a plugin the API server runs itself (SERVER_PLUGINS) is on.
+    pub fn server_plugin(&self, name: &str) -> bool {
+        self.server.contains(&name)
     }
 
     /// The names of the plugins that run.

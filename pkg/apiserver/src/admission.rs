@@ -1,5 +1,7 @@
 //! What the API server adds around the admission chain: legacy service-account token
-//! secrets get their token, and (under RBAC) roles and bindings are checked for escalation.
+//! secrets get their token, (under RBAC) roles and bindings are checked for escalation, and
+//! certificate requests are approved and signed only by who may (CertificateApproval,
+//! CertificateSigning, CertificateSubjectRestriction).
 
 use std::sync::Arc;
 
@@ -19,6 +21,10 @@ pub struct ServerAdmission {
     pub rbac: bool,
     /// Signs legacy tokens; the CA clients of the API server trust.
     pub tokens: Option<(Arc<TokenSigner>, String)>,
+    /// Decides who may approve and sign certificate requests (None: everyone may).
+    pub authorization: Option<crate::authz::Mode>,
+    /// CertificateApproval, CertificateSigning, CertificateSubjectRestriction: which are on.
+    pub certificate_plugins: Vec<&'static str>,
 }
 
 const SA_TOKEN: &str = "kubernetes.io/service-account-token";
@@ -101,6 +107,18 @@ impl Admission for ServerAdmission {
     ) -> Result<Verdict> {
         if self.rbac && escalation::rbac_write(attrs) {
             escalation::check(reg, attrs, obj).await?;
+        }
+        if attrs.info.group == "certificates.k8s.io"
+            && attrs.info.plural == "certificatesigningrequests"
+        {
+            crate::certificates::check(
+                &self.certificate_plugins,
+                self.authorization.as_ref(),
+                reg,
+                attrs,
+                obj,
+            )
+            .await?;
         }
         self.inner.validate(reg, attrs, obj).await
     }

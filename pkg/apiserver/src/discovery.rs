@@ -29,6 +29,7 @@ const SERVED_SUBRESOURCES: &[Served] = &[
     ("eviction", &["create"], Some(("policy", "v1", "Eviction"))),
     ("ephemeralcontainers", &["get", "patch", "update"], None),
     ("finalize", &["update"], None),
+    ("approval", &["get", "update"], None),
     (
         "token",
         &["create"],

@@ -7,6 +7,7 @@ pub mod aggregator;
 pub mod audit;
 pub mod authn;
 pub mod authz;
+mod certificates;
 mod discovery;
 pub mod encrypt;
 mod filters;

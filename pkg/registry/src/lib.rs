@@ -4,6 +4,7 @@
 //! and the strategy hooks in `strategy.rs`.
 
 pub mod admission;
+mod approval;
 mod cache;
 mod catalog;
 pub mod client;

@@ -94,7 +94,11 @@ pub(crate) struct Change<'a> {
 }
 
 impl<'a> Change<'a> {
-    fn by(params: &'a crate::WriteParams, sub: &'a str, expected_rv: Option<&'a str>) -> Self {
+    pub(crate) fn by(
+        params: &'a crate::WriteParams,
+        sub: &'a str,
+        expected_rv: Option<&'a str>,
+    ) -> Self {
         Change {
             expected_rv,
             owner: params.field_manager.as_deref().map(|m| (m, sub)),

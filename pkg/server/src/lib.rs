@@ -191,6 +191,11 @@ async fn serve(
         None => Default::default(),
     };
     let admission = minik_admission::Chain::new(&config.admission).map_err(Error::Admission)?;
+    let certificate_plugins: Vec<&'static str> = minik_admission::SERVER_PLUGINS
+        .iter()
+        .copied()
+        .filter(|p| admission.server_plugin(p))
+        .collect();
     let audit = match &config.audit {
         Some(a) => {
             let log = a.log_path.clone().unwrap_or_else(|| {
@@ -220,6 +225,8 @@ async fn serve(
         inner: admission,
         rbac: authorization.has_rbac(),
         tokens: Some((signer.clone(), pki.server_ca.cert_pem.clone())),
+        authorization: (!authorization.allows_everything()).then(|| authorization.clone()),
+        certificate_plugins,
     });
     let registry = Registry::new(store)
         .with_service_cidr(config.service_cidr)

@@ -19,6 +19,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use minik_registry::Registry;
+
 use crate::AppState;
 use crate::authn::UserInfo;
 use crate::status::json_response;
@@ -96,6 +98,34 @@ impl Mode {
         matches!(self.0.first(), Some(Authorizer::AlwaysAllow))
     }
 
+    /// What the authorizers say about `user` doing what `attrs` describe.
+    pub async fn decide(
+        &self,
+        registry: &Registry,
+        user: &UserInfo,
+        attrs: &Attributes,
+    ) -> Decision {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Decision::Allow;
+        }
+        for a in self.0.iter() {
+            let d = match a {
+                Authorizer::AlwaysAllow => Decision::Allow,
+                Authorizer::AlwaysDeny => Decision::Deny(String::new()),
+                Authorizer::Node => node::decide(registry, user, attrs).await,
+                Authorizer::Rbac => match rbac::allows(registry, user, attrs).await {
+                    true => Decision::Allow,
+                    false => Decision::NoOpinion,
+                },
+                Authorizer::Webhook(w) => w.decide(user, attrs).await,
+            };
+            if d != Decision::NoOpinion {
+                return d;
+            }
+        }
+        Decision::Deny(String::new())
+    }
+
     /// Whether RBAC is among the authorizers.
     pub fn has_rbac(&self) -> bool {
         self.0.iter().any(|a| matches!(a, Authorizer::Rbac))
@@ -104,25 +134,10 @@ impl Mode {
 
 /// What the authorizers say about `user` doing what `attrs` describe.
 pub async fn decide(state: &AppState, user: &UserInfo, attrs: &Attributes) -> Decision {
-    if user.groups.iter().any(|g| g == "system:masters") {
-        return Decision::Allow;
-    }
-    for a in state.authorization.0.iter() {
-        let d = match a {
-            Authorizer::AlwaysAllow => Decision::Allow,
-            Authorizer::AlwaysDeny => Decision::Deny(String::new()),
-            Authorizer::Node => node::decide(&state.registry, user, attrs).await,
-            Authorizer::Rbac => match rbac::allows(&state.registry, user, attrs).await {
-                true => Decision::Allow,
-                false => Decision::NoOpinion,
-            },
-            Authorizer::Webhook(w) => w.decide(user, attrs).await,
-        };
-        if d != Decision::NoOpinion {
-            return d;
-        }
-    }
-    Decision::Deny(String::new())
+    state
+        .authorization
+        .decide(&state.registry, user, attrs)
+        .await
 }
 
 /// Whether `user` may do what `attrs` describe.

@@ -59,6 +59,16 @@ pub(super) async fn subresource(
                 .await?;
             Ok(respond_object(t, req, StatusCode::OK, pod, &[]))
         }
+        ("approval", &Method::PUT) => {
+            let csr = reg
+                .update_approval(name, &body(req)?, &super::write_params(req))
+                .await?;
+            Ok(respond_object(t, req, StatusCode::OK, csr, &[]))
+        }
+        ("approval", &Method::GET) => {
+            let csr = reg.get(t.info, ns, name).await?;
+            Ok(respond_object(t, req, StatusCode::OK, csr, &[]))
+        }
         ("token", &Method::POST) => {
             super::token::token_request(state, ns.unwrap_or_default(), name, &body(req)?).await
         }
