@@ -163,3 +163,49 @@ fn runtime_classes_ingress_classes_and_claim_resizing() {
         text(&out)
     );
 }
+
+#[test]
+fn owner_references_take_the_right_to_block_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "bob-t,bob,u-2\n").unwrap();
+    let s = Server::start_with(&[
+        "--token-auth-file",
+        tokens.to_str().unwrap(),
+        "--enable-admission-plugins",
+        "OwnerReferencesPermissionEnforcement",
+    ]);
+    ok(s.kubectl(&[
+        "create",
+        "rolebinding",
+        "bob-edit",
+        "--clusterrole=edit",
+        "--user=bob",
+    ]));
+    ok(s.kubectl(&["create", "configmap", "owner"]));
+    let uid = ok(s.kubectl(&["get", "cm", "owner", "-o", "jsonpath={.metadata.uid}"]));
+    let child = |name: &str, block: bool| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                "uid": uid, "blockOwnerDeletion": block}]}})
+        .to_string()
+    };
+    let bob = |input: String| s.kubectl_stdin(&["--token", "bob-t", "create", "-f", "-"], &input);
+    ok(bob(child("free", false)));
+    let out = bob(child("blocking", true));
+    assert!(
+        text(&out).contains("cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set finalizers on: v1, Kind=ConfigMap, owner"),
+        "{}",
+        text(&out)
+    );
+    let finalizers = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: finalizers, namespace: default}\nrules:\n- apiGroups: ['']\n  resources: [configmaps/finalizers]\n  verbs: [update]\n";
+    ok(s.kubectl_stdin(&["apply", "-f", "-"], finalizers));
+    ok(s.kubectl(&[
+        "create",
+        "rolebinding",
+        "bob-finalizers",
+        "--role=finalizers",
+        "--user=bob",
+    ]));
+    ok(bob(child("blocking", true)));
+}

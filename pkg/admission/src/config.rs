@@ -68,7 +68,7 @@ impl Options {
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("a plugin entry has no name"))?;
             let known = crate::PLUGINS.iter().any(|(p, _)| *p == name)
-                || crate::SERVER_PLUGINS.contains(&name)
+                || crate::SERVER_PLUGINS.iter().any(|(p, _)| *p == name)
                 || crate::ABSENT.contains(&name);
             if !known {
                 return Err(bad(&format!("plugin {name:?} is unknown")));

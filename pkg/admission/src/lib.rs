@@ -82,11 +82,13 @@ const PLUGINS: &[(&str, bool)] = &[
     ("AlwaysDeny", false),
 ];
 
-/// Plugins the API server itself runs (they need its authorizers), on by default.
-pub const SERVER_PLUGINS: &[&str] = &[
-    "CertificateApproval",
-    "CertificateSigning",
-    "CertificateSubjectRestriction",
+/// Plugins the API server itself runs (they need its authorizers), and whether each is on
+/// by default.
+pub const SERVER_PLUGINS: &[(&str, bool)] = &[
+    ("CertificateApproval", true),
+    ("CertificateSigning", true),
+    ("CertificateSubjectRestriction", true),
+    ("OwnerReferencesPermissionEnforcement", false),
 ];
 
 /// kube-apiserver plugins minik does not have; naming them in `--disable-admission-plugins`
@@ -95,7 +97,6 @@ const ABSENT: &[&str] = &[
     "StorageObjectInUseProtection",
     "ClusterTrustBundleAttest",
     "EventRateLimit",
-    "OwnerReferencesPermissionEnforcement",
     "ImagePolicyWebhook",
 ];
 
@@ -143,8 +144,7 @@ impl Chain {
     /// configuration.
     pub fn new(options: &Options) -> std::result::Result<Arc<Self>, String> {
         for name in options.enable.iter().chain(&options.disable) {
-            let known =
-                PLUGINS.iter().any(|(p, _)| p == name) || SERVER_PLUGINS.contains(&name.as_str());
+            let known = PLUGINS.iter().chain(SERVER_PLUGINS).any(|(p, _)| p == name);
             if !known && !ABSENT.contains(&name.as_str()) {
                 return Err(format!("admission plugin {name:?} is unknown"));
             }
@@ -166,8 +166,11 @@ impl Chain {
         tracing::debug!(plugins = ?plugins.iter().map(|p| p.0).collect::<Vec<_>>(), "admission chain");
         let server = SERVER_PLUGINS
             .iter()
-            .copied()
-            .filter(|p| !options.disable.iter().any(|n| n == p))
+            .filter(|(p, default)| {
+                options.enable.iter().any(|n| n == p)
+                    || (*default && !options.disable.iter().any(|n| n == p))
+            })
+            .map(|(p, _)| *p)
             .collect();
         Ok(Arc::new(Chain { plugins, server }))
     }

@@ -23,8 +23,9 @@ pub struct ServerAdmission {
     pub tokens: Option<(Arc<TokenSigner>, String)>,
     /// Decides who may approve and sign certificate requests (None: everyone may).
     pub authorization: Option<crate::authz::Mode>,
-    /// CertificateApproval, CertificateSigning, CertificateSubjectRestriction: which are on.
-    pub certificate_plugins: Vec<&'static str>,
+    /// Which of the plugins the server runs itself are on (CertificateApproval,
+    /// CertificateSigning, CertificateSubjectRestriction, OwnerReferencesPermissionEnforcement).
+    pub plugins: Vec<&'static str>,
 }
 
 const SA_TOKEN: &str = "kubernetes.io/service-account-token";
@@ -111,14 +112,15 @@ impl Admission for ServerAdmission {
         if attrs.info.group == "certificates.k8s.io"
             && attrs.info.plural == "certificatesigningrequests"
         {
-            crate::certificates::check(
-                &self.certificate_plugins,
-                self.authorization.as_ref(),
-                reg,
-                attrs,
-                obj,
-            )
-            .await?;
+            crate::certificates::check(&self.plugins, self.authorization.as_ref(), reg, attrs, obj)
+                .await?;
+        }
+        if self
+            .plugins
+            .contains(&"OwnerReferencesPermissionEnforcement")
+            && let Some(mode) = &self.authorization
+        {
+            crate::owners::check(mode, reg, attrs, obj).await?;
         }
         self.inner.validate(reg, attrs, obj).await
     }

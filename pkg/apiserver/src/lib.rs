@@ -16,6 +16,7 @@ mod health;
 mod metrics;
 mod openapi;
 pub mod overload;
+mod owners;
 mod path;
 mod status;
 mod table;

@@ -191,9 +191,9 @@ async fn serve(
         None => Default::default(),
     };
     let admission = minik_admission::Chain::new(&config.admission).map_err(Error::Admission)?;
-    let certificate_plugins: Vec<&'static str> = minik_admission::SERVER_PLUGINS
+    let server_plugins: Vec<&'static str> = minik_admission::SERVER_PLUGINS
         .iter()
-        .copied()
+        .map(|(p, _)| *p)
         .filter(|p| admission.server_plugin(p))
         .collect();
     let audit = match &config.audit {
@@ -226,7 +226,7 @@ async fn serve(
         rbac: authorization.has_rbac(),
         tokens: Some((signer.clone(), pki.server_ca.cert_pem.clone())),
         authorization: (!authorization.allows_everything()).then(|| authorization.clone()),
-        certificate_plugins,
+        plugins: server_plugins,
     });
     let registry = Registry::new(store)
         .with_service_cidr(config.service_cidr)
