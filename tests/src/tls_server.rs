@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
+
 /// Serve `app` over TLS on 127.0.0.1 with `cert_pem`/`key_pem`; when `client_ca` is given,
 /// only clients with a certificate it signed get a connection. Returns the port.
 pub async fn serve_tls(
@@ -67,4 +69,19 @@ pub async fn serve_tls(
         }
     });
     port
+}
+
+/// A kubeconfig file in `dir` naming `url` (trusted through `ca_pem`), as webhook config
+/// files are; its path.
+pub fn kubeconfig(dir: &std::path::Path, name: &str, url: &str, ca_pem: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: hook\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: apiserver\n  user:\n    token: from-the-apiserver\ncontexts:\n- name: hook\n  context: {{cluster: hook, user: apiserver}}\ncurrent-context: hook\n"
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
 }

@@ -209,3 +209,35 @@ fn owner_references_take_the_right_to_block_the_owner() {
     ]));
     ok(bob(child("blocking", true)));
 }
+
+#[test]
+fn event_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("admission.yaml");
+    std::fs::write(&config, "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: EventRateLimit\n  configuration:\n    apiVersion: eventratelimit.admission.k8s.io/v1alpha1\n    kind: Configuration\n    limits:\n    - type: Namespace\n      qps: 0.01\n      burst: 3\n").unwrap();
+    let s = Server::start_with(&[
+        "--enable-admission-plugins",
+        "EventRateLimit",
+        "--admission-control-config-file",
+        config.to_str().unwrap(),
+    ]);
+    let event = |i: usize| {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": format!("e{i}")},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+            "reason": "Test", "message": "m", "type": "Normal"})
+    };
+    for i in 0..3 {
+        ok(create(&s, event(i)));
+    }
+    let out = create(&s, event(3));
+    assert!(
+        text(&out).contains("limit reached on type Namespace for key default"),
+        "{}",
+        text(&out)
+    );
+    // Another namespace has its own bucket.
+    ok(s.kubectl(&["create", "namespace", "other"]));
+    let mut e = event(4);
+    e["metadata"]["namespace"] = json!("other");
+    ok(create(&s, e));
+}

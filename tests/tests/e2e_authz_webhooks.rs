@@ -3,23 +3,9 @@
 
 use axum::Json;
 use axum::routing::post;
-use base64::Engine;
 use minik_tests::server::{Kubectl, Server, ok, text};
-use minik_tests::tls_server::serve_tls;
+use minik_tests::tls_server::{kubeconfig, serve_tls};
 use serde_json::{Value, json};
-
-fn kubeconfig(dir: &std::path::Path, name: &str, url: &str, ca_pem: &str) -> String {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: hook\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: apiserver\n  user:\n    token: from-the-apiserver\ncontexts:\n- name: hook\n  context: {{cluster: hook, user: apiserver}}\ncurrent-context: hook\n"
-        ),
-    )
-    .unwrap();
-    path.to_string_lossy().into_owned()
-}
 
 async fn hooks(cert: &str, key: &str) -> u16 {
     let app = axum::Router::new()

@@ -7,6 +7,7 @@
 //! AdmissionConfiguration) configures them.
 
 mod config;
+mod imagepolicy;
 mod lifecycle;
 mod limits;
 mod matching;
@@ -18,6 +19,7 @@ mod podsecurity;
 mod policy;
 mod quantity;
 mod quota;
+mod ratelimit;
 mod serviceaccount;
 mod webhook;
 
@@ -67,6 +69,7 @@ const PLUGINS: &[(&str, bool)] = &[
     ("Priority", true),
     ("DefaultTolerationSeconds", true),
     ("PodTolerationRestriction", false),
+    ("EventRateLimit", false),
     ("ExtendedResourceToleration", false),
     ("DenyServiceExternalIPs", false),
     ("LimitPodHardAntiAffinityTopology", false),
@@ -78,6 +81,7 @@ const PLUGINS: &[(&str, bool)] = &[
     ("MutatingAdmissionWebhook", true),
     ("ValidatingAdmissionPolicy", true),
     ("ValidatingAdmissionWebhook", true),
+    ("ImagePolicyWebhook", false),
     ("ResourceQuota", true),
     ("AlwaysDeny", false),
 ];
@@ -93,12 +97,7 @@ pub const SERVER_PLUGINS: &[(&str, bool)] = &[
 
 /// kube-apiserver plugins minik does not have; naming them in `--disable-admission-plugins`
 /// is accepted, enabling them is an error.
-const ABSENT: &[&str] = &[
-    "StorageObjectInUseProtection",
-    "ClusterTrustBundleAttest",
-    "EventRateLimit",
-    "ImagePolicyWebhook",
-];
+const ABSENT: &[&str] = &["StorageObjectInUseProtection", "ClusterTrustBundleAttest"];
 
 fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Plugin>, String> {
     Ok(match name {
@@ -110,6 +109,8 @@ fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Pl
         "DefaultStorageClass" => Box::new(nodes::DefaultStorageClass),
         "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
         "AlwaysAdmit" => Box::new(lifecycle::AlwaysAdmit),
+        "EventRateLimit" => Box::new(ratelimit::EventRateLimit::new(configs.get(name))?),
+        "ImagePolicyWebhook" => Box::new(imagepolicy::ImagePolicyWebhook::new(configs.get(name))?),
         "NamespaceAutoProvision" => Box::new(namespaced::NamespaceAutoProvision),
         "NamespaceExists" => Box::new(namespaced::NamespaceExists),
         "PodNodeSelector" => Box::new(namespaced::PodNodeSelector),
@@ -236,6 +237,11 @@ pub(crate) async fn cached(
 /// Whether `attrs` creates an object of the core resource `plural`.
 pub(crate) fn creates(attrs: &Attributes<'_>, plural: &str) -> bool {
     is_core(attrs, plural) && attrs.operation == minik_registry::admission::Operation::Create
+}
+
+/// Whether `attrs` is about subresource `sub` of the core resource `plural`.
+pub(crate) fn is_core_sub(attrs: &Attributes<'_>, plural: &str, sub: &str) -> bool {
+    attrs.info.group.is_empty() && attrs.info.plural == plural && attrs.subresource == Some(sub)
 }
 
 /// Whether `attrs` is about the core resource `plural` (no subresource).

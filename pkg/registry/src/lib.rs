@@ -16,6 +16,7 @@ pub mod encryption;
 mod error;
 mod expire;
 mod ipalloc;
+pub mod kubeclient;
 mod list;
 pub mod managed;
 mod meta;
