@@ -49,6 +49,21 @@ fn the_policy_decides_what_is_logged_and_the_log_rotates() {
         "--from-literal=k=v",
     ]));
     ok(s.kubectl(&["get", "pods"]));
+    ok(s.kubectl(&["create", "namespace", "audited"]));
+    ok(s.kubectl(&[
+        "label",
+        "namespace",
+        "audited",
+        "pod-security.kubernetes.io/audit=restricted",
+    ]));
+    ok(s.kubectl(&[
+        "run",
+        "p",
+        "-n",
+        "audited",
+        "--image=busybox",
+        "--privileged",
+    ]));
     let out = s.kubectl(&["get", "configmap", "nope"]);
     assert!(!out.status.success());
     let all = events(&log);
@@ -75,6 +90,23 @@ fn the_policy_decides_what_is_logged_and_the_log_rotates() {
     assert_eq!(create["responseObject"]["metadata"]["name"], "a");
     assert!(create["responseObject"]["metadata"]["managedFields"].is_null());
     assert_eq!(create["sourceIPs"][0], "127.0.0.1");
+    // PodSecurity's audit mode annotates the event of a pod that breaks it.
+    let pod = all
+        .iter()
+        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "pods")
+        .expect("the pod create");
+    let notes = &pod["annotations"];
+    assert_eq!(
+        notes["pod-security.kubernetes.io/enforce-policy"],
+        "privileged:latest"
+    );
+    let violations = notes["pod-security.kubernetes.io/audit-violations"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        violations.contains("would violate PodSecurity \"restricted:latest\": privileged (container \"p\" must not set securityContext.privileged=true)"),
+        "{notes}"
+    );
     let list = all
         .iter()
         .find(|e| e["verb"] == "list" && e["objectRef"]["resource"] == "pods")

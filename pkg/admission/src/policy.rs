@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use minik_registry::admission::{Attributes, Verdict};
 use minik_registry::{ApiError, Registry, Result, Selector};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::Plugin;
 use crate::matching::{self, Vars};
@@ -239,7 +239,12 @@ impl Plugin for Policies {
                 ));
             }
             if actions.contains(&"Audit") {
-                tracing::info!(policy = name, binding = bname, %message, "validation failed (audit)");
+                let failure = json!([{"message": message, "policy": name, "binding": bname,
+                    "expressionIndex": 0, "validationActions": actions}]);
+                minik_registry::admission::annotate(
+                    "validation.policy.admission.k8s.io/validation_failure",
+                    failure.to_string(),
+                );
             }
             if actions.contains(&"Deny") {
                 return Err(ApiError::Denied {

@@ -36,6 +36,29 @@ impl UserInfo {
     }
 }
 
+tokio::task_local! {
+    /// The audit annotations of the request being served (set by the audit log's filter).
+    static AUDIT_ANNOTATIONS: std::cell::RefCell<Vec<(String, String)>>;
+}
+
+/// Add an annotation to the current request's audit event (nothing without an audit log).
+pub fn annotate(key: &str, value: String) {
+    let _ = AUDIT_ANNOTATIONS.try_with(|a| a.borrow_mut().push((key.to_string(), value)));
+}
+
+/// Run `f` collecting the audit annotations added while it runs.
+pub async fn collect_annotations<F: std::future::Future>(
+    f: F,
+) -> (F::Output, Vec<(String, String)>) {
+    AUDIT_ANNOTATIONS
+        .scope(std::cell::RefCell::new(Vec::new()), async move {
+            let out = f.await;
+            let annotations = AUDIT_ANNOTATIONS.with(|a| a.take());
+            (out, annotations)
+        })
+        .await
+}
+
 /// What a write does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {

@@ -32,6 +32,7 @@ impl Standard {
 struct Modes {
     enforce: Standard,
     warn: Standard,
+    audit: Standard,
 }
 
 pub struct PodSecurity {
@@ -73,6 +74,7 @@ fn modes(
     Ok(Modes {
         enforce: mode(get, "enforce", &defaults.enforce)?,
         warn: mode(get, "warn", &defaults.warn)?,
+        audit: mode(get, "audit", &defaults.audit)?,
     })
 }
 
@@ -85,7 +87,8 @@ impl PodSecurity {
         };
         let base = Modes {
             enforce: privileged.clone(),
-            warn: privileged,
+            warn: privileged.clone(),
+            audit: privileged,
         };
         let Some(config) = config else {
             return Ok(PodSecurity {
@@ -124,7 +127,8 @@ impl PodSecurity {
             };
             Modes {
                 enforce: restricted.clone(),
-                warn: restricted,
+                warn: restricted.clone(),
+                audit: restricted,
             }
         })
     }
@@ -241,6 +245,10 @@ impl Plugin for PodSecurity {
             .map(|n| self.namespace_modes(n))
             .unwrap_or_else(|| self.defaults.clone());
         if pod || ephemeral {
+            minik_registry::admission::annotate(
+                "pod-security.kubernetes.io/enforce-policy",
+                modes.enforce.label(),
+            );
             let v = violations(modes.enforce.level, meta, spec);
             if !v.is_empty() {
                 return Err(ApiError::forbidden(
@@ -253,6 +261,17 @@ impl Plugin for PodSecurity {
                     ),
                 ));
             }
+        }
+        let audited = violations(modes.audit.level, meta, spec);
+        if !audited.is_empty() {
+            minik_registry::admission::annotate(
+                "pod-security.kubernetes.io/audit-violations",
+                format!(
+                    "would violate PodSecurity {:?}: {}",
+                    modes.audit.label(),
+                    audited.join(", ")
+                ),
+            );
         }
         let mut verdict = Verdict::default();
         let standards = if pod {

@@ -175,7 +175,14 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     };
     stage(&mut event, "RequestReceived");
     let streaming = attrs.verb == "watch";
-    let resp = next.run(req).await;
+    let (resp, annotations) = minik_registry::admission::collect_annotations(next.run(req)).await;
+    if !annotations.is_empty() {
+        event["annotations"] = annotations
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     let code = resp.status().as_u16();
     event["responseStatus"] = json!({"metadata": {}, "code": code});
     let full = level == Level::RequestResponse && !streaming;
