@@ -1,7 +1,7 @@
 //! MutatingAdmissionWebhook and ValidatingAdmissionWebhook: requests that a configuration's
 //! rules, selectors and matchConditions name are sent as AdmissionReviews to the webhook
 //! (a URL or a service, trusted through its caBundle). Mutating webhooks run one after
-//! another and may answer a JSONPatch; a webhook with `reinvocationPolicy: IfNeeded` runs
+//! another and may answer a JSONPatch, validating ones all at once; a webhook with `reinvocationPolicy: IfNeeded` runs
 //! again when a later one changed the object. A webhook that cannot be reached or answers
 //! nonsense fails the request unless its failurePolicy is Ignore.
 
@@ -239,9 +239,13 @@ impl Plugin for Webhooks {
             return Ok(Verdict::default());
         }
         let hooks = self.matching(reg, attrs, obj).await?;
+        // Validating webhooks are asked at once, as kube-apiserver does; the first refusal
+        // in configuration order is the answer.
+        let answers =
+            futures::future::join_all(hooks.iter().map(|h| call(reg, h, attrs, obj))).await;
         let mut verdict = Verdict::default();
-        for hook in &hooks {
-            if let Some(a) = call(reg, hook, attrs, obj).await? {
+        for answer in answers {
+            if let Some(a) = answer? {
                 verdict.warnings.extend(a.warnings);
             }
         }
