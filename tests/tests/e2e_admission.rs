@@ -342,11 +342,11 @@ fn a_broken_admission_setup_stops_the_server_at_start() {
         "{err}"
     );
     let err = start_fails(
-        &["--enable-admission-plugins=StorageObjectInUseProtection"],
+        &["--enable-admission-plugins=ClusterTrustBundleAttest"],
         &[],
     );
     assert!(
-        err.contains("admission plugin \"StorageObjectInUseProtection\" is not available in minik"),
+        err.contains("admission plugin \"ClusterTrustBundleAttest\" is not available in minik"),
         "{err}"
     );
     let config = "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: PodSecurity\n  configuration:\n    apiVersion: pod-security.admission.config.k8s.io/v1\n    kind: PodSecurityConfiguration\n    defaults:\n      enforce: strictest\n";

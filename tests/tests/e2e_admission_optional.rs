@@ -241,3 +241,69 @@ fn event_rate_limit() {
     e["metadata"]["namespace"] = json!("other");
     ok(create(&s, e));
 }
+
+/// Wait (up to 20 s) until `kubectl get <what>` says NotFound.
+fn gone(s: &Server, what: &[&str]) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if text(&s.kubectl(&[&["get"][..], what].concat())).contains("NotFound") {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn claims_in_use_are_kept_until_their_pods_go() {
+    let s = Server::start();
+    ok(create(
+        &s,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    ));
+    let fin = ok(s.kubectl(&[
+        "get",
+        "pvc",
+        "data",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]));
+    assert_eq!(fin, r#"["kubernetes.io/pvc-protection"]"#);
+    ok(create(
+        &s,
+        pod(
+            "user",
+            "default",
+            json!({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}),
+        ),
+    ));
+    ok(s.kubectl(&["delete", "pvc", "data", "--wait=false"]));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let deleting = ok(s.kubectl(&[
+        "get",
+        "pvc",
+        "data",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]));
+    assert!(
+        !deleting.is_empty(),
+        "the claim in use is kept while terminating"
+    );
+    ok(s.kubectl(&["delete", "pod", "user", "--grace-period=0", "--force"]));
+    assert!(
+        gone(&s, &["pvc", "data"]),
+        "the claim goes with its last pod"
+    );
+    ok(create(
+        &s,
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "vol"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/tmp/vol"}}}),
+    ));
+    let fin = ok(s.kubectl(&["get", "pv", "vol", "-o", "jsonpath={.metadata.finalizers}"]));
+    assert_eq!(fin, r#"["kubernetes.io/pv-protection"]"#);
+    ok(s.kubectl(&["delete", "pv", "vol", "--wait=false"]));
+    assert!(gone(&s, &["pv", "vol"]), "an unbound volume goes");
+}

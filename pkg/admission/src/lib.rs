@@ -75,6 +75,7 @@ const PLUGINS: &[(&str, bool)] = &[
     ("LimitPodHardAntiAffinityTopology", false),
     ("DefaultStorageClass", true),
     ("PersistentVolumeClaimResize", true),
+    ("StorageObjectInUseProtection", true),
     ("RuntimeClass", true),
     ("DefaultIngressClass", true),
     ("PodSecurity", true),
@@ -97,7 +98,7 @@ pub const SERVER_PLUGINS: &[(&str, bool)] = &[
 
 /// kube-apiserver plugins minik does not have; naming them in `--disable-admission-plugins`
 /// is accepted, enabling them is an error.
-const ABSENT: &[&str] = &["StorageObjectInUseProtection", "ClusterTrustBundleAttest"];
+const ABSENT: &[&str] = &["ClusterTrustBundleAttest"];
 
 fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Plugin>, String> {
     Ok(match name {
@@ -107,6 +108,7 @@ fn plugin(name: &str, configs: &PluginConfigs) -> std::result::Result<Box<dyn Pl
         "NodeRestriction" => Box::new(nodes::NodeRestriction),
         "TaintNodesByCondition" => Box::new(nodes::TaintNodesByCondition),
         "DefaultStorageClass" => Box::new(nodes::DefaultStorageClass),
+        "StorageObjectInUseProtection" => Box::new(nodes::StorageObjectInUseProtection),
         "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
         "AlwaysAdmit" => Box::new(lifecycle::AlwaysAdmit),
         "EventRateLimit" => Box::new(ratelimit::EventRateLimit::new(configs.get(name))?),
@@ -226,12 +228,8 @@ pub(crate) async fn cached(
     plural: &str,
     ns: Option<&str>,
 ) -> Result<Vec<Arc<Value>>> {
-    let info = minik_api::builtin(group, version, plural);
-    let params = minik_registry::ListParams {
-        resource_version: Some("0".into()),
-        ..Default::default()
-    };
-    Ok(reg.list(info, ns, &params).await?.items)
+    reg.cached_objects(minik_api::builtin(group, version, plural), ns)
+        .await
 }
 
 /// Whether `attrs` creates an object of the core resource `plural`.

@@ -188,3 +188,34 @@ impl Plugin for DefaultStorageClass {
         Ok(Vec::new())
     }
 }
+
+/// StorageObjectInUseProtection: new claims and volumes get the finalizers that keep them
+/// while they are in use (the registry's protection controller takes them off).
+pub struct StorageObjectInUseProtection;
+
+#[async_trait::async_trait]
+impl Plugin for StorageObjectInUseProtection {
+    async fn mutate(
+        &self,
+        _: &Registry,
+        attrs: &Attributes<'_>,
+        obj: &mut Value,
+    ) -> Result<Vec<String>> {
+        let finalizer = if crate::creates(attrs, "persistentvolumeclaims") {
+            minik_registry::protection::PVC_FINALIZER
+        } else if crate::creates(attrs, "persistentvolumes") {
+            minik_registry::protection::PV_FINALIZER
+        } else {
+            return Ok(Vec::new());
+        };
+        if !obj["metadata"]["finalizers"].is_array() {
+            obj["metadata"]["finalizers"] = json!([]);
+        }
+        if let Some(f) = obj["metadata"]["finalizers"].as_array_mut()
+            && !f.iter().any(|x| x == finalizer)
+        {
+            f.push(json!(finalizer));
+        }
+        Ok(Vec::new())
+    }
+}

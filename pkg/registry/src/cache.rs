@@ -197,20 +197,18 @@ impl Cacher {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The objects under `prefix` now.
+    pub fn objects(&self, prefix: &str) -> Vec<Arc<Value>> {
+        under(&self.lock().objects, prefix)
+    }
+
     /// The objects under `prefix` now, the revision they are at, and a subscription to
     /// every change after it.
     pub fn snapshot(&self, prefix: &str) -> Option<(i64, Vec<Arc<Value>>, Subscription)> {
+        // One lock: the objects, their revision and the subscription agree.
         let s = self.lock();
         let rx = s.tx.as_ref()?.subscribe();
-        let objects = s
-            .objects
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let objects = under(&s.objects, prefix);
         Some((
             s.rv,
             objects,
@@ -234,21 +232,45 @@ impl Cacher {
     }
 }
 
+/// The objects of `map` whose keys start with `prefix`.
+fn under(map: &BTreeMap<Arc<str>, Arc<Value>>, prefix: &str) -> Vec<Arc<Value>> {
+    map.range::<str, _>((
+        std::ops::Bound::Included(prefix),
+        std::ops::Bound::Unbounded,
+    ))
+    .take_while(|(k, _)| k.starts_with(prefix))
+    .map(|(_, v)| v.clone())
+    .collect()
+}
+
 /// The caches of every resource, made on first use.
 #[derive(Clone, Default)]
 pub(crate) struct Caches {
-    by_prefix: Arc<tokio::sync::Mutex<HashMap<String, Arc<Cacher>>>>,
+    by_prefix: Arc<Mutex<HashMap<String, Arc<Cacher>>>>,
+    /// One cache is started at a time.
+    starting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Caches {
+    fn live(&self, prefix: &str) -> Option<Arc<Cacher>> {
+        let map = self.by_prefix.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(prefix).filter(|c| c.alive()).cloned()
+    }
+
     pub async fn get(&self, store: &Arc<dyn Backend>, info: &ResourceInfo) -> Result<Arc<Cacher>> {
-        let mut map = self.by_prefix.lock().await;
         let prefix = resource_prefix(info);
-        if let Some(c) = map.get(&prefix).filter(|c| c.alive()) {
-            return Ok(c.clone());
+        if let Some(c) = self.live(&prefix) {
+            return Ok(c);
+        }
+        let _one = self.starting.lock().await;
+        if let Some(c) = self.live(&prefix) {
+            return Ok(c);
         }
         let c = Cacher::start(store.clone(), info).await?;
-        map.insert(prefix, c.clone());
+        self.by_prefix
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(prefix, c.clone());
         Ok(c)
     }
 }

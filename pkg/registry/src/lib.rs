@@ -21,6 +21,7 @@ mod list;
 pub mod managed;
 mod meta;
 pub mod patch;
+pub mod protection;
 mod rest;
 mod selector;
 mod strategy;

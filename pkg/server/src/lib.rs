@@ -249,6 +249,14 @@ async fn serve(
             () = stop.cancelled() => {}
         }
     });
+    let protection = registry.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = protection.run_protection_controller() => {}
+            () = stop.cancelled() => {}
+        }
+    });
     let addr = SocketAddr::new(config.bind_address, config.https_listen_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
