@@ -382,3 +382,38 @@ fn pod_security_defaults_come_from_the_admission_configuration() {
         &pod("p", "kube-system", json!({"privileged": true})),
     ));
 }
+
+#[test]
+fn evictions_go_through_admission() {
+    let s = Server::start();
+    let docs = [
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": "no-evictions"},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["pods/eviction"]}]},
+                "validations": [{"expression": "object.kind != 'Eviction'", "message": "evictions are paused"}]}}),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": "no-evictions"},
+            "spec": {"policyName": "no-evictions", "validationActions": ["Deny"]}}),
+    ];
+    let all: Vec<String> = docs.iter().map(Value::to_string).collect();
+    ok(s.kubectl_stdin(&["apply", "-f", "-"], &all.join("\n")));
+    ok(s.kubectl_stdin(&["create", "-f", "-"], &pod("p", "default", json!({}))));
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "p", "namespace": "default"}});
+    let file = s.dir.path().join("eviction.json");
+    std::fs::write(&file, eviction.to_string()).unwrap();
+    let out = s.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/p/eviction",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&out).contains("evictions are paused"),
+        "{}",
+        text(&out)
+    );
+    ok(s.kubectl(&["get", "pod", "p"]));
+}

@@ -176,6 +176,35 @@ impl Registry {
         Ok(hold)
     }
 
+    /// Validating admission of a subresource create (pods/binding, pods/eviction), whose
+    /// object is the request body (a Binding, an Eviction).
+    pub async fn admit_subresource_create(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        sub: &str,
+        body: &Value,
+        params: &crate::WriteParams,
+    ) -> Result<()> {
+        let Some(user) = &params.user else {
+            return Ok(());
+        };
+        let attrs = Attributes {
+            operation: Operation::Create,
+            info,
+            subresource: Some(sub),
+            namespace: namespace.filter(|_| info.namespaced),
+            name,
+            user,
+            dry_run: params.dry_run,
+            old: None,
+        };
+        self.admit(Some(&attrs), body, &mut Vec::new())
+            .await
+            .map(drop)
+    }
+
     /// `obj` re-read as its resource's type after a mutation (unknown fields dropped).
     pub fn retype(&self, info: &ResourceInfo, obj: &Value) -> Result<Value> {
         if info.custom {

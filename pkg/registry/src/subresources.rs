@@ -244,8 +244,16 @@ impl Registry {
     }
 
     /// POST pods/<name>/binding: assign the pod to a node, once.
-    pub async fn bind(&self, ns: &str, name: &str, binding: &Value) -> Result<()> {
+    pub async fn bind(
+        &self,
+        ns: &str,
+        name: &str,
+        binding: &Value,
+        params: &crate::WriteParams,
+    ) -> Result<()> {
         let pods = minik_api::builtin("", "v1", "pods");
+        self.admit_subresource_create(pods, Some(ns), name, "binding", binding, params)
+            .await?;
         let node = binding
             .pointer("/target/name")
             .and_then(Value::as_str)
@@ -280,8 +288,16 @@ impl Registry {
     }
 
     /// POST pods/<name>/eviction: delete the pod unless a PodDisruptionBudget forbids it.
-    pub async fn evict(&self, ns: &str, name: &str, eviction: &Value) -> Result<()> {
+    pub async fn evict(
+        &self,
+        ns: &str,
+        name: &str,
+        eviction: &Value,
+        params: &crate::WriteParams,
+    ) -> Result<()> {
         let pods = minik_api::builtin("", "v1", "pods");
+        self.admit_subresource_create(pods, Some(ns), name, "eviction", eviction, params)
+            .await?;
         let pod = self.get(pods, Some(ns), name).await?;
         let pdbs = minik_api::builtin("policy", "v1", "poddisruptionbudgets");
         let list = self.list(pdbs, Some(ns), &Default::default()).await?;
@@ -319,6 +335,7 @@ impl Registry {
             grace_period_seconds: eviction
                 .pointer("/deleteOptions/gracePeriodSeconds")
                 .and_then(Value::as_i64),
+            user: params.user.clone(),
             ..Default::default()
         };
         self.delete(pods, Some(ns), name, &params).await.map(|_| ())

@@ -37,11 +37,23 @@ pub(super) async fn subresource(
             Ok(json_response(StatusCode::OK, &scale, &[]))
         }
         ("binding", &Method::POST) => {
-            reg.bind(ns.unwrap_or_default(), name, &body(req)?).await?;
+            reg.bind(
+                ns.unwrap_or_default(),
+                name,
+                &body(req)?,
+                &super::write_params(req),
+            )
+            .await?;
             Ok(success(StatusCode::CREATED))
         }
         ("eviction", &Method::POST) => {
-            reg.evict(ns.unwrap_or_default(), name, &body(req)?).await?;
+            reg.evict(
+                ns.unwrap_or_default(),
+                name,
+                &body(req)?,
+                &super::write_params(req),
+            )
+            .await?;
             Ok(success(StatusCode::CREATED))
         }
         ("ephemeralcontainers", &Method::GET) => {
