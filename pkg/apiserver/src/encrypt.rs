@@ -92,7 +92,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
 
 /// The configuration file (None: the server was not started with one).
 fn config_path(state: &AppState) -> Option<PathBuf> {
-    state.encryption_config.clone()
+    state.encryption_config.as_deref().cloned()
 }
 
 /// POST: a new key, every secret sealed with it, the old keys dropped.

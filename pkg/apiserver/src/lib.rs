@@ -45,7 +45,7 @@ pub struct AppState {
     /// The audit log, when `--audit-policy-file` is set.
     pub audit: Option<Arc<audit::Auditor>>,
     /// The encryption configuration file (`--secrets-encryption`).
-    pub encryption_config: Option<std::path::PathBuf>,
+    pub encryption_config: Option<Arc<std::path::PathBuf>>,
     /// One key rotation at a time.
     pub encryption_lock: Arc<tokio::sync::Mutex<()>>,
 }

@@ -180,10 +180,12 @@ async fn serve(
         }
         issuers.push(i);
     }
-    let oidc = issuers
-        .into_iter()
-        .map(|i| std::sync::Arc::new(minik_apiserver::authn::oidc::JwtAuthenticator::new(i)))
-        .collect();
+    let oidc = std::sync::Arc::new(
+        issuers
+            .into_iter()
+            .map(minik_apiserver::authn::oidc::JwtAuthenticator::new)
+            .collect(),
+    );
     let tokens = match &config.token_auth_file {
         Some(path) => {
             minik_apiserver::authn::load_token_file(path).map_err(Error::Authentication)?
@@ -234,7 +236,9 @@ async fn serve(
     let encryption_config = config.data_dir.join("server/cred/encryption-config.json");
     let encryption = minik_apiserver::encrypt::load(&encryption_config, config.secrets_encryption)
         .map_err(Error::Encryption)?;
-    let encryption_config = encryption.is_some().then_some(encryption_config);
+    let encryption_config = encryption
+        .is_some()
+        .then(|| std::sync::Arc::new(encryption_config));
     registry.set_encryption(encryption);
     bootstrap::run(&registry, config.service_cidr).await?;
     rbac_defaults::ensure(&registry).await?;
@@ -297,10 +301,12 @@ async fn serve(
                 .map_err(|e| Error::Authentication(e.to_string()))?,
         ),
         service_accounts: Some(signer),
-        request_header: Some(minik_apiserver::authn::requestheader::RequestHeader::new(
-            minik_apiserver::client_verifier(&pki.request_header_ca.cert_pem)
-                .map_err(|e| Error::Authentication(e.to_string()))?,
-            config.requestheader_allowed_names.clone(),
+        request_header: Some(std::sync::Arc::new(
+            minik_apiserver::authn::requestheader::RequestHeader::new(
+                minik_apiserver::client_verifier(&pki.request_header_ca.cert_pem)
+                    .map_err(|e| Error::Authentication(e.to_string()))?,
+                config.requestheader_allowed_names.clone(),
+            ),
         )),
         webhook: token_webhook,
         oidc,

@@ -51,11 +51,11 @@ pub struct Authenticator {
     /// Signs and verifies service-account tokens (None: none are issued or accepted).
     pub service_accounts: Option<Arc<serviceaccount::TokenSigner>>,
     /// Front proxies whose X-Remote-User headers are believed.
-    pub request_header: Option<requestheader::RequestHeader>,
+    pub request_header: Option<Arc<requestheader::RequestHeader>>,
     /// Asked about tokens nothing else knows.
     pub webhook: Option<Arc<webhook::TokenWebhook>>,
     /// JWT authenticators of external OIDC issuers.
-    pub oidc: Vec<Arc<oidc::JwtAuthenticator>>,
+    pub oidc: Arc<Vec<oidc::JwtAuthenticator>>,
 }
 
 fn unauthorized() -> Response {
