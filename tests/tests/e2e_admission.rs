@@ -224,6 +224,18 @@ fn a_quota_rejects_the_object_over_it() {
     assert_eq!(used["count/configmaps"], "2");
     assert_eq!(used["pods"], "1");
     assert_eq!(used["requests.cpu"], "500m");
+    // A deletion gives back what the object took.
+    ok(s.kubectl(&["delete", "configmap", "a", "-n", "small"]));
+    let used = ok(s.kubectl(&[
+        "get",
+        "quota",
+        "q",
+        "-n",
+        "small",
+        "-o",
+        "jsonpath={.status.used.count/configmaps}",
+    ]));
+    assert_eq!(used, "1");
     // Many at once: the quota still holds exactly.
     ok(s.kubectl(&[
         "create",

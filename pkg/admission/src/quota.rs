@@ -2,7 +2,7 @@
 //! the namespace past a quota's hard limits (object counts, and the requests and limits of
 //! pods' containers). Usage is counted from the objects themselves while the namespace is
 //! held, so concurrent creates cannot both take the last unit; the quota's status.used is
-//! brought up to date with each admitted object.
+//! brought up to date with each admitted object and each deleted one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -177,6 +177,46 @@ fn in_scope(quota: &Value, info: &ResourceInfo, obj: &Value) -> bool {
 }
 
 impl ResourceQuota {
+    /// What a deleted object gives back: each quota's status.used without it.
+    async fn released(
+        &self,
+        reg: &Registry,
+        ns: &str,
+        info: &ResourceInfo,
+        obj: &Value,
+    ) -> Result<()> {
+        if crate::cached(reg, "", "v1", "resourcequotas", Some(ns))
+            .await?
+            .is_empty()
+        {
+            return Ok(());
+        }
+        let _guard = self.lock(ns).lock_owned().await;
+        let quotas_info = minik_api::builtin("", "v1", "resourcequotas");
+        let quotas = reg.list(quotas_info, Some(ns), &Default::default()).await?;
+        for quota in quotas.items.iter().filter(|q| in_scope(q, info, obj)) {
+            let mut now = BTreeMap::new();
+            for name in quota["spec"]["hard"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+            {
+                if let Ok(Some(d)) = usage(info, obj, name) {
+                    let in_use = used(reg, info, ns, name, quota).await?;
+                    now.insert(
+                        name.clone(),
+                        quantity::format((in_use - d).max(0), name.contains("cpu")),
+                    );
+                }
+            }
+            if !now.is_empty() {
+                record(reg, quota, &now).await;
+            }
+        }
+        Ok(())
+    }
+
     fn lock(&self, ns: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(ns.to_string()).or_default().clone()
@@ -209,6 +249,15 @@ impl Plugin for ResourceQuota {
         obj: &Value,
     ) -> Result<Verdict> {
         let mut verdict = Verdict::default();
+        if let (Some(ns), Operation::Delete, None, false) = (
+            attrs.namespace,
+            attrs.operation,
+            attrs.subresource,
+            attrs.dry_run,
+        ) {
+            self.released(reg, ns, attrs.info, obj).await?;
+            return Ok(verdict);
+        }
         let (Some(ns), Operation::Create, None) =
             (attrs.namespace, attrs.operation, attrs.subresource)
         else {
