@@ -232,6 +232,13 @@ pub(crate) async fn cached(
         .await
 }
 
+/// Make `v` an empty array unless it is one already.
+pub(crate) fn ensure_array(v: &mut Value) {
+    if !v.is_array() {
+        *v = Value::Array(Vec::new());
+    }
+}
+
 /// Whether `attrs` creates an object of the core resource `plural`.
 pub(crate) fn creates(attrs: &Attributes<'_>, plural: &str) -> bool {
     is_core(attrs, plural) && attrs.operation == minik_registry::admission::Operation::Create

@@ -161,9 +161,7 @@ impl Plugin for PodTolerationRestriction {
         let whitelist =
             tolerations(a["scheduler.alpha.kubernetes.io/tolerationsWhitelist"].as_str())
                 .map_err(bad)?;
-        if !pod["spec"]["tolerations"].is_array() {
-            pod["spec"]["tolerations"] = json!([]);
-        }
+        crate::ensure_array(&mut pod["spec"]["tolerations"]);
         if let (Some(d), Some(list)) = (defaults, pod["spec"]["tolerations"].as_array_mut()) {
             for t in d {
                 if !list

@@ -135,9 +135,7 @@ impl Plugin for TaintNodesByCondition {
             return Ok(Vec::new());
         }
         let taint = json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"});
-        if !node["spec"]["taints"].is_array() {
-            node["spec"]["taints"] = json!([]);
-        }
+        crate::ensure_array(&mut node["spec"]["taints"]);
         if let Some(t) = node["spec"]["taints"].as_array_mut()
             && !t
                 .iter()
@@ -208,9 +206,7 @@ impl Plugin for StorageObjectInUseProtection {
         } else {
             return Ok(Vec::new());
         };
-        if !obj["metadata"]["finalizers"].is_array() {
-            obj["metadata"]["finalizers"] = json!([]);
-        }
+        crate::ensure_array(&mut obj["metadata"]["finalizers"]);
         if let Some(f) = obj["metadata"]["finalizers"].as_array_mut()
             && !f.iter().any(|x| x == finalizer)
         {

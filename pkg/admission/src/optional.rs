@@ -75,9 +75,7 @@ impl Plugin for ExtendedResourceToleration {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        if !pod["spec"]["tolerations"].is_array() {
-            pod["spec"]["tolerations"] = json!([]);
-        }
+        crate::ensure_array(&mut pod["spec"]["tolerations"]);
         if let Some(list) = pod["spec"]["tolerations"].as_array_mut() {
             for r in wanted {
                 if !list.iter().any(|t| t["key"] == r.as_str()) {
@@ -199,9 +197,7 @@ impl Plugin for RuntimeClass {
             }
         }
         for t in scheduling["tolerations"].as_array().into_iter().flatten() {
-            if !pod["spec"]["tolerations"].is_array() {
-                pod["spec"]["tolerations"] = json!([]);
-            }
+            crate::ensure_array(&mut pod["spec"]["tolerations"]);
             if let Some(list) = pod["spec"]["tolerations"].as_array_mut()
                 && !list.contains(t)
             {

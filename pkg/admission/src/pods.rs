@@ -147,9 +147,7 @@ impl Plugin for DefaultTolerationSeconds {
             return Ok(Vec::new());
         }
         let spec = &mut pod["spec"];
-        if !spec["tolerations"].is_array() {
-            spec["tolerations"] = json!([]);
-        }
+        crate::ensure_array(&mut spec["tolerations"]);
         let Some(tolerations) = spec["tolerations"].as_array_mut() else {
             return Ok(Vec::new());
         };

@@ -75,9 +75,7 @@ impl Plugin for ServiceAccount {
         }
         let name = format!("kube-api-access-{}", suffix());
         let spec = &mut pod["spec"];
-        if !spec["volumes"].is_array() {
-            spec["volumes"] = json!([]);
-        }
+        crate::ensure_array(&mut spec["volumes"]);
         if let Some(v) = spec["volumes"].as_array_mut() {
             v.push(volume(&name));
         }
@@ -88,9 +86,7 @@ impl Plugin for ServiceAccount {
             if mounted {
                 continue;
             }
-            if !c["volumeMounts"].is_array() {
-                c["volumeMounts"] = json!([]);
-            }
+            crate::ensure_array(&mut c["volumeMounts"]);
             if let Some(m) = c["volumeMounts"].as_array_mut() {
                 m.push(json!({"name": name, "readOnly": true, "mountPath": MOUNT_PATH}));
             }
