@@ -40,6 +40,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         tls_san: args.tls_san,
         token_auth_file: args.token_auth_file,
         secrets_encryption: args.secrets_encryption,
+        controllers: !args.disable_controller_manager,
         requestheader_allowed_names: args.requestheader_allowed_names,
         audit: args
             .audit_policy_file

@@ -38,6 +38,9 @@ pub struct AppState {
     pub registry: Registry,
     pub started: Arc<std::sync::atomic::AtomicBool>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Metrics of other components of the process (controllers, scheduler), appended to
+    /// /metrics: each gives Prometheus text.
+    pub more_metrics: Vec<Arc<dyn Fn() -> String + Send + Sync>>,
     pub aggregator: aggregator::Aggregator,
     pub authenticator: authn::Authenticator,
     pub authorization: authz::Mode,
@@ -56,6 +59,7 @@ impl AppState {
             registry,
             started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             metrics: Arc::new(metrics::Metrics::default()),
+            more_metrics: Vec::new(),
             aggregator: aggregator::Aggregator::default(),
             authenticator: authn::Authenticator::default(),
             authorization: authz::Mode::default(),

@@ -171,6 +171,13 @@ pub async fn serve(State(state): State<AppState>) -> Response {
     if prometheus_client::encoding::text::encode(&mut text, &state.metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
+    for more in &state.more_metrics {
+        // One exposition: a single "# EOF" at the very end.
+        if let Some(body) = text.strip_suffix("# EOF\n") {
+            text.truncate(body.len());
+        }
+        text.push_str(&more());
+    }
     (
         StatusCode::OK,
         [(

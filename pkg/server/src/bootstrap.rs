@@ -104,3 +104,13 @@ fn ensure<T>(r: Result<T, ApiError>) -> Result<(), ApiError> {
         Err(e) => Err(e),
     }
 }
+
+/// Who this server is when it holds a leader Lease: the host name and a random suffix (as
+/// kube-controller-manager's `<hostname>_<uuid>`).
+pub fn leader_identity() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "minik".into());
+    format!("{host}_{}", minik_controllers::util::random_suffix(8))
+}

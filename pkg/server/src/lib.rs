@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod flowcontrol;
+pub mod local;
 mod rbac_defaults;
 
 pub use minik_admission::Options as AdmissionOptions;
@@ -57,6 +58,8 @@ pub struct Config {
     pub requestheader_allowed_names: Vec<String>,
     /// `--secrets-encryption`: seal secrets at rest (a key is made in the data dir).
     pub secrets_encryption: bool,
+    /// Run the controller manager (`--disable-controller-manager` turns it off).
+    pub controllers: bool,
     /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
     pub audit: Option<AuditConfig>,
 }
@@ -328,7 +331,26 @@ async fn serve(
             () = stop.cancelled() => {}
         }
     });
-    let served = serve_tls(listener, files, app(state), shutdown).await;
+    let controller_metrics = minik_controllers::Metrics::default();
+    let m = controller_metrics.clone();
+    state
+        .more_metrics
+        .push(std::sync::Arc::new(move || m.encode()));
+    let router = app(state);
+    if config.controllers {
+        let client = local::client(&router, "system:kube-controller-manager", &[]);
+        let options = minik_controllers::Options {
+            identity: bootstrap::leader_identity(),
+            workers: 5,
+        };
+        tokio::spawn(minik_controllers::run(
+            client,
+            options,
+            controller_metrics,
+            shutdown.clone(),
+        ));
+    }
+    let served = serve_tls(listener, files, router, shutdown).await;
     // Give in-flight responses a moment to finish writing.
     tokio::time::sleep(Duration::from_millis(50)).await;
     served.map_err(Error::Serve)

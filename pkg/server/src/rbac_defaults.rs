@@ -99,7 +99,12 @@ fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
 fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
     let subjects: Vec<Value> = groups
         .iter()
-        .map(|g| json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": g}))
+        .map(|g| match g.strip_prefix("user:") {
+            Some(user) => {
+                json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user})
+            }
+            None => json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": g}),
+        })
         .collect();
     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
@@ -160,8 +165,25 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
                 "verbs": ["get"]}),
             ],
         ),
+        // The controller manager acts on every kind of object (as its per-controller
+        // service accounts together do in kube-controller-manager).
+        cluster_role(
+            "system:kube-controller-manager",
+            vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})],
+        ),
+        cluster_role("system:kube-scheduler", scheduler_rules()),
     ];
     let bindings = vec![
+        binding(
+            "system:kube-controller-manager",
+            "system:kube-controller-manager",
+            &["user:system:kube-controller-manager"],
+        ),
+        binding(
+            "system:kube-scheduler",
+            "system:kube-scheduler",
+            &["user:system:kube-scheduler"],
+        ),
         binding("cluster-admin", "cluster-admin", &["system:masters"]),
         binding(
             "system:discovery",
@@ -185,6 +207,20 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
         ),
     ];
     (roles, bindings)
+}
+
+/// kube-scheduler's: read what placement depends on; bind, evict (preempt) and report.
+fn scheduler_rules() -> Vec<Value> {
+    vec![
+        json!({"apiGroups": ["*"], "resources": ["*"], "verbs": READ}),
+        json!({"apiGroups": [""], "resources": ["bindings", "pods/binding"], "verbs": ["create"]}),
+        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}),
+        json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]}),
+        json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+            "verbs": ["create", "patch", "update"]}),
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["create", "get", "update"]}),
+    ]
 }
 
 /// Create the default roles and bindings that are missing.

@@ -191,6 +191,20 @@ pub struct ServerArgs {
     #[arg(long)]
     pub admission_control_config_file: Option<PathBuf>,
 
+    /// Do not run the controller manager (Deployments, ReplicaSets, ... are then not acted
+    /// on by this server).
+    #[arg(long)]
+    pub disable_controller_manager: bool,
+
+    /// Do not run the scheduler (pods then stay Pending unless another scheduler binds them).
+    #[arg(long)]
+    pub disable_scheduler: bool,
+
+    /// Register this many simulated nodes (like kwok): they take pods and report them
+    /// Running without running anything. For tests and benchmarks of the control plane.
+    #[arg(long, default_value_t = 0)]
+    pub simulated_nodes: u32,
+
     /// Encrypt secrets at rest (AES-GCM; the key is kept in
     /// <data-dir>/server/cred/encryption-config.json; `minik secrets-encrypt` rotates it).
     /// Once a key exists, secrets stay encrypted.

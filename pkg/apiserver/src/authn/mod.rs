@@ -37,6 +37,12 @@ pub struct PeerCerts(
     pub Arc<std::sync::OnceLock<bool>>,
 );
 
+/// The identity of an in-process client (controllers, scheduler, the local kubelet), set on
+/// its requests by the client itself. Requests from the network never carry it: their
+/// extensions are made fresh per request by the HTTP server.
+#[derive(Clone, Debug)]
+pub struct LocalIdentity(pub UserInfo);
+
 /// Credentials that do not check out (answered 401), with why, for the log.
 #[derive(Debug)]
 pub struct Unauthenticated(pub &'static str);
@@ -240,6 +246,10 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 
 /// Authenticate every request; the user goes into the request's extensions.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(LocalIdentity(user)) = req.extensions().get::<LocalIdentity>().cloned() {
+        req.extensions_mut().insert(user);
+        return next.run(req).await;
+    }
     let certs = req
         .extensions()
         .get::<PeerCerts>()

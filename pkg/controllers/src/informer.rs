@@ -1,0 +1,103 @@
+//! A shared informer: one watch per resource, a local cache every controller reads, and
+//! handlers told of each change so they can queue the keys it concerns.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Applied,
+    Deleted,
+}
+
+type Handler<K> = Arc<dyn Fn(&K, Change) + Send + Sync>;
+
+/// One resource's watch and cache.
+pub struct Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    api: Api<K>,
+    store: Store<K>,
+    writer: Mutex<Option<reflector::store::Writer<K>>>,
+    handlers: Mutex<Vec<Handler<K>>>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    pub fn new(api: Api<K>) -> Arc<Self> {
+        let (store, writer) = reflector::store();
+        Arc::new(Informer {
+            api,
+            store,
+            writer: Mutex::new(Some(writer)),
+            handlers: Mutex::default(),
+        })
+    }
+
+    /// The cache (complete once `synced` returns).
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// Wait until the first list has filled the cache.
+    pub async fn synced(&self) {
+        let _ = self.store.wait_until_ready().await;
+    }
+
+    /// Call `f` on every change from now on (handlers are added before `run`).
+    pub fn on(&self, f: impl Fn(&K, Change) + Send + Sync + 'static) {
+        self.handlers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(f));
+    }
+
+    fn notify(&self, obj: &K, change: Change) {
+        let handlers = self
+            .handlers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for h in handlers {
+            h(obj, change);
+        }
+    }
+
+    /// Watch until `stop` (once; later calls return at once).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let stream = watcher(self.api.clone(), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                    self.notify(&o, Change::Applied)
+                }
+                Some(Ok(watcher::Event::Delete(o))) => self.notify(&o, Change::Deleted),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "watch"),
+                None => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The controller manager. Every controller watches through shared informers, reads their
+//! caches, queues keys in rate-limited work queues and writes through `kube::Client` like any
+//! other client. Only the holder of the `kube-controller-manager` Lease runs them.
+
+pub mod events;
+pub mod expectations;
+pub mod informer;
+pub mod leader;
+pub mod metrics;
+pub mod queue;
+pub mod util;
+
+mod deployment;
+mod replicaset;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use tokio_util::sync::CancellationToken;
+
+pub use informer::{Change, Informer};
+pub use metrics::Metrics;
+pub use queue::Queue;
+
+/// Why one reconcile failed (the key is retried with back-off).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The informers controllers share (one watch per resource).
+#[derive(Clone)]
+pub struct Informers {
+    pub pods: Arc<Informer<Pod>>,
+    pub replicasets: Arc<Informer<ReplicaSet>>,
+    pub deployments: Arc<Informer<Deployment>>,
+}
+
+impl Informers {
+    pub fn new(client: &kube::Client) -> Self {
+        Informers {
+            pods: Informer::new(Api::all(client.clone())),
+            replicasets: Informer::new(Api::all(client.clone())),
+            deployments: Informer::new(Api::all(client.clone())),
+        }
+    }
+
+    /// Watch every resource until `stop`; returns once every cache is filled.
+    pub async fn start(&self, stop: &CancellationToken) {
+        tokio::spawn(self.pods.clone().run(stop.clone()));
+        tokio::spawn(self.replicasets.clone().run(stop.clone()));
+        tokio::spawn(self.deployments.clone().run(stop.clone()));
+        self.pods.synced().await;
+        self.replicasets.synced().await;
+        self.deployments.synced().await;
+    }
+}
+
+/// What every controller gets.
+#[derive(Clone)]
+pub struct Ctx {
+    pub client: kube::Client,
+    pub informers: Informers,
+    pub metrics: Metrics,
+}
+
+/// One control loop: a name, and the reconcile of one key. `Ok(Some(d))` asks to look
+/// again after `d`.
+pub trait Reconcile: Send + Sync + 'static {
+    fn reconcile(&self, key: String) -> impl Future<Output = Result<Option<Duration>>> + Send;
+}
+
+/// Run `workers` workers on `queue` until it is shut down.
+pub fn spawn_workers<R: Reconcile>(
+    name: &'static str,
+    queue: &Queue,
+    workers: usize,
+    reconciler: Arc<R>,
+    metrics: &Metrics,
+) {
+    for _ in 0..workers {
+        let (queue, reconciler, metrics) = (queue.clone(), reconciler.clone(), metrics.clone());
+        tokio::spawn(async move {
+            while let Some(key) = queue.get().await {
+                let start = Instant::now();
+                let outcome = reconciler.reconcile(key.clone()).await;
+                let result = match outcome {
+                    Ok(None) => {
+                        queue.forget(&key);
+                        "success"
+                    }
+                    Ok(Some(after)) => {
+                        queue.forget(&key);
+                        queue.add_after(key.clone(), after);
+                        "requeue"
+                    }
+                    Err(e) => {
+                        tracing::debug!(controller = name, key, error = %e, "reconcile failed");
+                        queue.add_rate_limited(key.clone());
+                        "error"
+                    }
+                };
+                metrics.reconciled(name, result, start.elapsed());
+                queue.done(&key);
+            }
+        });
+    }
+}
+
+/// Controller-manager options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The Lease holder's name (hostname and a random suffix).
+    pub identity: String,
+    pub workers: usize,
+}
+
+/// Run the controller manager until `shutdown`: campaign for the lease, and while leading,
+/// run every controller.
+pub async fn run(
+    client: kube::Client,
+    options: Options,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let elector =
+        leader::Elector::new(client.clone(), "kube-controller-manager", &options.identity);
+    elector
+        .run(shutdown, move |lost| {
+            let ctx = Ctx {
+                client: client.clone(),
+                informers: Informers::new(&client),
+                metrics: metrics.clone(),
+            };
+            let workers = options.workers;
+            async move { lead(ctx, workers, lost).await }
+        })
+        .await;
+}
+
+/// Start every controller, wait for the caches, and run until `stop`.
+async fn lead(ctx: Ctx, workers: usize, stop: CancellationToken) {
+    let queues = vec![
+        replicaset::start(&ctx, workers),
+        deployment::start(&ctx, workers),
+    ];
+    ctx.informers.start(&stop).await;
+    tracing::info!("controllers started");
+    stop.cancelled().await;
+    for q in queues {
+        q.shut_down();
+    }
+}

@@ -1,0 +1,232 @@
+//! What several controllers need: label selectors, controller references, pod state, pods
+//! made from templates, and keys.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+
+/// Whether `labels` satisfy `selector` (an empty selector matches everything, as in
+/// apps/v1 it never is).
+pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let exact = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    exact
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// An empty selector (one that would select everything).
+pub fn is_empty(selector: &LabelSelector) -> bool {
+    selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+}
+
+/// The owner reference with `controller: true`, if any.
+pub fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
+    obj.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+}
+
+/// A controller reference to `owner`, which blocks the owner's foreground deletion.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.name_any(),
+        uid: owner.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// "namespace/name", the queue key of a namespaced object.
+pub fn key<K: Resource>(obj: &K) -> String {
+    match obj.meta().namespace.as_deref() {
+        Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or("")),
+        None => obj.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+/// Split a queue key into (namespace, name).
+pub fn split(key: &str) -> (Option<&str>, &str) {
+    match key.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, key),
+    }
+}
+
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Neither finished nor being deleted: a pod that counts toward replicas.
+pub fn is_active(pod: &Pod) -> bool {
+    !is_terminal(pod) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// When the pod became Ready, if it is.
+pub fn ready_since(pod: &Pod) -> Option<Timestamp> {
+    let c = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    (c.status == "True").then(|| {
+        c.last_transition_time
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now)
+    })
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// Ready for at least `min_ready` seconds; otherwise how long until it will be.
+pub fn available(pod: &Pod, min_ready: i32) -> Result<(), Option<std::time::Duration>> {
+    let since = ready_since(pod).ok_or(None)?;
+    if min_ready <= 0 {
+        return Ok(());
+    }
+    let at = since + k8s_openapi::jiff::SignedDuration::from_secs(i64::from(min_ready));
+    let now = Timestamp::now();
+    if at <= now {
+        Ok(())
+    } else {
+        Err(Some(
+            std::time::Duration::try_from(at - now).unwrap_or_default(),
+        ))
+    }
+}
+
+/// A new pod from `template`, controlled by `owner`, named `<prefix>-<random>` by the server
+/// (or exactly `name`).
+pub fn pod_from_template<K: Resource<DynamicType = ()>>(
+    template: &PodTemplateSpec,
+    owner: &K,
+    prefix: &str,
+    name: Option<String>,
+) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            name,
+            generate_name: Some(format!("{prefix}-")),
+            namespace: owner.namespace(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![controller_ref(owner)]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// kube-controller-manager's 5-character random suffixes.
+pub fn random_suffix(n: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The HTTP status of an API error.
+pub fn code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// An int-or-percent (maxSurge, maxUnavailable) of `total`, rounded up or down.
+pub fn scaled_value(
+    v: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    total: i32,
+    default: &str,
+    round_up: bool,
+) -> i32 {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let text = match v {
+        Some(IntOrString::Int(i)) => return (*i).max(0),
+        Some(IntOrString::String(s)) => s.as_str(),
+        None => default,
+    };
+    match text.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+        Some(p) => {
+            let x = i64::from(total) * p;
+            let r = if round_up { (x + 99) / 100 } else { x / 100 };
+            i32::try_from(r).unwrap_or(i32::MAX).max(0)
+        }
+        None => text.parse().unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())]
+            .into_iter()
+            .collect();
+        let sel = LabelSelector {
+            match_labels: Some(labels.clone()),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "DoesNotExist".into(),
+                values: None,
+            }]),
+        };
+        assert!(matches(&sel, &labels));
+        let mut more = labels.clone();
+        more.insert("tier".into(), "db".into());
+        assert!(!matches(&sel, &more));
+        assert!(is_empty(&LabelSelector::default()));
+    }
+
+    #[test]
+    fn percentages_round_as_kubernetes_does() {
+        let p = IntOrString::String("25%".into());
+        assert_eq!(scaled_value(Some(&p), 10, "25%", true), 3);
+        assert_eq!(scaled_value(Some(&p), 10, "25%", false), 2);
+        assert_eq!(scaled_value(None, 4, "25%", true), 1);
+        assert_eq!(scaled_value(Some(&IntOrString::Int(2)), 10, "25%", true), 2);
+    }
+}
