@@ -73,7 +73,8 @@ mod tests {
         let e = Expectations::default();
         e.created("ns/rs", "a".into());
         e.deleted("ns/rs", "b".into());
-        assert!(!e.satisfied("ns/rs", |_| None));
+        // Neither seen yet: "a" not in the cache, "b" still there.
+        assert!(!e.satisfied("ns/rs", |u| (u == "b").then_some(true)));
         // "a" is seen; "b" still there, not yet being deleted.
         assert!(!e.satisfied("ns/rs", |u| (u == "a" || u == "b").then_some(true)));
         // "b" now has a deletionTimestamp.

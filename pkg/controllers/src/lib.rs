@@ -17,8 +17,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 
@@ -37,31 +40,68 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The informers controllers share (one watch per resource).
+/// The informers controllers share (one watch per resource). Add a resource here when a
+/// controller needs its cache.
 #[derive(Clone)]
 pub struct Informers {
     pub pods: Arc<Informer<Pod>>,
+    pub nodes: Arc<Informer<Node>>,
+    pub namespaces: Arc<Informer<Namespace>>,
+    pub services: Arc<Informer<Service>>,
     pub replicasets: Arc<Informer<ReplicaSet>>,
     pub deployments: Arc<Informer<Deployment>>,
+    pub statefulsets: Arc<Informer<StatefulSet>>,
+    pub daemonsets: Arc<Informer<DaemonSet>>,
+    pub revisions: Arc<Informer<ControllerRevision>>,
+    pub jobs: Arc<Informer<Job>>,
+    pub cronjobs: Arc<Informer<CronJob>>,
 }
 
 impl Informers {
     pub fn new(client: &kube::Client) -> Self {
         Informers {
             pods: Informer::new(Api::all(client.clone())),
+            nodes: Informer::new(Api::all(client.clone())),
+            namespaces: Informer::new(Api::all(client.clone())),
+            services: Informer::new(Api::all(client.clone())),
             replicasets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
+            statefulsets: Informer::new(Api::all(client.clone())),
+            daemonsets: Informer::new(Api::all(client.clone())),
+            revisions: Informer::new(Api::all(client.clone())),
+            jobs: Informer::new(Api::all(client.clone())),
+            cronjobs: Informer::new(Api::all(client.clone())),
         }
     }
 
     /// Watch every resource until `stop`; returns once every cache is filled.
     pub async fn start(&self, stop: &CancellationToken) {
-        tokio::spawn(self.pods.clone().run(stop.clone()));
-        tokio::spawn(self.replicasets.clone().run(stop.clone()));
-        tokio::spawn(self.deployments.clone().run(stop.clone()));
-        self.pods.synced().await;
-        self.replicasets.synced().await;
-        self.deployments.synced().await;
+        let mut synced = Vec::new();
+        let mut go = |run: futures::future::BoxFuture<'static, ()>,
+                      ready: futures::future::BoxFuture<'static, ()>| {
+            tokio::spawn(run);
+            synced.push(ready);
+        };
+        macro_rules! each {
+            ($($f:ident),*) => {$(
+                let i = self.$f.clone();
+                go(Box::pin(i.clone().run(stop.clone())), Box::pin(async move { i.synced().await }));
+            )*};
+        }
+        each!(
+            pods,
+            nodes,
+            namespaces,
+            services,
+            replicasets,
+            deployments,
+            statefulsets,
+            daemonsets,
+            revisions,
+            jobs,
+            cronjobs
+        );
+        futures::future::join_all(synced).await;
     }
 }
 
