@@ -28,8 +28,15 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
             args.event_ttl
         )
     })?;
+    let cluster_cidr = args
+        .cluster_cidr
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--cluster-cidr: {e}"))?;
     Ok(minik_server::Config {
         event_ttl,
+        cluster_cidr,
+        simulated_nodes: args.simulated_nodes as usize,
+        scheduler: !args.disable_scheduler,
         service_cidr,
         data_dir: args.node.data_dir,
         bind_address: args.bind_address,

@@ -11,6 +11,8 @@ pub mod queue;
 pub mod util;
 
 mod deployment;
+pub mod nodeipam;
+mod nodelifecycle;
 mod replicaset;
 
 use std::future::Future;
@@ -21,6 +23,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::Api;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +49,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Informers {
     pub pods: Arc<Informer<Pod>>,
     pub nodes: Arc<Informer<Node>>,
+    /// Node heartbeats (kube-node-lease).
+    pub leases: Arc<Informer<Lease>>,
     pub namespaces: Arc<Informer<Namespace>>,
     pub services: Arc<Informer<Service>>,
     pub replicasets: Arc<Informer<ReplicaSet>>,
@@ -62,6 +67,7 @@ impl Informers {
         Informers {
             pods: Informer::new(Api::all(client.clone())),
             nodes: Informer::new(Api::all(client.clone())),
+            leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
             namespaces: Informer::new(Api::all(client.clone())),
             services: Informer::new(Api::all(client.clone())),
             replicasets: Informer::new(Api::all(client.clone())),
@@ -83,7 +89,7 @@ impl Informers {
             synced.push(ready);
         };
         macro_rules! each {
-            ($($f:ident),*) => {$(
+            ($($f:ident),* $(,)?) => {$(
                 let i = self.$f.clone();
                 go(Box::pin(i.clone().run(stop.clone())), Box::pin(async move { i.synced().await }));
             )*};
@@ -91,6 +97,7 @@ impl Informers {
         each!(
             pods,
             nodes,
+            leases,
             namespaces,
             services,
             replicasets,
@@ -99,7 +106,7 @@ impl Informers {
             daemonsets,
             revisions,
             jobs,
-            cronjobs
+            cronjobs,
         );
         futures::future::join_all(synced).await;
     }
@@ -111,6 +118,8 @@ pub struct Ctx {
     pub client: kube::Client,
     pub informers: Informers,
     pub metrics: Metrics,
+    /// Cancelled when leadership is lost or the server stops.
+    pub stop: CancellationToken,
 }
 
 /// One control loop: a name, and the reconcile of one key. `Ok(Some(d))` asks to look
@@ -162,6 +171,8 @@ pub struct Options {
     /// The Lease holder's name (hostname and a random suffix).
     pub identity: String,
     pub workers: usize,
+    /// Where node podCIDRs come from (`--cluster-cidr`).
+    pub cluster_cidr: nodeipam::Cidr,
 }
 
 /// Run the controller manager until `shutdown`: campaign for the lease, and while leading,
@@ -180,16 +191,20 @@ pub async fn run(
                 client: client.clone(),
                 informers: Informers::new(&client),
                 metrics: metrics.clone(),
+                stop: lost.clone(),
             };
-            let workers = options.workers;
-            async move { lead(ctx, workers, lost).await }
+            let options = options.clone();
+            async move { lead(ctx, options, lost).await }
         })
         .await;
 }
 
 /// Start every controller, wait for the caches, and run until `stop`.
-async fn lead(ctx: Ctx, workers: usize, stop: CancellationToken) {
+async fn lead(ctx: Ctx, options: Options, stop: CancellationToken) {
+    let (workers, cluster_cidr) = (options.workers, options.cluster_cidr);
     let queues = vec![
+        nodeipam::start(&ctx, cluster_cidr),
+        nodelifecycle::start(&ctx, workers),
         replicaset::start(&ctx, workers),
         deployment::start(&ctx, workers),
     ];

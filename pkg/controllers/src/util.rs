@@ -230,3 +230,24 @@ mod tests {
         assert_eq!(scaled_value(Some(&IntOrString::Int(2)), 10, "25%", true), 2);
     }
 }
+
+/// Whether a toleration tolerates a taint (as the scheduler and taint manager match them).
+pub fn tolerates(
+    t: &k8s_openapi::api::core::v1::Toleration,
+    taint: &k8s_openapi::api::core::v1::Taint,
+) -> bool {
+    if t.effect
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != taint.effect)
+    {
+        return false;
+    }
+    let key = t.key.as_deref().unwrap_or("");
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || key == taint.key,
+        _ => {
+            key == taint.key
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+    }
+}

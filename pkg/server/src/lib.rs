@@ -58,6 +58,12 @@ pub struct Config {
     pub requestheader_allowed_names: Vec<String>,
     /// `--secrets-encryption`: seal secrets at rest (a key is made in the data dir).
     pub secrets_encryption: bool,
+    /// `--cluster-cidr`: pod addresses; each node gets a /24 of it.
+    pub cluster_cidr: minik_controllers::nodeipam::Cidr,
+    /// `--simulated-nodes`: register this many simulated nodes.
+    pub simulated_nodes: usize,
+    /// Run the scheduler (`--disable-scheduler` turns it off).
+    pub scheduler: bool,
     /// Run the controller manager (`--disable-controller-manager` turns it off).
     pub controllers: bool,
     /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
@@ -332,6 +338,7 @@ async fn serve(
         }
     });
     let controller_metrics = minik_controllers::Metrics::default();
+    let metrics_for_nodes = controller_metrics.clone();
     let m = controller_metrics.clone();
     state
         .more_metrics
@@ -342,6 +349,7 @@ async fn serve(
         let options = minik_controllers::Options {
             identity: bootstrap::leader_identity(),
             workers: 5,
+            cluster_cidr: config.cluster_cidr,
         };
         tokio::spawn(minik_controllers::run(
             client,
@@ -349,6 +357,20 @@ async fn serve(
             controller_metrics,
             shutdown.clone(),
         ));
+    }
+    if config.simulated_nodes > 0 {
+        let nodes = router.clone();
+        let count = config.simulated_nodes;
+        let stop = shutdown.clone();
+        let metrics = metrics_for_nodes;
+        tokio::spawn(async move {
+            let client_for = |name: &str| {
+                local::client(&nodes, &format!("system:node:{name}"), &["system:nodes"])
+            };
+            if let Err(e) = minik_kubelet::sim::run(count, client_for, metrics, stop).await {
+                tracing::error!(error = %e, "simulated nodes");
+            }
+        });
     }
     let served = serve_tls(listener, files, router, shutdown).await;
     // Give in-flight responses a moment to finish writing.
