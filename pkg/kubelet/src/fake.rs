@@ -21,9 +21,12 @@ struct Sim {
     exit_code: i32,
 }
 
+/// uid -> (pod address, containers).
+type Pods = HashMap<String, (Option<String>, Vec<Sim>)>;
+
 #[derive(Default)]
 pub struct FakeRuntime {
-    pods: Mutex<HashMap<String, (Option<String>, Vec<Sim>)>>,
+    pods: Mutex<Pods>,
 }
 
 fn digest(s: &str) -> String {
@@ -37,7 +40,7 @@ fn digest(s: &str) -> String {
 }
 
 impl FakeRuntime {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, Vec<Sim>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pods> {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
