@@ -195,6 +195,27 @@ pub fn scaled_value(
     }
 }
 
+/// Whether a toleration tolerates a taint (as the scheduler and taint manager match them).
+pub fn tolerates(
+    t: &k8s_openapi::api::core::v1::Toleration,
+    taint: &k8s_openapi::api::core::v1::Taint,
+) -> bool {
+    if t.effect
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != taint.effect)
+    {
+        return false;
+    }
+    let key = t.key.as_deref().unwrap_or("");
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || key == taint.key,
+        _ => {
+            key == taint.key
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,26 +249,5 @@ mod tests {
         assert_eq!(scaled_value(Some(&p), 10, "25%", false), 2);
         assert_eq!(scaled_value(None, 4, "25%", true), 1);
         assert_eq!(scaled_value(Some(&IntOrString::Int(2)), 10, "25%", true), 2);
-    }
-}
-
-/// Whether a toleration tolerates a taint (as the scheduler and taint manager match them).
-pub fn tolerates(
-    t: &k8s_openapi::api::core::v1::Toleration,
-    taint: &k8s_openapi::api::core::v1::Taint,
-) -> bool {
-    if t.effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => key.is_empty() || key == taint.key,
-        _ => {
-            key == taint.key
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
     }
 }
