@@ -19,7 +19,8 @@ fn deployment(replicas: i64, image: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_rs_apply_conflicts_force_and_status() {
-    let s = Server::start();
+    // Apply semantics alone: no deployment controller writing status and revisions too.
+    let s = Server::start_with(&["--disable-controller-manager"]);
     let deps: Api<Deployment> = Api::namespaced(s.kube_client().await, "default");
     let alice = PatchParams::apply("alice");
     let created = deps

@@ -17,7 +17,7 @@ mod optional;
 mod pods;
 mod podsecurity;
 mod policy;
-mod quantity;
+use minik_api::quantity;
 mod quota;
 mod ratelimit;
 mod serviceaccount;

@@ -4,6 +4,7 @@
 
 pub mod custom;
 mod names;
+pub mod quantity;
 pub mod schema;
 mod table;
 

@@ -343,9 +343,19 @@ async fn serve(
     state
         .more_metrics
         .push(std::sync::Arc::new(move || m.encode()));
+    let scheduler_metrics = minik_scheduler::Metrics::default();
+    let m = scheduler_metrics.clone();
+    state
+        .more_metrics
+        .push(std::sync::Arc::new(move || m.encode()));
     let router = app(state);
     if config.controllers {
-        let client = local::client(&router, "system:kube-controller-manager", &[]);
+        let client = local::client(
+            &router,
+            "kube-controller-manager",
+            "system:kube-controller-manager",
+            &[],
+        );
         let options = minik_controllers::Options {
             identity: bootstrap::leader_identity(),
             workers: 5,
@@ -358,6 +368,15 @@ async fn serve(
             shutdown.clone(),
         ));
     }
+    if config.scheduler {
+        let client = local::client(&router, "kube-scheduler", "system:kube-scheduler", &[]);
+        tokio::spawn(minik_scheduler::run(
+            client,
+            bootstrap::leader_identity(),
+            scheduler_metrics,
+            shutdown.clone(),
+        ));
+    }
     if config.simulated_nodes > 0 {
         let nodes = router.clone();
         let count = config.simulated_nodes;
@@ -365,7 +384,12 @@ async fn serve(
         let metrics = metrics_for_nodes;
         tokio::spawn(async move {
             let client_for = |name: &str| {
-                local::client(&nodes, &format!("system:node:{name}"), &["system:nodes"])
+                local::client(
+                    &nodes,
+                    "kubelet",
+                    &format!("system:node:{name}"),
+                    &["system:nodes"],
+                )
             };
             if let Err(e) = minik_kubelet::sim::run(count, client_for, metrics, stop).await {
                 tracing::error!(error = %e, "simulated nodes");

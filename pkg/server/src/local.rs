@@ -6,8 +6,14 @@
 use axum::Router;
 use minik_apiserver::authn::{LocalIdentity, UserInfo};
 
-/// A client that is `user` in `groups` (plus system:authenticated).
-pub fn client(router: &Router, user: &str, groups: &[&str]) -> kube::Client {
+/// A client that is `user` in `groups` (plus system:authenticated), and names itself
+/// `agent` (its field manager, as the User-Agent names it).
+pub fn client(router: &Router, agent: &str, user: &str, groups: &[&str]) -> kube::Client {
+    let agent = http::HeaderValue::from_str(&format!(
+        "{agent}/{} (linux) kubernetes/minik",
+        minik_version::KUBERNETES_VERSION
+    ))
+    .unwrap_or_else(|_| http::HeaderValue::from_static("minik"));
     let identity = LocalIdentity(UserInfo {
         name: user.into(),
         uid: String::new(),
@@ -20,6 +26,8 @@ pub fn client(router: &Router, user: &str, groups: &[&str]) -> kube::Client {
     let service = tower::ServiceBuilder::new()
         .map_request(move |mut req: http::Request<kube::client::Body>| {
             req.extensions_mut().insert(identity.clone());
+            req.headers_mut()
+                .insert(http::header::USER_AGENT, agent.clone());
             req
         })
         .service(router.clone());

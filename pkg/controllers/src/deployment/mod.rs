@@ -104,7 +104,36 @@ fn same_template(rs: &ReplicaSet, template: &PodTemplateSpec) -> bool {
     if let Some(labels) = want.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(HASH);
     }
-    serde_json::to_value(&t).ok() == serde_json::to_value(&want).ok()
+    let norm = |t: &PodTemplateSpec| serde_json::to_value(t).ok().map(without_zeros);
+    norm(&t) == norm(&want)
+}
+
+/// A value with its nulls, falses, zeros and empty strings, lists and maps left out, so
+/// that templates compare as Kubernetes compares them (unset equals its zero value).
+fn without_zeros(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, without_zeros(v)))
+                .filter(|(_, v)| !is_zero(v))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_zeros).collect()),
+        other => other,
+    }
+}
+
+fn is_zero(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+    }
 }
 
 pub fn revision(rs: &ReplicaSet) -> i64 {
@@ -333,6 +362,26 @@ impl Controller {
         Ok(true)
     }
 
+    /// The Deployment carries its current revision (`kubectl rollout undo` patches it).
+    async fn record_revision(&self, d: &Deployment, ns: &str, sets: &Sets) -> Result<()> {
+        let Some(new) = &sets.new else {
+            return Ok(());
+        };
+        let rev = revision(new).to_string();
+        if d.annotations().get(REVISION) == Some(&rev) {
+            return Ok(());
+        }
+        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
+        let patch = json!({"metadata": {"annotations": {REVISION: rev}}});
+        api.patch(
+            &d.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Delete old, empty ReplicaSets past revisionHistoryLimit (oldest first).
     async fn prune(&self, d: &Deployment, ns: &str, sets: &Sets) -> Result<()> {
         let limit = d.spec.revision_history_limit.unwrap_or(10).max(0);
@@ -397,6 +446,7 @@ impl Reconcile for Controller {
         } else {
             self.rolling(&d, ns, &mut sets).await?
         };
+        self.record_revision(&d, ns, &sets).await?;
         if created && sets.new.is_some() {
             return self.update_status(&d, ns, &sets, true).await;
         }

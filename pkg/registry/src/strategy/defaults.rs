@@ -68,8 +68,15 @@ pub(crate) fn pod(obj: &mut Value) {
         pod_spec(spec);
         default(spec, "enableServiceLinks", json!(true));
     }
+    // A new pod is Pending; the kubelet moves it on (status writes keep their phase).
     let qos = qos_class(obj);
-    obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+    match obj.get_mut("status").and_then(Value::as_object_mut) {
+        Some(status) => {
+            status.entry("phase").or_insert_with(|| json!("Pending"));
+            status.insert("qosClass".into(), json!(qos));
+        }
+        None => obj["status"] = json!({"phase": "Pending", "qosClass": qos}),
+    }
 }
 
 /// The QoS class of a pod from its containers' requests and limits.

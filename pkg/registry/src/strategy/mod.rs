@@ -30,6 +30,8 @@ pub fn has_status(info: &ResourceInfo) -> bool {
 pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
         ("", "Namespace") => obj["status"] = json!({"phase": "Active"}),
+        // What a client sends as a pod's status is not kept (PrepareForCreate).
+        ("", "Pod") => obj["status"] = json!({}),
         ("batch", "Job") => job_selector(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             // Its objects go before it does.

@@ -1,0 +1,443 @@
+//! The scheduler: pending pods with `schedulerName: default-scheduler` are taken from the
+//! scheduling queue one at a time, filtered and scored against the cache of nodes (a sample
+//! of them in big clusters, as kube-scheduler does), assumed on the best node and bound
+//! through pods/binding in the background. Pods that fit nowhere may preempt lower-priority
+//! pods; otherwise they get a FailedScheduling event and a PodScheduled=False condition in
+//! kube-scheduler's words and wait for the cluster to change. Only the holder of the
+//! `kube-scheduler` Lease schedules.
+
+mod affinity;
+mod cache;
+pub mod filters;
+pub mod metrics;
+mod preempt;
+pub mod queue;
+pub mod resources;
+mod scores;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use minik_controllers::events::{Kind, Recorder};
+use minik_controllers::{Change, Informer};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use cache::Cache;
+pub use metrics::Metrics;
+use queue::{Outcome, SchedulingQueue};
+
+pub const NAME: &str = "default-scheduler";
+
+/// How many feasible nodes to look for before scoring (kube-scheduler's adaptive
+/// percentageOfNodesToScore: all below 100 nodes, then 50% falling to 5%, at least 100).
+pub fn nodes_to_find(total: usize) -> usize {
+    if total < 100 {
+        return total;
+    }
+    let pct = 50usize.saturating_sub(total / 125).max(5);
+    (total * pct / 100).max(100)
+}
+
+/// Why no node was chosen: each node's reason.
+pub struct FitError {
+    pub total: usize,
+    pub failed: Vec<(String, filters::Reason)>,
+}
+
+/// "3 Insufficient cpu, 1 node(s) were unschedulable" (sorted, as kube-scheduler writes it).
+fn histogram(reasons: impl Iterator<Item = String>) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reasons {
+        *counts.entry(r).or_default() += 1;
+    }
+    let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+impl FitError {
+    /// kube-scheduler's FailedScheduling message.
+    pub fn message(&self, preemption: Option<&str>) -> String {
+        if self.total == 0 {
+            return "no nodes available to schedule pods".into();
+        }
+        let mut m = format!(
+            "0/{} nodes are available: {}.",
+            self.total,
+            histogram(self.failed.iter().map(|(_, r)| r.text()))
+        );
+        match preemption {
+            Some(p) => m.push_str(&format!(" preemption: {p}")),
+            None => {
+                let why = self.failed.iter().map(|(_, r)| {
+                    if r.preemptable() {
+                        "No preemption victims found for incoming pod.".to_string()
+                    } else {
+                        "Preemption is not helpful for scheduling.".to_string()
+                    }
+                });
+                m.push_str(&format!(
+                    " preemption: 0/{} nodes are available: {}",
+                    self.total,
+                    histogram(why)
+                ));
+            }
+        }
+        m
+    }
+}
+
+/// Filter (a rotating sample of) the nodes, score the feasible ones, pick the best.
+pub fn find_node(
+    p: &filters::Prepared,
+    cache: &Cache,
+    start: &mut usize,
+) -> Result<String, FitError> {
+    let n = cache.order.len();
+    let want = nodes_to_find(n);
+    let mut feasible = Vec::new();
+    let mut failed = Vec::new();
+    let mut processed = 0;
+    for i in 0..n {
+        processed = i + 1;
+        let name = &cache.order[(*start + i) % n];
+        let Some(state) = cache.nodes.get(name) else {
+            continue;
+        };
+        match filters::filter(p, state) {
+            Ok(()) => feasible.push(state),
+            Err(r) => failed.push((name.clone(), r)),
+        }
+        if feasible.len() >= want {
+            break;
+        }
+    }
+    if n > 0 {
+        *start = (*start + processed) % n;
+    }
+    if feasible.is_empty() {
+        return Err(FitError { total: n, failed });
+    }
+    if feasible.len() == 1 {
+        return Ok(feasible[0].name());
+    }
+    let scores = scores::score(p, &feasible, cache);
+    let best = scores.iter().copied().max().unwrap_or(0);
+    let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
+    let pick = top[rand::random_range(0..top.len())];
+    Ok(feasible[pick].name())
+}
+
+fn ours(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .is_none_or(|n| n == NAME)
+}
+
+fn bound(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}
+
+/// One leader's scheduler.
+struct Scheduler {
+    client: kube::Client,
+    pods: Arc<Informer<Pod>>,
+    cache: Arc<Mutex<Cache>>,
+    queue: SchedulingQueue,
+    recorder: Recorder,
+    metrics: Metrics,
+}
+
+impl Scheduler {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Schedule one pod; the queue hears how it went.
+    async fn attempt(self: &Arc<Self>, key: String, start: &mut usize) {
+        let Some((ns, name)) = key.split_once('/') else {
+            return self.queue.done(&key, Outcome::Scheduled, 0);
+        };
+        let Some(pod) = self.pods.store().get(&ObjectRef::new(name).within(ns)) else {
+            return self.queue.done(&key, Outcome::Scheduled, 0);
+        };
+        if bound(&pod).is_some() || pod.metadata.deletion_timestamp.is_some() || !ours(&pod) {
+            return self.queue.done(&key, Outcome::Scheduled, 0);
+        }
+        let began = Instant::now();
+        let chosen = {
+            let cache = self.cache();
+            let prepared = filters::prepare(pod.clone(), &cache);
+            match find_node(&prepared, &cache, start) {
+                Ok(node) => Ok(node),
+                Err(fit) => Err(self.preempt(&prepared, &cache, fit)),
+            }
+        };
+        self.metrics
+            .0
+            .duration
+            .observe(began.elapsed().as_secs_f64());
+        match chosen {
+            Ok(node) => {
+                self.cache().assume(pod.clone(), &node);
+                let this = self.clone();
+                tokio::spawn(async move { this.bind(key, pod, node).await });
+            }
+            Err(message) => {
+                self.metrics.attempt("unschedulable");
+                self.recorder
+                    .event(pod.as_ref(), Kind::Warning, "FailedScheduling", &message);
+                let this = self.clone();
+                let p = pod.clone();
+                tokio::spawn(async move { this.mark_unschedulable(&p, &message).await });
+                self.queue
+                    .done(&key, Outcome::Unschedulable, priority(&pod));
+            }
+        }
+    }
+
+    /// Try preemption for a pod that fits nowhere; the FailedScheduling message.
+    fn preempt(self: &Arc<Self>, p: &filters::Prepared, cache: &Cache, fit: FitError) -> String {
+        if !preempt::allowed(&p.info.pod) {
+            return fit.message(Some("not eligible due to preemptionPolicy=Never."));
+        }
+        let Some(candidate) = preempt::find(p, cache, &fit.failed) else {
+            return fit.message(None);
+        };
+        self.metrics.0.preemptions.inc();
+        let this = self.clone();
+        let pod = p.info.pod.clone();
+        let node = candidate.node.clone();
+        tokio::spawn(async move { this.evict(pod, candidate).await });
+        fit.message(Some(&format!(
+            "0/{} nodes are available: 1 preempting pods on node {node}.",
+            fit.total
+        )))
+    }
+
+    async fn evict(&self, pod: Arc<Pod>, c: preempt::Candidate) {
+        let uid = pod.uid().unwrap_or_default();
+        for v in &c.victims {
+            let api: Api<Pod> =
+                Api::namespaced(self.client.clone(), &v.namespace().unwrap_or_default());
+            match api.delete(&v.name_any(), &DeleteParams::default()).await {
+                Ok(_) => self.recorder.event(
+                    v.as_ref(),
+                    Kind::Normal,
+                    "Preempted",
+                    &format!("Preempted by pod {uid} on node {}", c.node),
+                ),
+                Err(e) => tracing::debug!(victim = preempt::name_of(v), error = %e, "preempting"),
+            }
+        }
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let patch = json!({"status": {"nominatedNodeName": c.node}});
+        let _ = api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await;
+    }
+
+    async fn bind(&self, key: String, pod: Arc<Pod>, node: String) {
+        let ns = pod.namespace().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let binding = json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": pod.name_any(), "namespace": ns, "uid": pod.uid()},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let result = api
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                &pod.name_any(),
+                &PostParams::default(),
+                &binding,
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                self.metrics.attempt("scheduled");
+                self.recorder.event(
+                    pod.as_ref(),
+                    Kind::Normal,
+                    "Scheduled",
+                    &format!("Successfully assigned {key} to {node}"),
+                );
+                self.queue.done(&key, Outcome::Scheduled, priority(&pod));
+            }
+            Err(e) => {
+                tracing::debug!(pod = key, node, error = %e, "binding failed");
+                self.metrics.attempt("error");
+                self.cache().remove_pod(&pod.uid().unwrap_or_default());
+                self.queue.done(&key, Outcome::Error, priority(&pod));
+            }
+        }
+    }
+
+    async fn mark_unschedulable(&self, pod: &Pod, message: &str) {
+        let same = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "PodScheduled" && c.message.as_deref() == Some(message));
+        if same {
+            return;
+        }
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": message, "lastProbeTime": null,
+            "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()}]}});
+        let _ = api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await;
+    }
+
+    /// Keep the cache and the queue in step with pods.
+    fn pod_changed(&self, pod: &Pod, change: Change) {
+        let key = minik_controllers::util::key(pod);
+        let uid = pod.uid().unwrap_or_default();
+        let gone = change == Change::Deleted;
+        match bound(pod) {
+            Some(node) if !gone && !finished(pod) => {
+                self.cache().add_pod(Arc::new(pod.clone()), node);
+                self.queue.remove(&key);
+            }
+            Some(_) => {
+                self.cache().remove_pod(&uid);
+                self.queue.remove(&key);
+                self.queue.move_all();
+            }
+            None if gone || pod.metadata.deletion_timestamp.is_some() || !ours(pod) => {
+                self.queue.remove(&key);
+            }
+            None => self.queue.add(key, priority(pod)),
+        }
+    }
+}
+
+/// Schedule while holding the lease, until `shutdown`.
+pub async fn run(
+    client: kube::Client,
+    identity: String,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let elector =
+        minik_controllers::leader::Elector::new(client.clone(), "kube-scheduler", &identity);
+    elector
+        .run(shutdown, move |stop| {
+            lead(client.clone(), metrics.clone(), stop)
+        })
+        .await;
+}
+
+async fn lead(client: kube::Client, metrics: Metrics, stop: CancellationToken) {
+    let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()));
+    let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()));
+    let this = Arc::new(Scheduler {
+        recorder: Recorder::new(client.clone(), NAME),
+        client,
+        pods: pods.clone(),
+        cache: Arc::default(),
+        queue: SchedulingQueue::default(),
+        metrics,
+    });
+    let me = this.clone();
+    nodes.on(move |node, change| {
+        match change {
+            Change::Applied => me.cache().set_node(Arc::new(node.clone())),
+            Change::Deleted => me.cache().remove_node(&node.name_any()),
+        }
+        me.queue.move_all();
+    });
+    let me = this.clone();
+    pods.on(move |pod, change| me.pod_changed(pod, change));
+    tokio::spawn(nodes.clone().run(stop.clone()));
+    tokio::spawn(pods.clone().run(stop.clone()));
+    nodes.synced().await;
+    pods.synced().await;
+    let me = this.clone();
+    let ticker = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = ticker.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            me.queue.flush();
+            me.metrics.pending(me.queue.sizes());
+        }
+    });
+    tracing::info!("scheduler started");
+    let mut start = 0;
+    loop {
+        let key = tokio::select! {
+            () = stop.cancelled() => return,
+            key = this.queue.pop() => key,
+        };
+        this.attempt(key, &mut start).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_clusters_are_sampled() {
+        assert_eq!(nodes_to_find(50), 50);
+        assert_eq!(nodes_to_find(1000), 420);
+        assert_eq!(nodes_to_find(5000), 500);
+        // 50% - 150/125 = 49% of 150 is 73: at least 100.
+        assert_eq!(nodes_to_find(150), 100);
+    }
+
+    #[test]
+    fn messages_read_like_kube_schedulers() {
+        let fit = FitError {
+            total: 3,
+            failed: vec![
+                ("a".into(), filters::Reason::Insufficient("cpu".into())),
+                ("b".into(), filters::Reason::Insufficient("cpu".into())),
+                (
+                    "c".into(),
+                    filters::Reason::Taint("{node-role.kubernetes.io/control-plane: }".into()),
+                ),
+            ],
+        };
+        assert_eq!(
+            fit.message(None),
+            "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling., 2 No preemption victims found for incoming pod."
+        );
+    }
+}
