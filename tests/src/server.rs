@@ -282,3 +282,16 @@ pub fn start_fails(extra: &[&str], files: &[(&str, &str)]) -> String {
     assert!(!out.status.success());
     text(&out)
 }
+
+/// Poll `f` every 200 ms until it gives a value, for at most `secs` seconds; the test fails
+/// with `what` otherwise.
+pub fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

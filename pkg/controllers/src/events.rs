@@ -23,6 +23,9 @@ pub struct Recorder {
     client: kube::Client,
     component: String,
     seen: Arc<Mutex<HashMap<Said, Written>>>,
+    /// The same event is written by one task at a time (so repeats are counted, not
+    /// written twice); different events go in parallel.
+    shards: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
 
 /// Normal or Warning.
@@ -38,6 +41,7 @@ impl Recorder {
             client,
             component: component.into(),
             seen: Arc::default(),
+            shards: Arc::new((0..16).map(|_| tokio::sync::Mutex::new(())).collect()),
         }
     }
 
@@ -83,6 +87,13 @@ impl Recorder {
             reason.to_string(),
             message.to_string(),
         );
+        let shard = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            (h.finish() % self.shards.len() as u64) as usize
+        };
+        let _turn = self.shards[shard].lock().await;
         let now = Time(Timestamp::now());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let known = self

@@ -294,18 +294,6 @@ pub fn fits(info: &PodInfo, state: &NodeState) -> Result<(), Reason> {
 
 fn inter_pod(p: &Prepared, state: &NodeState) -> Result<(), Reason> {
     let labels = state.labels();
-    for (key, value) in &p.existing_anti {
-        if labels.get(key) == Some(value) {
-            return Err(Reason::ExistingAntiAffinity);
-        }
-    }
-    for (t, counts) in &p.anti {
-        if let Some(v) = labels.get(&t.topology_key)
-            && counts.get(v).copied().unwrap_or(0) > 0
-        {
-            return Err(Reason::PodAntiAffinity);
-        }
-    }
     let ns = p.info.pod.namespace().unwrap_or_default();
     for (t, counts) in &p.affinity {
         let Some(v) = labels.get(&t.topology_key) else {
@@ -316,6 +304,18 @@ fn inter_pod(p: &Prepared, state: &NodeState) -> Result<(), Reason> {
         let first = !p.affinity_anywhere && term_selects(t, &ns, &p.info.pod);
         if !here && !first {
             return Err(Reason::PodAffinity);
+        }
+    }
+    for (t, counts) in &p.anti {
+        if let Some(v) = labels.get(&t.topology_key)
+            && counts.get(v).copied().unwrap_or(0) > 0
+        {
+            return Err(Reason::PodAntiAffinity);
+        }
+    }
+    for (key, value) in &p.existing_anti {
+        if labels.get(key) == Some(value) {
+            return Err(Reason::ExistingAntiAffinity);
         }
     }
     Ok(())

@@ -159,11 +159,14 @@ fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
+type Nominations = std::collections::HashMap<String, (String, Vec<String>)>;
+
 /// One leader's scheduler.
 struct Scheduler {
     client: kube::Client,
     pods: Arc<Informer<Pod>>,
     cache: Arc<Mutex<Cache>>,
+    nominated: Mutex<Nominations>,
     queue: SchedulingQueue,
     recorder: Recorder,
     metrics: Metrics,
@@ -172,6 +175,11 @@ struct Scheduler {
 impl Scheduler {
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pods that preempted: uid -> (nominated node, victims' uids).
+    fn nominations(&self) -> std::sync::MutexGuard<'_, Nominations> {
+        self.nominated.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Schedule one pod; the queue hears how it went.
@@ -222,10 +230,24 @@ impl Scheduler {
         if !preempt::allowed(&p.info.pod) {
             return fit.message(Some("not eligible due to preemptionPolicy=Never."));
         }
+        let uid = p.info.uid();
+        if let Some((node, victims)) = self.nominations().get(&uid)
+            && victims
+                .iter()
+                .any(|v| cache.node_of(v) == Some(node.as_str()))
+        {
+            // Its victims are still going: wait for them rather than preempt again.
+            return fit.message(Some(
+                "not eligible due to a terminating pod on the nominated node.",
+            ));
+        }
         let Some(candidate) = preempt::find(p, cache, &fit.failed) else {
             return fit.message(None);
         };
         self.metrics.0.preemptions.inc();
+        let victims = candidate.victims.iter().filter_map(|v| v.uid()).collect();
+        self.nominations()
+            .insert(uid, (candidate.node.clone(), victims));
         let this = self.clone();
         let pod = p.info.pod.clone();
         let node = candidate.node.clone();
@@ -329,6 +351,7 @@ impl Scheduler {
         let gone = change == Change::Deleted;
         match bound(pod) {
             Some(node) if !gone && !finished(pod) => {
+                self.nominations().remove(&uid);
                 self.cache().add_pod(Arc::new(pod.clone()), node);
                 self.queue.remove(&key);
             }
@@ -338,6 +361,7 @@ impl Scheduler {
                 self.queue.move_all();
             }
             None if gone || pod.metadata.deletion_timestamp.is_some() || !ours(pod) => {
+                self.nominations().remove(&uid);
                 self.queue.remove(&key);
             }
             None => self.queue.add(key, priority(pod)),
@@ -369,6 +393,7 @@ async fn lead(client: kube::Client, metrics: Metrics, stop: CancellationToken) {
         client,
         pods: pods.clone(),
         cache: Arc::default(),
+        nominated: Mutex::default(),
         queue: SchedulingQueue::default(),
         metrics,
     });
