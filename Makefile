@@ -1,5 +1,5 @@
 # Every target calls a script in scripts/; see README.md.
-.PHONY: server test bench bench-store bench-api lint release e2e deps
+.PHONY: server test bench bench-store bench-api bench-sched lint release e2e deps
 
 server:
 	bash scripts/server.sh
@@ -15,6 +15,9 @@ bench-store:
 
 bench-api:
 	bash scripts/bench.sh api
+
+bench-sched:
+	bash scripts/bench.sh sched
 
 lint:
 	bash scripts/lint.sh

@@ -171,20 +171,30 @@ fn a_validating_admission_policy_denies_with_params() {
 fn a_quota_rejects_the_object_over_it() {
     let s = Server::start();
     ok(s.kubectl(&["create", "namespace", "small"]));
+    // kube-root-ca.crt counts too, as in every namespace.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s
+        .kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "small"])
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "kube-root-ca.crt");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     ok(s.kubectl(&[
         "create",
         "quota",
         "q",
         "-n",
         "small",
-        "--hard=count/configmaps=2,pods=1,requests.cpu=1",
+        "--hard=count/configmaps=3,pods=1,requests.cpu=1",
     ]));
     ok(s.kubectl(&["create", "configmap", "a", "-n", "small"]));
     ok(s.kubectl(&["create", "configmap", "b", "-n", "small"]));
     let out = s.kubectl(&["create", "configmap", "c", "-n", "small"]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("configmaps \"c\" is forbidden: exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"),
+        text(&out).contains("configmaps \"c\" is forbidden: exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=3, limited: count/configmaps=3"),
         "{}",
         text(&out)
     );
@@ -221,7 +231,7 @@ fn a_quota_rejects_the_object_over_it() {
         "jsonpath={.status.used}",
     ]));
     let used: Value = serde_json::from_str(&used).unwrap();
-    assert_eq!(used["count/configmaps"], "2");
+    assert_eq!(used["count/configmaps"], "3");
     assert_eq!(used["pods"], "1");
     assert_eq!(used["requests.cpu"], "500m");
     // A deletion gives back what the object took.
@@ -235,7 +245,7 @@ fn a_quota_rejects_the_object_over_it() {
         "-o",
         "jsonpath={.status.used.count/configmaps}",
     ]));
-    assert_eq!(used, "1");
+    assert_eq!(used, "2");
     // Many at once: the quota still holds exactly.
     ok(s.kubectl(&[
         "create",

@@ -77,7 +77,12 @@ fn the_policy_decides_what_is_logged_and_the_log_rotates() {
     );
     let create = all
         .iter()
-        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "configmaps")
+        // (not the controller manager's kube-root-ca.crt)
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "configmaps"
+                && e["responseObject"]["metadata"]["name"] == "a"
+        })
         .expect("the configmap create");
     assert_eq!(create["apiVersion"], "audit.k8s.io/v1");
     assert_eq!(create["kind"], "Event");

@@ -92,7 +92,8 @@ async fn watcher_sees_changes(streaming: bool) {
     cms.create(&PostParams::default(), &cm("before", "0"))
         .await
         .unwrap();
-    let mut config = watcher::Config::default();
+    // (kube-root-ca.crt is there too, as in every namespace)
+    let mut config = watcher::Config::default().labels("app=kube-rs");
     if streaming {
         config = config.streaming_lists();
     }
@@ -140,11 +141,14 @@ async fn metadata_api() {
     let meta = cms.get_metadata("m1").await.unwrap();
     assert_eq!(meta.metadata.name.as_deref(), Some("m1"));
     assert_eq!(meta.metadata.labels.unwrap()["app"], "kube-rs");
-    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    // (kube-root-ca.crt is there too, as in every namespace)
+    let mine = ListParams::default().labels("app=kube-rs");
+    let list = cms.list_metadata(&mine).await.unwrap();
     assert_eq!(list.items.len(), 1);
     assert!(list.metadata.resource_version.is_some());
     let metas: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client, "default");
-    let mut events = watcher::watcher(metas, watcher::Config::default()).boxed();
+    let mine = watcher::Config::default().labels("app=kube-rs");
+    let mut events = watcher::watcher(metas, mine).boxed();
     loop {
         match tokio::time::timeout(Duration::from_secs(20), events.try_next()).await {
             Ok(Ok(Some(Event::InitDone))) => break,

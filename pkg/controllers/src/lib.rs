@@ -4,16 +4,29 @@
 
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod queue;
 pub mod util;
 
+mod aggregation;
+mod bootstrap;
+mod cronjob;
+mod daemonset;
 mod deployment;
+mod endpoints;
+mod gc;
+mod job;
+mod namespace;
 pub mod nodeipam;
 mod nodelifecycle;
+mod podgc;
 mod replicaset;
+mod rootca;
+mod serviceaccount;
+mod statefulset;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +73,14 @@ pub struct Informers {
     pub revisions: Arc<Informer<ControllerRevision>>,
     pub jobs: Arc<Informer<Job>>,
     pub cronjobs: Arc<Informer<CronJob>>,
+    pub endpoints: Arc<Informer<k8s_openapi::api::core::v1::Endpoints>>,
+    pub endpointslices: Arc<Informer<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    pub serviceaccounts: Arc<Informer<k8s_openapi::api::core::v1::ServiceAccount>>,
+    pub configmaps: Arc<Informer<k8s_openapi::api::core::v1::ConfigMap>>,
+    /// Bootstrap-token secrets (kube-system).
+    pub system_secrets: Arc<Informer<k8s_openapi::api::core::v1::Secret>>,
+    pub clusterroles: Arc<Informer<k8s_openapi::api::rbac::v1::ClusterRole>>,
+    pub pvcs: Arc<Informer<k8s_openapi::api::core::v1::PersistentVolumeClaim>>,
 }
 
 impl Informers {
@@ -77,6 +98,13 @@ impl Informers {
             revisions: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
             cronjobs: Informer::new(Api::all(client.clone())),
+            endpoints: Informer::new(Api::all(client.clone())),
+            endpointslices: Informer::new(Api::all(client.clone())),
+            serviceaccounts: Informer::new(Api::all(client.clone())),
+            configmaps: Informer::new(Api::all(client.clone())),
+            system_secrets: Informer::new(Api::namespaced(client.clone(), "kube-system")),
+            clusterroles: Informer::new(Api::all(client.clone())),
+            pvcs: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -107,6 +135,13 @@ impl Informers {
             revisions,
             jobs,
             cronjobs,
+            endpoints,
+            endpointslices,
+            serviceaccounts,
+            configmaps,
+            system_secrets,
+            clusterroles,
+            pvcs
         );
         futures::future::join_all(synced).await;
     }
@@ -173,6 +208,8 @@ pub struct Options {
     pub workers: usize,
     /// Where node podCIDRs come from (`--cluster-cidr`).
     pub cluster_cidr: nodeipam::Cidr,
+    /// The cluster CA (PEM) published in every namespace as `kube-root-ca.crt`.
+    pub root_ca: String,
 }
 
 /// Run the controller manager until `shutdown`: campaign for the lease, and while leading,
@@ -206,7 +243,22 @@ async fn lead(ctx: Ctx, options: Options, stop: CancellationToken) {
         nodeipam::start(&ctx, cluster_cidr),
         nodelifecycle::start(&ctx, workers),
         replicaset::start(&ctx, workers),
+        gc::start(&ctx, workers),
+        namespace::start(&ctx, workers),
+        statefulset::start(&ctx, workers),
+        daemonset::start(&ctx, workers),
         deployment::start(&ctx, workers),
+        job::start(&ctx, workers),
+        job::ttl::start(&ctx, workers),
+        cronjob::start(&ctx, workers),
+        endpoints::start(&ctx, workers),
+        endpoints::start_slices(&ctx, workers),
+        serviceaccount::start(&ctx, workers),
+        rootca::start(&ctx, options.root_ca.clone(), workers),
+        bootstrap::start_cleaner(&ctx),
+        bootstrap::start_signer(&ctx, options.root_ca.clone()),
+        podgc::start(&ctx),
+        aggregation::start(&ctx, workers),
     ];
     ctx.informers.start(&stop).await;
     tracing::info!("controllers started");

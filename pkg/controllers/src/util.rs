@@ -216,6 +216,117 @@ pub fn tolerates(
     }
 }
 
+/// The objects among `candidates` (in `owner`'s namespace) that `owner` controls, claimed as
+/// client-go's ControllerRefManager does: its own that still match `selector` and `member`
+/// are kept and those that stopped matching are released; orphans that match are adopted
+/// (unless the owner or the orphan is being deleted). Others' objects are left alone.
+pub async fn claim<O, K>(
+    api: &kube::api::Api<K>,
+    owner: &O,
+    selector: &LabelSelector,
+    member: impl Fn(&K) -> bool,
+    candidates: Vec<std::sync::Arc<K>>,
+) -> Result<Vec<std::sync::Arc<K>>, kube::Error>
+where
+    O: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let uid = owner.uid().unwrap_or_default();
+    let mut mine = Vec::new();
+    for obj in candidates {
+        if obj.namespace() != owner.namespace() {
+            continue;
+        }
+        let matching =
+            !is_empty(selector) && matches(selector, obj.labels()) && member(obj.as_ref());
+        match controller_of(obj.as_ref()) {
+            Some(o) if o.uid == uid && matching => mine.push(obj),
+            Some(o) if o.uid == uid => {
+                let refs: Vec<OwnerReference> = obj
+                    .owner_references()
+                    .iter()
+                    .filter(|r| r.uid != uid)
+                    .cloned()
+                    .collect();
+                set_owner_refs(api, obj.as_ref(), &refs).await?;
+            }
+            None if matching
+                && obj.meta().deletion_timestamp.is_none()
+                && owner.meta().deletion_timestamp.is_none() =>
+            {
+                let mut refs = obj.owner_references().to_vec();
+                refs.push(controller_ref(owner));
+                if set_owner_refs(api, obj.as_ref(), &refs).await? {
+                    mine.push(obj);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(mine)
+}
+
+/// Replace an object's owner references (if it is still the same object); false when it is
+/// gone, changed identity or the write was refused as invalid.
+pub async fn set_owner_refs<K>(
+    api: &kube::api::Api<K>,
+    obj: &K,
+    refs: &[OwnerReference],
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": obj.uid()}});
+    let params = kube::api::PatchParams::default();
+    match api
+        .patch(&obj.name_any(), &params, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(code(&e), Some(404 | 409 | 422)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Queue the keys of the `owners` in `ns` whose selector matches `labels`.
+pub fn queue_selecting<O>(
+    queue: &crate::Queue,
+    owners: &crate::Informer<O>,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+    selector: impl Fn(&O) -> &LabelSelector,
+) where
+    O: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    for owner in owners.store().state() {
+        if owner.namespace().as_deref() == Some(ns) && matches(selector(&owner), labels) {
+            queue.add(key(owner.as_ref()));
+        }
+    }
+}
+
+/// Queue the key of `obj`'s controller when it is a `kind`; for an orphan, the keys of the
+/// `owners` that may adopt it (their selector matches its labels).
+pub fn queue_owners<K, O>(
+    queue: &crate::Queue,
+    owners: &crate::Informer<O>,
+    obj: &K,
+    kind: &str,
+    selector: impl Fn(&O) -> &LabelSelector,
+) where
+    K: Resource,
+    O: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    O: Send + Sync + 'static,
+{
+    let ns = obj.meta().namespace.clone().unwrap_or_default();
+    match controller_of(obj) {
+        Some(o) if o.kind == kind => queue.add(format!("{ns}/{}", o.name)),
+        Some(_) => {}
+        None => queue_selecting(queue, owners, &ns, obj.labels(), selector),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,8 @@ pub struct Workers<R> {
     pub pods: Store<Pod>,
     /// Containers waiting out their back-off: (uid, container) -> restart time.
     pub backoff: Mutex<HashMap<(String, String), Timestamp>>,
+    /// Pods this node runs: key -> uid (to stop those deleted behind its back).
+    pub known: Mutex<HashMap<String, String>>,
 }
 
 fn code(e: &kube::Error) -> Option<u16> {
@@ -48,12 +50,21 @@ fn code(e: &kube::Error) -> Option<u16> {
 }
 
 impl<R: ContainerRuntime> Workers<R> {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Bring one pod ("namespace/name") in line; when to look again.
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, kube::Error> {
         let Some((ns, name)) = key.split_once('/') else {
             return Ok(None);
         };
         let Some(pod) = self.pods.get(&ObjectRef::new(name).within(ns)) else {
+            // Gone from the API (deleted at once): nothing of it may keep running.
+            let gone = self.known().remove(key);
+            if let Some(uid) = gone {
+                let _ = self.runtime.stop_pod(&uid, Duration::ZERO).await;
+            }
             return Ok(None);
         };
         let node_name = pod
@@ -65,6 +76,7 @@ impl<R: ContainerRuntime> Workers<R> {
             return Ok(None);
         };
         let uid = pod.uid().unwrap_or_default();
+        self.known().insert(key.to_string(), uid.clone());
         let api: Api<Pod> = Api::namespaced(node.client.clone(), ns);
         if pod.metadata.deletion_timestamp.is_some() {
             let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
@@ -80,6 +92,7 @@ impl<R: ContainerRuntime> Workers<R> {
                 }),
                 ..Default::default()
             };
+            self.known().remove(key);
             return match api.delete(name, &params).await {
                 Ok(_) => Ok(None),
                 Err(e) if matches!(code(&e), Some(404 | 409)) => Ok(None),
@@ -112,9 +125,11 @@ impl<R: ContainerRuntime> Workers<R> {
             .as_ref()
             .is_none_or(|old| !status::same(old, &status))
         {
+            // Strategic: conditions merge by type, keeping other writers' (PodScheduled,
+            // DisruptionTarget).
             let patch = json!({"status": status});
             match api
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await
             {
                 Ok(_) => {}
@@ -127,7 +142,7 @@ impl<R: ContainerRuntime> Workers<R> {
             .as_deref()
             .is_some_and(|p| p == "Succeeded" || p == "Failed")
         {
-            let _ = self.runtime.stop_pod(&uid, Duration::ZERO).await;
+            // Its exited containers stay (for status) until the pod is deleted.
             return Ok(None);
         }
         Ok(next)

@@ -150,6 +150,7 @@ pub async fn run(
         nodes: handles,
         pods: pods.store().clone(),
         backoff: Mutex::default(),
+        known: Mutex::default(),
     });
     tokio::spawn(pods.clone().run(stop.clone()));
     tokio::spawn(nodes.clone().run(stop.clone()));

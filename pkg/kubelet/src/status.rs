@@ -10,6 +10,11 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::runtime::{Container, PodState, State};
 
+/// A time as the API keeps it: whole seconds.
+fn time(t: &Timestamp) -> Time {
+    Time(Timestamp::from_second(t.as_second()).unwrap_or(*t))
+}
+
 fn state(s: &State) -> ContainerState {
     match s {
         State::Waiting { reason } => ContainerState {
@@ -21,7 +26,7 @@ fn state(s: &State) -> ContainerState {
         },
         State::Running { started } => ContainerState {
             running: Some(ContainerStateRunning {
-                started_at: Some(Time(*started)),
+                started_at: Some(time(started)),
             }),
             ..Default::default()
         },
@@ -34,8 +39,8 @@ fn state(s: &State) -> ContainerState {
             terminated: Some(ContainerStateTerminated {
                 exit_code: *exit_code,
                 reason: Some(reason.clone()),
-                started_at: Some(Time(*started)),
-                finished_at: Some(Time(*finished)),
+                started_at: Some(time(started)),
+                finished_at: Some(time(finished)),
                 container_id: None,
                 message: None,
                 signal: None,
@@ -176,13 +181,15 @@ pub fn pod_status(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
 /// transition times aside), so an unchanged status is not written again.
 pub fn same(a: &PodStatus, b: &PodStatus) -> bool {
     let ours = |s: &PodStatus| {
-        let conditions: Vec<(String, String, Option<String>)> = s
+        let mut conditions: Vec<(String, String, Option<String>)> = s
             .conditions
             .iter()
             .flatten()
             .filter(|c| KUBELET_CONDITIONS.contains(&c.type_.as_str()))
             .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
             .collect();
+        // Their order is the API server's business.
+        conditions.sort();
         (
             s.phase.clone(),
             conditions,

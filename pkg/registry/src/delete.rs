@@ -1,11 +1,11 @@
 //! DELETE: preconditions, graceful deletion and finalizers, the garbage collector's
-//! finalizers for propagationPolicy, and a namespace's contents.
+//! finalizers for propagationPolicy, and namespace termination (the namespace controller
+//! empties a Terminating namespace, then drops its `kubernetes` finalizer).
 
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Result};
-use crate::list_prefix;
 use crate::meta::{meta_mut, meta_str};
 use crate::object_key;
 use crate::rest::{Registry, decode, finalizers_empty};
@@ -120,8 +120,13 @@ impl Registry {
             }
             let grace = strategy::grace_period(info, &obj, params.grace_period_seconds);
             let changed = gc_finalizers(&mut obj, params.propagation)?;
-            if !finalizers_empty(&obj) || grace > 0 {
+            let namespace_held =
+                strategy::is_namespace(info) && !strategy::namespace_finalized(&obj);
+            if !finalizers_empty(&obj) || grace > 0 || namespace_held {
                 // Graceful: mark it; the kubelet (or whoever removes the finalizers) ends it.
+                if strategy::is_namespace(info) {
+                    obj["status"]["phase"] = json!("Terminating");
+                }
                 let m = meta_mut(&mut obj)?;
                 let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
                 let shorter = m
@@ -159,9 +164,6 @@ impl Registry {
                 }
                 return Ok((obj, false));
             }
-            if info.group.is_empty() && info.plural == "namespaces" {
-                self.delete_namespace_contents(name).await?;
-            }
             match self.store.delete(&key, Some(current.mod_revision)).await {
                 Ok(_) => {
                     if info.group.is_empty() && info.kind == "Service" {
@@ -177,27 +179,6 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    /// Delete every object in a namespace (what the namespace controller does before the
-    /// namespace itself goes).
-    async fn delete_namespace_contents(&self, namespace: &str) -> Result<()> {
-        for info in minik_api::all().iter().filter(|r| r.namespaced) {
-            let prefix = list_prefix(info, Some(namespace));
-            let list = self.store.list(&prefix, Default::default()).await?;
-            for kv in list.kvs {
-                match self.store.delete(&kv.key, None).await {
-                    Ok(d) if info.kind == "Service" => {
-                        if let Ok(svc) = decode(&d.prev) {
-                            self.release_service(&svc).await;
-                        }
-                    }
-                    Ok(_) | Err(minik_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Ok(())
     }
 }
 

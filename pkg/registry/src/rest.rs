@@ -205,7 +205,13 @@ impl Registry {
         Ok((typed, warnings))
     }
 
-    async fn check_namespace(&self, info: &ResourceInfo, namespace: Option<&str>) -> Result<()> {
+    /// NamespaceLifecycle: nothing new in a missing namespace or one being terminated.
+    async fn check_namespace(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<()> {
         let Some(ns) = namespace.filter(|_| info.namespaced) else {
             return Ok(());
         };
@@ -216,14 +222,13 @@ impl Registry {
         };
         let obj = decode(&kv)?;
         if obj.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(ApiError::Conflict {
-                group: String::new(),
-                resource: "namespaces".into(),
-                name: ns.into(),
-                message: format!(
+            return Err(ApiError::forbidden(
+                info,
+                name,
+                format!(
                     "unable to create new content in namespace {ns} because it is being terminated"
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -260,7 +265,7 @@ impl Registry {
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
-        self.check_namespace(info, namespace).await?;
+        self.check_namespace(info, namespace, &name).await?;
         let _hold = self.admit(admitted.as_ref(), &typed, &mut warnings).await?;
         let key = object_key(info, namespace, &name);
         let service = info.group.is_empty() && info.kind == "Service";
@@ -391,6 +396,7 @@ impl Registry {
         // still running (a pod's ends when its kubelet deletes it).
         let gone = typed.pointer("/metadata/deletionTimestamp").is_some()
             && finalizers_empty(&typed)
+            && (!strategy::is_namespace(info) || strategy::namespace_finalized(&typed))
             && typed
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)

@@ -397,11 +397,23 @@ impl Registry {
             .pointer("/spec/finalizers")
             .cloned()
             .unwrap_or(json!([]));
-        self.modify(nss, None, name, Change::default(), |ns| {
-            ns["spec"]["finalizers"] = finalizers.clone();
-            Ok(())
-        })
-        .await
+        let ns = self
+            .modify(nss, None, name, Change::default(), |ns| {
+                ns["spec"]["finalizers"] = finalizers.clone();
+                Ok(())
+            })
+            .await?;
+        // Being deleted and nothing holds it any more: it goes now.
+        if ns.pointer("/metadata/deletionTimestamp").is_some()
+            && crate::strategy::namespace_finalized(&ns)
+            && crate::rest::finalizers_empty(&ns)
+        {
+            let (gone, _) = self
+                .delete(nss, None, name, &crate::DeleteParams::default())
+                .await?;
+            return Ok(gone);
+        }
+        Ok(ns)
     }
 }
 

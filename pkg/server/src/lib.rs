@@ -360,6 +360,7 @@ async fn serve(
             identity: bootstrap::leader_identity(),
             workers: 5,
             cluster_cidr: config.cluster_cidr,
+            root_ca: pki.server_ca.cert_pem.clone(),
         };
         tokio::spawn(minik_controllers::run(
             client,

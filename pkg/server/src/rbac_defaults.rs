@@ -1,5 +1,6 @@
 //! The roles and bindings Kubernetes bootstraps (kube-apiserver's RBAC defaults), made at
-//! start when missing: cluster-admin for system:masters, admin/edit/view for users to bind,
+//! start when missing: cluster-admin for system:masters, admin/edit/view for users to bind
+//! (aggregated from system:aggregate-to-admin/edit/view and any role labelled to join them),
 //! discovery, basic-user and public-info-viewer for everyone.
 
 use minik_registry::{ApiError, Registry, WriteParams};
@@ -96,6 +97,27 @@ fn cluster_role(name: &str, rules: Vec<Value>) -> Value {
     role
 }
 
+/// `system:aggregate-to-<name>`, whose rules join the roles `into`.
+fn aggregate_to(name: &str, into: &[&str], rules: Vec<Value>) -> Value {
+    let mut role = cluster_role(&format!("system:aggregate-to-{name}"), rules);
+    for target in into {
+        role["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{target}")] =
+            json!("true");
+    }
+    role
+}
+
+/// The rules of `sets` in order, each once (as aggregation makes them).
+fn union(sets: &[&Vec<Value>]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for rule in sets.iter().copied().flatten() {
+        if !out.contains(rule) {
+            out.push(rule.clone());
+        }
+    }
+    out
+}
+
 fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
     let subjects: Vec<Value> = groups
         .iter()
@@ -122,11 +144,13 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
         "pods/portforward", "pods/proxy", "pods/eviction", "services/proxy"],
         "verbs": ["create", "get"]}),
     );
-    let mut admin = edit.clone();
-    admin.push(json!({"apiGroups": ["rbac.authorization.k8s.io"],
-        "resources": ["rolebindings", "roles"], "verbs": write_all}));
-    admin.push(json!({"apiGroups": ["authorization.k8s.io"],
-        "resources": ["localsubjectaccessreviews"], "verbs": ["create"]}));
+    let admin = vec![
+        json!({"apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["rolebindings", "roles"], "verbs": write_all}),
+        json!({"apiGroups": ["authorization.k8s.io"],
+            "resources": ["localsubjectaccessreviews"], "verbs": ["create"]}),
+    ];
+    let view = rules(READ, &[]);
     let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
     let roles = vec![
         cluster_role(
@@ -136,9 +160,14 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
                 json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
             ],
         ),
-        cluster_role("admin", admin),
-        cluster_role("edit", edit),
-        cluster_role("view", rules(READ, &[])),
+        // What admin, edit and view aggregate (the aggregation controller keeps them the
+        // union; they start as it so they are usable before it runs).
+        cluster_role("admin", union(&[&admin, &edit, &view])),
+        cluster_role("edit", union(&[&edit, &view])),
+        cluster_role("view", view.clone()),
+        aggregate_to("admin", &["admin"], admin),
+        aggregate_to("edit", &["admin", "edit"], edit),
+        aggregate_to("view", &["admin", "edit", "view"], view),
         cluster_role(
             "system:discovery",
             vec![json!({"nonResourceURLs": ["/api", "/api/*",

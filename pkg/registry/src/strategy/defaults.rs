@@ -185,7 +185,23 @@ pub(crate) fn workload(kind: &str, obj: &mut Value) {
             default(spec, "backoffLimit", json!(6));
             default(spec, "completionMode", json!("NonIndexed"));
             default(spec, "suspend", json!(false));
-            default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+            // With a podFailurePolicy only failed pods are replaced.
+            let replace = match spec.get("podFailurePolicy") {
+                Some(p) if !p.is_null() => "Failed",
+                _ => "TerminatingOrFailed",
+            };
+            default(spec, "podReplacementPolicy", json!(replace));
+            let rules = spec
+                .pointer_mut("/podFailurePolicy/rules")
+                .and_then(Value::as_array_mut);
+            for rule in rules.into_iter().flatten() {
+                let patterns = rule
+                    .get_mut("onPodConditions")
+                    .and_then(Value::as_array_mut);
+                for p in patterns.into_iter().flatten() {
+                    default(p, "status", json!("True"));
+                }
+            }
             if spec.get("completions").is_none_or(Value::is_null)
                 && spec.get("parallelism").is_none_or(Value::is_null)
             {
@@ -241,5 +257,22 @@ mod tests {
         service(&mut s);
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["type"], "ClusterIP");
+    }
+
+    #[test]
+    fn job_defaults_follow_the_pod_failure_policy() {
+        let mut j = json!({"spec": {"template": {"spec": {}}}});
+        workload("Job", &mut j);
+        assert_eq!(j["spec"]["podReplacementPolicy"], "TerminatingOrFailed");
+        assert_eq!(j["spec"]["completions"], 1);
+        assert_eq!(j["spec"]["backoffLimit"], 6);
+        let rules =
+            json!([{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]);
+        let mut j =
+            json!({"spec": {"podFailurePolicy": {"rules": rules}, "template": {"spec": {}}}});
+        workload("Job", &mut j);
+        assert_eq!(j["spec"]["podReplacementPolicy"], "Failed");
+        let pattern = &j["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0];
+        assert_eq!(pattern["status"], "True");
     }
 }

@@ -20,6 +20,20 @@ pub fn validate(info: &ResourceInfo, old: Option<&Value>, new: &Value) -> Vec<Ca
     causes
 }
 
+/// What keeps a namespace until the namespace controller has emptied it.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
+pub fn is_namespace(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.kind == "Namespace"
+}
+
+/// A namespace whose `spec.finalizers` are all gone (it may go once it is being deleted).
+pub fn namespace_finalized(obj: &Value) -> bool {
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+}
+
 /// Whether `info` has a status subresource: main-resource writes keep the stored status and
 /// status writes keep everything else.
 pub fn has_status(info: &ResourceInfo) -> bool {
@@ -29,7 +43,19 @@ pub fn has_status(info: &ResourceInfo) -> bool {
 /// What create sets that the typed view does not give (PrepareForCreate), defaults included.
 pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
-        ("", "Namespace") => obj["status"] = json!({"phase": "Active"}),
+        ("", "Namespace") => {
+            obj["status"] = json!({"phase": "Active"});
+            // The namespace controller's finalizer: it goes once the namespace is empty.
+            let mut list = obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if !list.iter().any(|x| x == NAMESPACE_FINALIZER) {
+                list.push(json!(NAMESPACE_FINALIZER));
+            }
+            obj["spec"]["finalizers"] = json!(list);
+        }
         // What a client sends as a pod's status is not kept (PrepareForCreate).
         ("", "Pod") => obj["status"] = json!({}),
         ("batch", "Job") => job_selector(obj),
@@ -130,6 +156,17 @@ pub fn prepare_for_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
     if info.group.is_empty() && info.kind == "Service" {
         keep_allocated(old, new);
     }
+    if is_namespace(info) {
+        // Only namespaces/finalize changes a namespace's finalizers.
+        match old.pointer("/spec/finalizers") {
+            Some(f) => new["spec"]["finalizers"] = f.clone(),
+            None => {
+                if let Some(s) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    s.remove("finalizers");
+                }
+            }
+        }
+    }
     if has_status(info) {
         match old.get("status") {
             Some(s) => new["status"] = s.clone(),
@@ -180,4 +217,30 @@ pub fn grace_period(info: &ResourceInfo, obj: &Value, asked: Option<i64>) -> i64
         .and_then(Value::as_i64)
         .unwrap_or(30);
     asked.unwrap_or(own).max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_get_the_kubernetes_finalizer_and_keep_it_on_update() {
+        let info = minik_api::builtin("", "v1", "namespaces");
+        let mut ns = json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["example.com/x"]}});
+        prepare_for_create(info, &mut ns);
+        assert_eq!(
+            ns["spec"]["finalizers"],
+            json!(["example.com/x", "kubernetes"])
+        );
+        assert_eq!(ns["status"]["phase"], "Active");
+        assert!(!namespace_finalized(&ns));
+        // Only namespaces/finalize changes them.
+        let mut update = json!({"metadata": {"name": "a"}, "spec": {"finalizers": []}});
+        prepare_for_update(info, &ns, &mut update);
+        assert_eq!(update["spec"]["finalizers"], ns["spec"]["finalizers"]);
+        let mut bare = json!({"metadata": {"name": "b"}});
+        prepare_for_create(info, &mut bare);
+        assert_eq!(bare["spec"]["finalizers"], json!(["kubernetes"]));
+        assert!(namespace_finalized(&json!({"spec": {"finalizers": []}})));
+    }
 }

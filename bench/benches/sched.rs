@@ -1,0 +1,174 @@
+//! `make bench-sched`: a release `minik server` with 1,000 simulated nodes; 10,000 pods are
+//! created by 16 kube-rs clients and scheduled, bound and reported Running. Prints the
+//! scheduling throughput (pods bound per second, from the first create to the last bind),
+//! create-to-Running latency p50/p99, and the server's RSS at that scale.
+//! BENCH_QUICK=1: 100 nodes and 1,000 pods (to check the harness, not for figures).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use minik_bench::report::{Table, p50_p99_ms, rate};
+use minik_tests::server::Server;
+
+/// Per pod: when its create was sent, when it was seen bound, when seen Running.
+#[derive(Default, Clone, Copy)]
+struct Times {
+    created: Option<Instant>,
+    bound: Option<Instant>,
+    running: Option<Instant>,
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+    }))
+    .expect("pod")
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let (nodes, pods) = if quick { (100, 1000) } else { (1000, 10_000) };
+    let server = Server::start_with(&["--simulated-nodes", &nodes.to_string()]);
+    let client = server.kube_client().await;
+    let node_api: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = node_api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        if n >= nodes {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of {nodes} nodes registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let idle_rss = rss_mib(server.pid());
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+    )
+    .expect("ns");
+    nss.create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let api: Api<Pod> = Api::namespaced(client.clone(), "bench");
+    let times: Arc<Mutex<HashMap<String, Times>>> = Arc::default();
+    // Watch before creating, to see every bind and Running as it happens.
+    let seen = times.clone();
+    let watch = tokio::spawn({
+        let api = api.clone();
+        async move {
+            let stream = watcher(api, watcher::Config::default()).applied_objects();
+            let mut stream = std::pin::pin!(stream);
+            let mut running = 0;
+            while let Some(Ok(p)) = stream.next().await {
+                let now = Instant::now();
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let mut t = seen.lock().unwrap();
+                let e = t.entry(name).or_default();
+                if e.bound.is_none() && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+                {
+                    e.bound = Some(now);
+                }
+                if e.running.is_none()
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                {
+                    e.running = Some(now);
+                    running += 1;
+                    if running == pods {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    let per_client = pods / 16;
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let (api, times) = (api.clone(), times.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_client {
+                let name = format!("p-{c}-{i}");
+                let sent = Instant::now();
+                api.create(&PostParams::default(), &pod(&name))
+                    .await
+                    .expect("create pod");
+                times.lock().unwrap().entry(name).or_default().created = Some(sent);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("creator");
+    }
+    let created_in = start.elapsed();
+    let total = per_client * 16;
+    tokio::time::timeout(Duration::from_secs(600), watch)
+        .await
+        .expect("every pod Running within 10 minutes")
+        .expect("watcher");
+    let t = times.lock().unwrap().clone();
+    let last_bound = t.values().filter_map(|x| x.bound).max().expect("binds");
+    let bound_rate = total as f64 / last_bound.duration_since(start).as_secs_f64();
+    let mut h = Histogram::<u64>::new(3).expect("histogram");
+    for x in t.values() {
+        if let (Some(c), Some(r)) = (x.created, x.running) {
+            h.record(r.saturating_duration_since(c).as_micros() as u64)
+                .expect("record");
+        }
+    }
+    let rss = rss_mib(server.pid());
+    let mut table = Table::new(
+        format!(
+            "minik scheduler (release build): {total} pods on {nodes} simulated nodes, 16 kube-rs clients creating"
+        ),
+        &["minik", "target"],
+    );
+    table.row(
+        "pods created/s",
+        vec![rate(total as f64 / created_in.as_secs_f64()), String::new()],
+    );
+    table.row(
+        "pods scheduled/s (first create to last bind)",
+        vec![rate(bound_rate), ">= 1000".into()],
+    );
+    table.row(
+        "create to Running p50 / p99 (ms)",
+        vec![p50_p99_ms(&h, 1000.0), String::new()],
+    );
+    table.row(
+        "server RSS before pods (MiB)",
+        vec![format!("{idle_rss:.0}"), String::new()],
+    );
+    table.row(
+        format!("server RSS with {total} pods (MiB)"),
+        vec![format!("{rss:.0}"), String::new()],
+    );
+    println!("{}", table.render());
+}
