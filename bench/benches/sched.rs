@@ -47,7 +47,9 @@ fn rss_mib(pid: u32) -> f64 {
 #[tokio::main]
 async fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (nodes, pods) = if quick { (100, 1000) } else { (1000, 10_000) };
+    let (nodes, wanted) = if quick { (100, 1000) } else { (1000, 10_000) };
+    // 16 clients create the same number each.
+    let pods = wanted / 16 * 16;
     let server = Server::start_with(&["--simulated-nodes", &nodes.to_string()]);
     let client = server.kube_client().await;
     let node_api: Api<Node> = Api::all(client.clone());
@@ -110,6 +112,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     let per_client = pods / 16;
+    eprintln!("{nodes} nodes registered; creating {pods} pods");
     let mut tasks = Vec::new();
     for c in 0..16 {
         let (api, times) = (api.clone(), times.clone());

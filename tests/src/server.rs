@@ -132,6 +132,31 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Poll `f` every 200 ms until it gives a value, for at most 90 s; the test fails
+    /// with `what` and the server's log otherwise.
+    pub fn eventually<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: timed out; server log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `kubectl get <args> -o json`, which must succeed.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&ok(self.kubectl(&all))).expect("kubectl json")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

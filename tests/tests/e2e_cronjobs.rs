@@ -1,8 +1,6 @@
 //! CronJobs on a real `minik server` with simulated nodes, driven by the real kubectl.
 
-use std::time::{Duration, Instant};
-
-use minik_tests::server::{Server, ok};
+use minik_tests::server::{Server, eventually, ok};
 use serde_json::Value;
 
 fn server() -> Server {
@@ -40,17 +38,6 @@ fn get(s: &Server, args: &[&str]) -> Value {
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", "json"]);
     serde_json::from_str(&ok(s.kubectl(&all))).expect("json")
-}
-
-fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn jobs(s: &Server) -> Vec<Value> {

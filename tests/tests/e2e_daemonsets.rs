@@ -3,10 +3,7 @@
 //! relabelled and added, and rolling updates (maxUnavailable, maxSurge) with `kubectl
 //! rollout status|history|undo`.
 
-use std::time::{Duration, Instant};
-
 use minik_tests::server::{Kubectl, Server, ok, text};
-use serde_json::Value;
 
 fn daemonset(name: &str, extra_spec: &str, pod_spec: &str) -> String {
     format!(
@@ -25,32 +22,9 @@ spec:
     )
 }
 
-/// Poll `f` until it returns Some, for up to 90 s.
-fn eventually<T>(what: &str, s: &Server, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: timed out; server log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn json(s: &Server, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    serde_json::from_str(&ok(s.kubectl(&all))).expect("kubectl json")
-}
-
 /// The nodes the DaemonSet's live pods are bound to, sorted.
 fn placed(s: &Server, app: &str) -> Vec<String> {
-    let pods = json(s, &["pods", "-l", &format!("app={app}")]);
+    let pods = s.get_json(&["pods", "-l", &format!("app={app}")]);
     let mut nodes: Vec<String> = pods["items"]
         .as_array()
         .into_iter()
@@ -63,14 +37,14 @@ fn placed(s: &Server, app: &str) -> Vec<String> {
 }
 
 fn wait_placed(s: &Server, app: &str, want: &[&str]) {
-    eventually(&format!("{app} on {want:?}"), s, || {
+    s.eventually(&format!("{app} on {want:?}"), || {
         (placed(s, app) == want).then_some(())
     });
 }
 
 fn wait_nodes(s: &Server, n: usize) {
-    eventually("the simulated nodes", s, || {
-        let nodes = json(s, &["nodes"]);
+    s.eventually("the simulated nodes", || {
+        let nodes = s.get_json(&["nodes"]);
         (nodes["items"].as_array().map_or(0, Vec::len) == n).then_some(())
     });
 }
@@ -90,12 +64,12 @@ fn one_pod_per_eligible_node_following_taints_labels_and_new_nodes() {
     wait_placed(&s, "tolerant", &["sim-0", "sim-1", "sim-2"]);
     let out = ok(s.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]));
     assert!(out.contains("successfully rolled out"), "{out}");
-    let status = json(&s, &["ds", "agent"])["status"].clone();
+    let status = s.get_json(&["ds", "agent"])["status"].clone();
     assert_eq!(status["desiredNumberScheduled"], 2, "{status}");
     assert_eq!(status["numberReady"], 2, "{status}");
     assert_eq!(status["numberMisscheduled"], 0, "{status}");
     // Pods are pinned to their node and tolerate node problems.
-    let pod = &json(&s, &["pods", "-l", "app=agent"])["items"][0];
+    let pod = &s.get_json(&["pods", "-l", "app=agent"])["items"][0];
     let required =
         &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
     let term = &required["nodeSelectorTerms"][0];
@@ -123,13 +97,13 @@ fn one_pod_per_eligible_node_following_taints_labels_and_new_nodes() {
     s.restart(false);
     wait_nodes(&s, 4);
     wait_placed(&s, "agent", &["sim-0", "sim-1", "sim-2", "sim-3"]);
-    eventually("four desired", &s, || {
-        (json(&s, &["ds", "agent"])["status"]["desiredNumberScheduled"] == 4).then_some(())
+    s.eventually("four desired", || {
+        (s.get_json(&["ds", "agent"])["status"]["desiredNumberScheduled"] == 4).then_some(())
     });
 }
 
 fn images(s: &Server, app: &str) -> Vec<String> {
-    let pods = json(s, &["pods", "-l", &format!("app={app}")]);
+    let pods = s.get_json(&["pods", "-l", &format!("app={app}")]);
     pods["items"]
         .as_array()
         .into_iter()
@@ -163,16 +137,16 @@ fn rolling_updates_with_rollout_status_history_and_undo() {
             "{}",
             text(&out)
         );
-        eventually(&format!("{app} all on busybox:2"), &s, || {
+        s.eventually(&format!("{app} all on busybox:2"), || {
             let imgs = images(&s, app);
             (imgs.len() == 3 && imgs.iter().all(|i| i == "busybox:2")).then_some(())
         });
-        let status = json(&s, &[ds])["status"].clone();
+        let status = s.get_json(&[ds])["status"].clone();
         assert_eq!(status["updatedNumberScheduled"], 3, "{status}");
         assert_eq!(status["numberAvailable"], 3, "{status}");
     }
     // Two revisions, which `rollout history` lists and `rollout undo` goes back to.
-    let revisions = json(&s, &["controllerrevisions", "-l", "app=agent"]);
+    let revisions = s.get_json(&["controllerrevisions", "-l", "app=agent"]);
     assert_eq!(
         revisions["items"].as_array().map_or(0, Vec::len),
         2,
@@ -190,11 +164,11 @@ fn rolling_updates_with_rollout_status_history_and_undo() {
     ok(s.kubectl(&["rollout", "undo", "ds/agent"]));
     let out = ok(s.kubectl(&["rollout", "status", "ds/agent", "--timeout=90s"]));
     assert!(out.contains("successfully rolled out"), "{out}");
-    eventually("agent back on busybox:1", &s, || {
+    s.eventually("agent back on busybox:1", || {
         let imgs = images(&s, "agent");
         (imgs.len() == 3 && imgs.iter().all(|i| i == "busybox:1")).then_some(())
     });
-    let revisions = json(&s, &["controllerrevisions", "-l", "app=agent"]);
+    let revisions = s.get_json(&["controllerrevisions", "-l", "app=agent"]);
     let mut numbers: Vec<i64> = revisions["items"]
         .as_array()
         .into_iter()

@@ -1,8 +1,6 @@
 //! The garbage collector with the real binary and real kubectl: background, foreground and
 //! orphan cascades of Deployments, ConfigMaps owning ConfigMaps, and custom resources.
 
-use std::time::{Duration, Instant};
-
 use minik_tests::server::{Kubectl, Server, ok, text};
 
 fn deployment(name: &str) -> String {
@@ -20,22 +18,6 @@ spec:
     )
 }
 
-/// Poll `f` until it returns Some, for up to 60 s.
-fn eventually<T>(what: &str, s: &Server, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: timed out; server log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// `kubectl get` names (one per line), empty when none.
 fn names(k: &Kubectl, args: &[&str]) -> Vec<String> {
     let mut all = vec!["get"];
@@ -48,7 +30,7 @@ fn names(k: &Kubectl, args: &[&str]) -> Vec<String> {
 fn deploy(s: &Server, k: &Kubectl, name: &str) {
     ok(k.stdin(&["apply", "-f", "-"], &deployment(name)));
     let selector = format!("app={name}");
-    eventually("a ReplicaSet and two pods", s, || {
+    s.eventually("a ReplicaSet and two pods", || {
         let rs = names(k, &["rs", "-l", &selector]);
         let pods = names(k, &["pods", "-l", &selector]);
         (rs.len() == 1 && pods.len() == 2).then_some(())
@@ -64,7 +46,7 @@ fn deleting_a_deployment_cascades_in_the_background() {
         deploy(&s, k, &name);
         ok(k.run(&["delete", "deployment", &name]));
         let selector = format!("app={name}");
-        eventually("ReplicaSets and pods collected", &s, || {
+        s.eventually("ReplicaSets and pods collected", || {
             names(k, &["rs,pods", "-l", &selector])
                 .is_empty()
                 .then_some(())
@@ -128,7 +110,7 @@ fn foreground_deletion_waits_for_blocking_dependents() {
         "--wait=false",
     ]));
     // Both dependents are deleted; the held one stays (its finalizer) and so does the owner.
-    eventually("the held dependent being deleted", &s, || {
+    s.eventually("the held dependent being deleted", || {
         let ts = ok(k.run(&[
             "get",
             "cm",
@@ -156,7 +138,7 @@ fn foreground_deletion_waits_for_blocking_dependents() {
         "-p",
         "{\"metadata\":{\"finalizers\":null}}",
     ]));
-    eventually("the owner gone", &s, || {
+    s.eventually("the owner gone", || {
         names(k, &["cm", "parent", "held", "--ignore-not-found"])
             .is_empty()
             .then_some(())
@@ -191,7 +173,7 @@ fn configmaps_owned_by_configmaps_and_custom_resources() {
         &["apply", "-f", "-"],
         &owned("dangling", &[("ghost", "0000-ghost")]),
     ));
-    eventually("the dangling dependent collected", &s, || {
+    s.eventually("the dangling dependent collected", || {
         names(k, &["cm", "dangling", "--ignore-not-found"])
             .is_empty()
             .then_some(())
@@ -200,7 +182,7 @@ fn configmaps_owned_by_configmaps_and_custom_resources() {
     ok(k.run(&["get", "cm", "only-a", "a-and-b"]));
 
     ok(k.run(&["delete", "cm", "a"]));
-    eventually("only-a collected, a-and-b released from a", &s, || {
+    s.eventually("only-a collected, a-and-b released from a", || {
         let gone = names(k, &["cm", "only-a", "--ignore-not-found"]).is_empty();
         let owners = ok(k.run(&[
             "get",
@@ -239,7 +221,7 @@ spec:
     );
     ok(k.stdin(&["apply", "-f", "-"], &gadget));
     ok(k.run(&["delete", "cm", "b"]));
-    eventually("the gadget and a-and-b collected", &s, || {
+    s.eventually("the gadget and a-and-b collected", || {
         let left = names(k, &["gadgets,cm", "--ignore-not-found"]);
         (!left
             .iter()

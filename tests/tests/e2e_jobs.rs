@@ -1,9 +1,7 @@
 //! Jobs on a real `minik server` with simulated nodes, driven by the real kubectl: pods exit as
 //! their `simulation.minik.io/*` annotations say, and the Job controller counts them.
 
-use std::time::{Duration, Instant};
-
-use minik_tests::server::{Server, ok, text};
+use minik_tests::server::{Server, eventually, ok, text};
 use serde_json::Value;
 
 fn server() -> Server {
@@ -43,18 +41,6 @@ fn get(s: &Server, args: &[&str]) -> Value {
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", "json"]);
     serde_json::from_str(&ok(s.kubectl(&all))).expect("json")
-}
-
-/// Poll `f` until it gives Some, for at most `secs` seconds.
-fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn wait(s: &Server, condition: &str, job: &str, secs: u32) {

@@ -3,26 +3,8 @@
 //! reports what is left in its conditions, and finalizes it; nothing new may be created in
 //! it meanwhile. Without the controller manager it stays Terminating.
 
-use std::time::{Duration, Instant};
-
 use minik_tests::server::{Kubectl, Server, ok, text};
 use serde_json::Value;
-
-/// Poll `f` until it returns Some, for up to 60 s.
-fn eventually<T>(what: &str, s: &Server, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: timed out; server log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn get_json(k: &Kubectl, args: &[&str]) -> Value {
     let mut all = vec!["get"];
@@ -72,7 +54,7 @@ fn deleting_a_namespace_empties_it_and_it_goes() {
         );
         assert_eq!(created["status"]["phase"], "Active");
         ok(k.stdin(&["apply", "-f", "-"], &CONTENT.replace("NS", &ns)));
-        eventually("the deployment's pods", &s, || {
+        s.eventually("the deployment's pods", || {
             let pods = ok(k.run(&["get", "pods", "-n", &ns, "-o", "name"]));
             (pods.lines().count() == 2).then_some(())
         });
@@ -113,7 +95,7 @@ fn a_terminating_namespace_refuses_content_and_waits_for_finalizers() {
     );
 
     // The controller deletes what it can and says what holds the rest.
-    let ns = eventually("conditions naming the finalizer", &s, || {
+    let ns = s.eventually("conditions naming the finalizer", || {
         let ns = get_json(k, &["namespace", "held"]);
         let fin = condition(&ns, "NamespaceFinalizersRemaining")?;
         (fin["status"] == "True").then_some(ns)
@@ -156,7 +138,7 @@ fn a_terminating_namespace_refuses_content_and_waits_for_finalizers() {
         "-p",
         "{\"metadata\":{\"finalizers\":null}}",
     ]));
-    eventually("the namespace gone", &s, || {
+    s.eventually("the namespace gone", || {
         let out = k.run(&["get", "namespace", "held"]);
         text(&out).contains("NotFound").then_some(())
     });

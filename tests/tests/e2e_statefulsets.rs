@@ -3,10 +3,9 @@
 //! Parallel pod management, and partitioned rolling updates with `kubectl rollout
 //! status|history|undo` on simulated nodes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use minik_tests::server::{Kubectl, Server, ok, text};
-use serde_json::Value;
 
 /// A StatefulSet manifest; `pod_spec` adds fields to the pod template's spec.
 fn statefulset(name: &str, replicas: u32, extra_spec: &str, image: &str, pod_spec: &str) -> String {
@@ -39,32 +38,9 @@ spec:
 /// Pods no scheduler binds, whose status the test sets as a kubelet would.
 const MANUAL: &str = "      schedulerName: manual";
 
-/// Poll `f` until it returns Some, for up to 90 s.
-fn eventually<T>(what: &str, s: &Server, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: timed out; server log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn json(s: &Server, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    serde_json::from_str(&ok(s.kubectl(&all))).expect("kubectl json")
-}
-
 /// The names of the pods (or claims) selected by `app=<app>`, sorted.
 fn names(s: &Server, kind: &str, app: &str) -> Vec<String> {
-    let list = json(s, &[kind, "-l", &format!("app={app}")]);
+    let list = s.get_json(&[kind, "-l", &format!("app={app}")]);
     let mut names: Vec<String> = list["items"]
         .as_array()
         .into_iter()
@@ -92,8 +68,8 @@ fn make_ready(s: &Server, pod: &str) {
 
 /// Wait until the set's status shows the controller has seen `replicas` pods.
 fn observed(s: &Server, set: &str, replicas: i64) {
-    eventually("the status counts the pods", s, || {
-        let v = json(s, &["sts", set]);
+    s.eventually("the status counts the pods", || {
+        let v = s.get_json(&["sts", set]);
         (v["status"]["replicas"] == replicas).then_some(())
     });
 }
@@ -105,12 +81,12 @@ fn ordered_ready_creates_in_order_and_scales_down_from_the_highest() {
         &["apply", "-f", "-"],
         &statefulset("web", 3, "", "busybox:1", MANUAL),
     ));
-    eventually("web-0", &s, || {
+    s.eventually("web-0", || {
         (names(&s, "pods", "web") == ["web-0"]).then_some(())
     });
     observed(&s, "web", 1);
     // The pod's identity and its claim.
-    let pod = json(&s, &["pod", "web-0"]);
+    let pod = s.get_json(&["pod", "web-0"]);
     assert_eq!(
         pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
         "web-0"
@@ -129,20 +105,20 @@ fn ordered_ready_creates_in_order_and_scales_down_from_the_highest() {
     let volume = &pod["spec"]["volumes"][0];
     assert_eq!(volume["name"], "data");
     assert_eq!(volume["persistentVolumeClaim"]["claimName"], "data-web-0");
-    let claim = json(&s, &["pvc", "data-web-0"]);
+    let claim = s.get_json(&["pvc", "data-web-0"]);
     assert_eq!(claim["metadata"]["labels"]["app"], "web");
     assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
     // web-1 waits for web-0 to be Running and Ready.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(names(&s, "pods", "web"), ["web-0"]);
     make_ready(&s, "web-0");
-    eventually("web-1 after web-0 is ready", &s, || {
+    s.eventually("web-1 after web-0 is ready", || {
         (names(&s, "pods", "web") == ["web-0", "web-1"]).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(names(&s, "pods", "web"), ["web-0", "web-1"]);
     make_ready(&s, "web-1");
-    eventually("web-2", &s, || {
+    s.eventually("web-2", || {
         (names(&s, "pods", "web").len() == 3).then_some(())
     });
     make_ready(&s, "web-2");
@@ -162,13 +138,13 @@ fn ordered_ready_creates_in_order_and_scales_down_from_the_highest() {
         r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
     ]));
     ok(s.kubectl(&["scale", "sts", "web", "--replicas=1"]));
-    eventually("web-2 terminating", &s, || {
-        json(&s, &["pod", "web-2"])["metadata"]["deletionTimestamp"]
+    s.eventually("web-2 terminating", || {
+        s.get_json(&["pod", "web-2"])["metadata"]["deletionTimestamp"]
             .is_string()
             .then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert!(json(&s, &["pod", "web-1"])["metadata"]["deletionTimestamp"].is_null());
+    assert!(s.get_json(&["pod", "web-1"])["metadata"]["deletionTimestamp"].is_null());
     ok(s.kubectl(&[
         "patch",
         "pod",
@@ -177,7 +153,7 @@ fn ordered_ready_creates_in_order_and_scales_down_from_the_highest() {
         "-p",
         r#"{"metadata":{"finalizers":null}}"#,
     ]));
-    eventually("only web-0 left", &s, || {
+    s.eventually("only web-0 left", || {
         (names(&s, "pods", "web") == ["web-0"]).then_some(())
     });
     // Claims are retained by default.
@@ -203,18 +179,18 @@ fn parallel_creates_all_at_once_and_claims_follow_the_retention_policy() {
         &["apply", "-f", "-"],
         &statefulset("db", 3, spec, "busybox:1", MANUAL),
     ));
-    eventually("three pods at once, none ready", &s, || {
+    s.eventually("three pods at once, none ready", || {
         (names(&s, "pods", "db") == ["db-5", "db-6", "db-7"]).then_some(())
     });
-    let claims = eventually("three claims", &s, || {
+    let claims = s.eventually("three claims", || {
         let c = names(&s, "pvc", "db");
         (c.len() == 3).then_some(c)
     });
     assert_eq!(claims, ["data-db-5", "data-db-6", "data-db-7"]);
-    let set_uid = json(&s, &["sts", "db"])["metadata"]["uid"].clone();
+    let set_uid = s.get_json(&["sts", "db"])["metadata"]["uid"].clone();
     // whenDeleted: Delete makes the set the claims' controller, as Kubernetes sets it.
-    eventually("claims owned by the set", &s, || {
-        let c = json(&s, &["pvc", "data-db-6"]);
+    s.eventually("claims owned by the set", || {
+        let c = s.get_json(&["pvc", "data-db-6"]);
         let refs = &c["metadata"]["ownerReferences"];
         (refs[0]["kind"] == "StatefulSet"
             && refs[0]["uid"] == set_uid
@@ -230,8 +206,8 @@ fn parallel_creates_all_at_once_and_claims_follow_the_retention_policy() {
         "-p",
         r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Retain"}}}"#,
     ]));
-    eventually("claims released", &s, || {
-        let c = json(&s, &["pvc", "data-db-6"]);
+    s.eventually("claims released", || {
+        let c = s.get_json(&["pvc", "data-db-6"]);
         c["metadata"]["ownerReferences"]
             .as_array()
             .is_none_or(Vec::is_empty)
@@ -247,7 +223,7 @@ fn parallel_creates_all_at_once_and_claims_follow_the_retention_policy() {
         r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"}}}"#,
     ]));
     ok(s.kubectl(&["scale", "sts", "db", "--replicas=1"]));
-    eventually("db-5 and its claim left", &s, || {
+    s.eventually("db-5 and its claim left", || {
         (names(&s, "pods", "db") == ["db-5"] && names(&s, "pvc", "db") == ["data-db-5"])
             .then_some(())
     });
@@ -263,7 +239,7 @@ fn partitioned_rolling_update_history_and_undo_on_simulated_nodes() {
     ));
     let out = ok(s.kubectl(&["rollout", "status", "sts/web", "--timeout=90s"]));
     assert!(out.contains("partitioned roll out complete"), "{out}");
-    let first = json(&s, &["sts", "web"])["status"]["currentRevision"].clone();
+    let first = s.get_json(&["sts", "web"])["status"]["currentRevision"].clone();
     ok(s.kubectl(&["set", "image", "sts/web", "c=busybox:2"]));
     let out = s.kubectl(&["rollout", "status", "sts/web", "--timeout=90s"]);
     assert!(
@@ -271,16 +247,16 @@ fn partitioned_rolling_update_history_and_undo_on_simulated_nodes() {
         "{}",
         text(&out)
     );
-    let image = |pod: &str| json(&s, &["pod", pod])["spec"]["containers"][0]["image"].clone();
+    let image = |pod: &str| s.get_json(&["pod", pod])["spec"]["containers"][0]["image"].clone();
     assert_eq!(image("web-2"), "busybox:2");
     assert_eq!(image("web-1"), "busybox:2");
     assert_eq!(image("web-0"), "busybox:1");
-    let status = json(&s, &["sts", "web"])["status"].clone();
+    let status = s.get_json(&["sts", "web"])["status"].clone();
     assert_eq!(status["updatedReplicas"], 2);
     assert_eq!(status["currentRevision"], first);
     assert_ne!(status["updateRevision"], first);
     // The revisions: two, numbered, owned by the set; `rollout history` reads them.
-    let revisions = json(&s, &["controllerrevisions", "-l", "app=web"]);
+    let revisions = s.get_json(&["controllerrevisions", "-l", "app=web"]);
     let numbers: Vec<i64> = revisions["items"]
         .as_array()
         .unwrap()
@@ -303,10 +279,10 @@ fn partitioned_rolling_update_history_and_undo_on_simulated_nodes() {
     ok(s.kubectl(&["rollout", "undo", "sts/web"]));
     let out = ok(s.kubectl(&["rollout", "status", "sts/web", "--timeout=90s"]));
     assert!(out.contains("partitioned roll out complete"), "{out}");
-    eventually("web-2 back on busybox:1", &s, || {
+    s.eventually("web-2 back on busybox:1", || {
         (image("web-2") == "busybox:1" && image("web-1") == "busybox:1").then_some(())
     });
-    let revisions = json(&s, &["controllerrevisions", "-l", "app=web"]);
+    let revisions = s.get_json(&["controllerrevisions", "-l", "app=web"]);
     let mut numbers: Vec<i64> = revisions["items"]
         .as_array()
         .unwrap()

@@ -20,6 +20,7 @@ mod endpoints;
 mod gc;
 mod job;
 mod namespace;
+pub mod nodeaffinity;
 pub mod nodeipam;
 mod nodelifecycle;
 mod podgc;

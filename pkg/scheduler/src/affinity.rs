@@ -3,76 +3,17 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm,
-};
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use kube::ResourceExt;
-use minik_controllers::util;
+use minik_controllers::{nodeaffinity, util};
 
 use crate::cache::Cache;
 
-fn requirement(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Whether a node selector term (labels and `metadata.name` fields) matches a node.
-pub fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let labels = node.labels();
-    let name = node.name_any();
-    let exprs = term.match_expressions.iter().flatten();
-    let fields = term.match_fields.iter().flatten();
-    let has_any = term
-        .match_expressions
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-        || term.match_fields.as_ref().is_some_and(|e| !e.is_empty());
-    has_any
-        && exprs.clone().all(|r| requirement(r, labels.get(&r.key)))
-        && fields
-            .clone()
-            .all(|r| r.key == "metadata.name" && requirement(r, Some(&name)))
-}
-
 /// The pod's nodeSelector and required node affinity, as one check.
 pub fn node_matches(pod: &Pod, node: &Node) -> bool {
-    let Some(spec) = &pod.spec else {
-        return true;
-    };
-    let labels = node.labels();
-    if let Some(sel) = &spec.node_selector
-        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return false;
-    }
-    let required = spec
-        .affinity
+    pod.spec
         .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
+        .is_none_or(|s| nodeaffinity::admits(s, node))
 }
 
 /// Sum of the weights of the pod's preferred node-affinity terms the node matches.
@@ -87,7 +28,7 @@ pub fn preferred_node_score(pod: &Pod, node: &Node) -> i64 {
         })
         .into_iter()
         .flatten()
-        .filter(|p| term_matches(&p.preference, node))
+        .filter(|p| nodeaffinity::term_matches(&p.preference, node))
         .map(|p| i64::from(p.weight))
         .sum()
 }
@@ -131,4 +72,35 @@ pub fn domain_counts(
         *counts.entry(value.clone()).or_default() += i64::try_from(n).unwrap_or(0);
     }
     counts
+}
+
+/// The pod's (anti-)affinity terms: (required, preferred).
+pub fn pod_terms(pod: &Pod, anti: bool) -> (Vec<PodAffinityTerm>, Vec<WeightedPodAffinityTerm>) {
+    let a = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+    let (required, preferred) = if anti {
+        let t = a.and_then(|a| a.pod_anti_affinity.as_ref());
+        (
+            t.and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .clone()
+            }),
+            t.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .clone()
+            }),
+        )
+    } else {
+        let t = a.and_then(|a| a.pod_affinity.as_ref());
+        (
+            t.and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .clone()
+            }),
+            t.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .clone()
+            }),
+        )
+    };
+    (required.unwrap_or_default(), preferred.unwrap_or_default())
 }

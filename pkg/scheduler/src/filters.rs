@@ -88,19 +88,7 @@ pub struct Prepared {
 }
 
 fn required_terms(pod: &Pod, anti: bool) -> Vec<PodAffinityTerm> {
-    let a = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
-    let terms = if anti {
-        a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|p| {
-            p.required_during_scheduling_ignored_during_execution
-                .clone()
-        })
-    } else {
-        a.and_then(|a| a.pod_affinity.as_ref()).and_then(|p| {
-            p.required_during_scheduling_ignored_during_execution
-                .clone()
-        })
-    };
-    terms.unwrap_or_default()
+    affinity::pod_terms(pod, anti).0
 }
 
 pub fn prepare(pod: Arc<Pod>, cache: &Cache) -> Prepared {

@@ -107,19 +107,7 @@ fn prefer_no_schedule(pod: &Pod, n: &NodeState) -> i64 {
 }
 
 fn preferred_terms(pod: &Pod, anti: bool) -> Vec<WeightedPodAffinityTerm> {
-    let a = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
-    let t = if anti {
-        a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|p| {
-            p.preferred_during_scheduling_ignored_during_execution
-                .clone()
-        })
-    } else {
-        a.and_then(|a| a.pod_affinity.as_ref()).and_then(|p| {
-            p.preferred_during_scheduling_ignored_during_execution
-                .clone()
-        })
-    };
-    t.unwrap_or_default()
+    affinity::pod_terms(pod, anti).1
 }
 
 /// Preferred pod (anti-)affinity: + weight per matching pod in the same domain (− for anti).
