@@ -157,6 +157,38 @@ impl Server {
         serde_json::from_str(&ok(self.kubectl(&all))).expect("kubectl json")
     }
 
+    /// `kubectl apply` of one object, which must succeed.
+    pub fn apply(&self, obj: &serde_json::Value) {
+        ok(self.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string()));
+    }
+
+    /// `kubectl <args> -o json`, or None when kubectl fails (e.g. the object is missing).
+    pub fn json_opt(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl(&all);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Poll `kubectl <args> -o json` until `check` holds on it (None when it fails), for at
+    /// most 90 s; the last value.
+    pub fn until(
+        &self,
+        args: &[&str],
+        what: &str,
+        check: impl Fn(&Option<serde_json::Value>) -> bool,
+    ) -> Option<serde_json::Value> {
+        let mut last = None;
+        self.eventually(what, || {
+            last = self.json_opt(args);
+            check(&last).then_some(())
+        });
+        last
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

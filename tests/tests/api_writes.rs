@@ -669,3 +669,36 @@ async fn service_updates_keep_and_change_allocations() {
         .await;
     assert_eq!(code, 201, "{b}");
 }
+
+#[tokio::test]
+async fn secret_string_data_goes_into_data() {
+    let api = api().await;
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+        "data": {"a": "b2xk", "keep": "a2VlcA=="}, "stringData": {"a": "new", "b": "two"}});
+    let (code, created) = api.call(Method::POST, secrets, Some(body)).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["data"],
+        json!({"a": "bmV3", "b": "dHdv", "keep": "a2VlcA=="})
+    );
+    assert!(created.get("stringData").is_none(), "{created}");
+    assert_eq!(created["type"], "Opaque");
+    // Patches carry stringData too, and what is stored is what a read gives.
+    let (code, patched) = api
+        .patch(
+            &format!("{secrets}/s"),
+            "application/merge-patch+json",
+            r#"{"stringData":{"keep":"changed"}}"#,
+        )
+        .await;
+    assert_eq!(code, 200, "{patched}");
+    let (_, read) = api.call(Method::GET, &format!("{secrets}/s"), None).await;
+    assert_eq!(read["data"]["keep"], "Y2hhbmdlZA==");
+    assert!(read.get("stringData").is_none());
+    // A bad key in stringData is refused like one in data.
+    let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"},
+        "stringData": {"no/slash": "x"}});
+    let (code, status) = api.call(Method::POST, secrets, Some(bad)).await;
+    assert_eq!(code, 422, "{status}");
+}

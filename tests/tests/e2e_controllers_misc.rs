@@ -2,49 +2,11 @@
 //! accounts, the root CA ConfigMap, bootstrap tokens (cleaner and cluster-info signer), pod
 //! garbage collection and ClusterRole aggregation.
 
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use minik_tests::server::{Server, ok};
 use serde_json::{Value, json};
-
-fn apply(s: &Server, obj: Value) {
-    ok(s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string()));
-}
-
-fn get(s: &Server, args: &[&str]) -> Option<Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = s.kubectl(&all);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-/// Poll until `check` holds on what `args` gets (None when it is missing); the last value.
-fn until(
-    s: &Server,
-    args: &[&str],
-    what: &str,
-    secs: u64,
-    check: impl Fn(&Option<Value>) -> bool,
-) -> Option<Value> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = get(s, args);
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: last seen {v:#?}\nlog:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 /// The cluster CA from the kubeconfig the server wrote.
 fn cluster_ca(s: &Server) -> String {
@@ -61,20 +23,12 @@ fn namespaces_get_a_default_service_account_and_the_root_ca() {
     let s = Server::start();
     ok(s.kubectl(&["create", "namespace", "team"]));
     for ns in ["default", "kube-system", "kube-public", "team"] {
-        until(
-            &s,
-            &["get", "sa", "default", "-n", ns],
-            ns,
-            30,
-            Option::is_some,
-        );
+        s.until(&["get", "sa", "default", "-n", ns], ns, Option::is_some);
     }
     ok(s.kubectl(&["delete", "sa", "default", "-n", "team"]));
-    until(
-        &s,
+    s.until(
         &["get", "sa", "default", "-n", "team"],
         "recreated",
-        30,
         Option::is_some,
     );
 
@@ -84,7 +38,7 @@ fn namespaces_get_a_default_service_account_and_the_root_ca() {
             .is_some_and(|cm| cm["data"] == json!({"ca.crt": ca}))
     };
     let args = ["get", "configmap", "kube-root-ca.crt", "-n", "team"];
-    until(&s, &args, "root CA published", 30, has_ca);
+    s.until(&args, "root CA published", has_ca);
     ok(s.kubectl(&[
         "patch",
         "configmap",
@@ -95,9 +49,9 @@ fn namespaces_get_a_default_service_account_and_the_root_ca() {
         "-p",
         r#"{"data":{"ca.crt":"forged","extra":"x"}}"#,
     ]));
-    until(&s, &args, "root CA restored after an edit", 30, has_ca);
+    s.until(&args, "root CA restored after an edit", has_ca);
     ok(s.kubectl(&["delete", "configmap", "kube-root-ca.crt", "-n", "team"]));
-    until(&s, &args, "root CA restored after a delete", 30, has_ca);
+    s.until(&args, "root CA restored after a delete", has_ca);
 }
 
 fn token_secret(id: &str, secret: &str, expiration: Option<String>) -> Value {
@@ -131,7 +85,7 @@ fn jws(content: &str, id: &str, secret: &str) -> String {
 fn bootstrap_tokens_sign_cluster_info_and_expire() {
     let s = Server::start();
     let args = ["get", "configmap", "cluster-info", "-n", "kube-public"];
-    let info = until(&s, &args, "cluster-info", 30, Option::is_some).unwrap();
+    let info = s.until(&args, "cluster-info", Option::is_some).unwrap();
     let kubeconfig = info["data"]["kubeconfig"].as_str().unwrap().to_string();
     assert!(
         kubeconfig.contains(&format!("server: https://127.0.0.1:{}", s.port)),
@@ -140,25 +94,23 @@ fn bootstrap_tokens_sign_cluster_info_and_expire() {
     assert!(kubeconfig.contains(&STANDARD.encode(cluster_ca(&s))));
 
     let in_an_hour = rfc3339(chrono_now() + 3600);
-    apply(
-        &s,
-        token_secret("abcdef", "0123456789abcdef", Some(in_an_hour)),
-    );
+    s.apply(&token_secret(
+        "abcdef",
+        "0123456789abcdef",
+        Some(in_an_hour),
+    ));
     let want = jws(&kubeconfig, "abcdef", "0123456789abcdef");
-    until(&s, &args, "signed by the token", 30, |v| {
+    s.until(&args, "signed by the token", |v| {
         v.as_ref()
             .is_some_and(|cm| cm["data"]["jws-kubeconfig-abcdef"] == want.as_str())
     });
 
     // Expired tokens are deleted, and sign no more.
-    apply(
-        &s,
-        token_secret(
-            "zyxwvu",
-            "0123456789abcdef",
-            Some("2020-01-01T00:00:00Z".into()),
-        ),
-    );
+    s.apply(&token_secret(
+        "zyxwvu",
+        "0123456789abcdef",
+        Some("2020-01-01T00:00:00Z".into()),
+    ));
     let gone = [
         "get",
         "secret",
@@ -166,10 +118,10 @@ fn bootstrap_tokens_sign_cluster_info_and_expire() {
         "-n",
         "kube-system",
     ];
-    until(&s, &gone, "expired token deleted", 30, Option::is_none);
+    s.until(&gone, "expired token deleted", Option::is_none);
     let short = rfc3339(chrono_now() + 3);
-    apply(&s, token_secret("qrstuv", "0123456789abcdef", Some(short)));
-    until(&s, &args, "signed by the short-lived token", 30, |v| {
+    s.apply(&token_secret("qrstuv", "0123456789abcdef", Some(short)));
+    s.until(&args, "signed by the short-lived token", |v| {
         v.as_ref()
             .is_some_and(|cm| cm["data"]["jws-kubeconfig-qrstuv"].is_string())
     });
@@ -180,21 +132,13 @@ fn bootstrap_tokens_sign_cluster_info_and_expire() {
         "-n",
         "kube-system",
     ];
-    until(&s, &gone, "token deleted once expired", 60, Option::is_none);
-    until(&s, &args, "its signature removed", 30, |v| {
+    s.until(&gone, "token deleted once expired", Option::is_none);
+    s.until(&args, "its signature removed", |v| {
         v.as_ref().is_some_and(|cm| {
             cm["data"]["jws-kubeconfig-qrstuv"].is_null()
                 && cm["data"]["jws-kubeconfig-abcdef"] == want.as_str()
         })
     });
-}
-
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn chrono_now() -> u64 {
@@ -216,23 +160,15 @@ fn rfc3339(secs: u64) -> String {
 #[test]
 fn pods_of_deleted_nodes_are_collected() {
     let s = Server::start();
-    apply(
-        &s,
-        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gone"}}),
-    );
-    apply(
-        &s,
-        json!({"apiVersion": "v1", "kind": "Pod",
+    s.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gone"}}));
+    s.apply(&json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "orphan", "namespace": "default"},
-        "spec": {"nodeName": "gone", "containers": [{"name": "c", "image": "busybox"}]}}),
-    );
+        "spec": {"nodeName": "gone", "containers": [{"name": "c", "image": "busybox"}]}}));
     ok(s.kubectl(&["delete", "node", "gone"]));
     // After the quarantine (40 s), the pod goes.
-    until(
-        &s,
+    s.until(
         &["get", "pod", "orphan"],
         "orphaned pod deleted",
-        120,
         Option::is_none,
     );
 }
@@ -241,10 +177,7 @@ fn pods_of_deleted_nodes_are_collected() {
 fn cluster_roles_aggregate_labelled_roles() {
     let s = Server::start();
     for name in ["admin", "edit", "view"] {
-        let agg = get(
-            &s,
-            &["get", "clusterrole", &format!("system:aggregate-to-{name}")],
-        );
+        let agg = s.json_opt(&["get", "clusterrole", &format!("system:aggregate-to-{name}")]);
         assert!(agg.is_some(), "system:aggregate-to-{name}");
     }
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -252,7 +185,7 @@ fn cluster_roles_aggregate_labelled_roles() {
             "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
         "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
             "verbs": ["get", "list", "create"]}]});
-    apply(&s, role);
+    s.apply(&role);
     let has_leases = |v: &Option<Value>| {
         v.as_ref().is_some_and(|r| {
             r["rules"]
@@ -262,14 +195,13 @@ fn cluster_roles_aggregate_labelled_roles() {
                 .any(|rule| rule["resources"] == json!(["leases"]))
         })
     };
-    let edit = until(
-        &s,
-        &["get", "clusterrole", "edit"],
-        "edit aggregates",
-        30,
-        has_leases,
-    )
-    .unwrap();
+    let edit = s
+        .until(
+            &["get", "clusterrole", "edit"],
+            "edit aggregates",
+            has_leases,
+        )
+        .unwrap();
     // edit keeps what it had: its aggregate-to roles' rules.
     assert!(edit["rules"].as_array().unwrap().iter().any(|r| {
         r["resources"]
@@ -277,9 +209,9 @@ fn cluster_roles_aggregate_labelled_roles() {
             .is_some_and(|x| x.contains(&json!("secrets")))
     }));
     // The view role does not take it; admin has its own rules and edit's.
-    let view = get(&s, &["get", "clusterrole", "view"]);
+    let view = s.json_opt(&["get", "clusterrole", "view"]);
     assert!(!has_leases(&view));
-    let admin = get(&s, &["get", "clusterrole", "admin"]).unwrap();
+    let admin = s.json_opt(&["get", "clusterrole", "admin"]).unwrap();
     assert!(
         admin["rules"]
             .as_array()
@@ -306,14 +238,14 @@ fn cluster_roles_aggregate_labelled_roles() {
         .status
         .success()
     };
-    eventually("alice may create leases", || can("create"));
+    s.eventually("alice may create leases", || can("create").then_some(()));
     ok(s.kubectl(&["delete", "clusterrole", "lease-edit"]));
-    until(
-        &s,
+    s.until(
         &["get", "clusterrole", "edit"],
         "edit loses the rule",
-        30,
         |v| v.is_some() && !has_leases(v),
     );
-    eventually("alice may no longer create leases", || !can("create"));
+    s.eventually("alice may no longer create leases", || {
+        (!can("create")).then_some(())
+    });
 }

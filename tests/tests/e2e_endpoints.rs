@@ -6,46 +6,9 @@ use std::time::{Duration, Instant};
 use minik_tests::server::{Server, ok, text};
 use serde_json::{Value, json};
 
-fn apply(s: &Server, obj: Value) {
-    ok(s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string()));
-}
-
-fn get(s: &Server, args: &[&str]) -> Option<Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = s.kubectl(&all);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-/// Poll until `check` holds on what `args` gets (None when it is missing); the last value.
-fn until(
-    s: &Server,
-    args: &[&str],
-    what: &str,
-    check: impl Fn(&Option<Value>) -> bool,
-) -> Option<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = get(s, args);
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: last seen {v:#?}\nlog:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn node(s: &Server, name: &str, zone: &str) {
-    apply(
-        s,
-        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+    s.apply(
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
             "labels": {"topology.kubernetes.io/zone": zone}}}),
     );
 }
@@ -59,7 +22,7 @@ fn pod(s: &Server, name: &str, extra: Value) {
             "containers": [{"name": "c", "image": "busybox",
                 "ports": [{"name": "http", "containerPort": 8080}]}]}});
     merge(&mut p, extra);
-    apply(s, p);
+    s.apply(&p);
 }
 
 fn merge(into: &mut Value, from: Value) {
@@ -100,19 +63,16 @@ fn ips(list: &Value) -> Vec<String> {
 
 fn slices(s: &Server, svc: &str) -> Vec<Value> {
     let sel = format!("kubernetes.io/service-name={svc}");
-    get(s, &["get", "endpointslices", "-l", &sel])
+    s.json_opt(&["get", "endpointslices", "-l", &sel])
         .and_then(|l| l["items"].as_array().cloned())
         .unwrap_or_default()
 }
 
 fn web_service(s: &Server, publish_not_ready: bool) {
-    apply(
-        s,
-        json!({"apiVersion": "v1", "kind": "Service",
+    s.apply(&json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "namespace": "default", "labels": {"team": "a"}},
             "spec": {"selector": {"app": "web"}, "publishNotReadyAddresses": publish_not_ready,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
-    );
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}));
 }
 
 #[test]
@@ -126,13 +86,14 @@ fn endpoints_and_slices_follow_pods() {
     run(&s, "p1", "10.42.0.5", true);
     run(&s, "p2", "10.42.0.6", false);
     // p3 has no IP: it is not listed.
-    let ep = until(&s, &["get", "endpoints", "web"], "endpoints of web", |v| {
-        v.as_ref().is_some_and(|e| {
-            ips(&e["subsets"][0]["addresses"]) == ["10.42.0.5"]
-                && ips(&e["subsets"][0]["notReadyAddresses"]) == ["10.42.0.6"]
+    let ep = s
+        .until(&["get", "endpoints", "web"], "endpoints of web", |v| {
+            v.as_ref().is_some_and(|e| {
+                ips(&e["subsets"][0]["addresses"]) == ["10.42.0.5"]
+                    && ips(&e["subsets"][0]["notReadyAddresses"]) == ["10.42.0.6"]
+            })
         })
-    })
-    .unwrap();
+        .unwrap();
     let subset = &ep["subsets"][0];
     assert_eq!(
         subset["ports"],
@@ -190,15 +151,10 @@ fn endpoints_and_slices_follow_pods() {
         r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
     ]));
     ok(s.kubectl(&["delete", "pod", "p1", "--wait=false"]));
-    until(
-        &s,
-        &["get", "endpoints", "web"],
-        "p1 leaves Endpoints",
-        |v| {
-            v.as_ref()
-                .is_some_and(|e| ips(&e["subsets"][0]["addresses"]).is_empty())
-        },
-    );
+    s.until(&["get", "endpoints", "web"], "p1 leaves Endpoints", |v| {
+        v.as_ref()
+            .is_some_and(|e| ips(&e["subsets"][0]["addresses"]).is_empty())
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let found = slices(&s, "web")
@@ -229,15 +185,10 @@ fn endpoints_and_slices_follow_pods() {
         .unwrap()
         .to_string();
     ok(s.kubectl(&["delete", "endpointslice", &name]));
-    until(
-        &s,
-        &["get", "endpoints", "web"],
-        "endpoints restored",
-        |v| {
-            v.as_ref()
-                .is_some_and(|e| ips(&e["subsets"][0]["notReadyAddresses"]) == ["10.42.0.6"])
-        },
-    );
+    s.until(&["get", "endpoints", "web"], "endpoints restored", |v| {
+        v.as_ref()
+            .is_some_and(|e| ips(&e["subsets"][0]["notReadyAddresses"]) == ["10.42.0.6"])
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     while slices(&s, "web")
         .iter()
@@ -249,8 +200,7 @@ fn endpoints_and_slices_follow_pods() {
 
     // The service goes: so do its endpoints and slices.
     ok(s.kubectl(&["delete", "service", "web"]));
-    until(
-        &s,
+    s.until(
         &["get", "endpoints", "web"],
         "endpoints deleted",
         Option::is_none,
@@ -267,36 +217,33 @@ fn unready_addresses_published_and_selectorless_services_left_alone() {
     let s = Server::start();
     node(&s, "n1", "zone-a");
     // A service without selector: the user's Endpoints are theirs.
-    apply(
-        &s,
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext", "namespace": "default"},
+    s.apply(&json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext", "namespace": "default"},
             "spec": {"ports": [{"port": 80}]}}),
     );
-    apply(
-        &s,
-        json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "ext", "namespace": "default"},
+    s.apply(&json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "ext", "namespace": "default"},
             "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80}]}]}),
     );
     web_service(&s, true);
     pod(&s, "p1", json!({}));
     run(&s, "p1", "10.42.0.5", false);
-    let ep = until(&s, &["get", "endpoints", "web"], "unready published", |v| {
-        v.as_ref()
-            .is_some_and(|e| ips(&e["subsets"][0]["addresses"]) == ["10.42.0.5"])
-    })
-    .unwrap();
+    let ep = s
+        .until(&["get", "endpoints", "web"], "unready published", |v| {
+            v.as_ref()
+                .is_some_and(|e| ips(&e["subsets"][0]["addresses"]) == ["10.42.0.5"])
+        })
+        .unwrap();
     assert!(ep["subsets"][0]["notReadyAddresses"].is_null());
     let slice = slices(&s, "web").remove(0);
     assert_eq!(slice["endpoints"][0]["conditions"]["ready"], true);
     assert_eq!(slice["endpoints"][0]["conditions"]["serving"], false);
     // By now the controllers have seen every service: ext's Endpoints are untouched and it
     // has no slices of theirs; the API server's own are intact.
-    let ext = get(&s, &["get", "endpoints", "ext"]).unwrap();
+    let ext = s.json_opt(&["get", "endpoints", "ext"]).unwrap();
     assert_eq!(ips(&ext["subsets"][0]["addresses"]), ["192.0.2.1"]);
     let trigger = "endpoints.kubernetes.io/last-change-trigger-time";
     assert!(ext["metadata"]["annotations"][trigger].is_null(), "{ext:#}");
     assert!(slices(&s, "ext").is_empty());
-    let k = get(&s, &["get", "endpoints", "kubernetes"]).unwrap();
+    let k = s.json_opt(&["get", "endpoints", "kubernetes"]).unwrap();
     assert_eq!(ips(&k["subsets"][0]["addresses"]), ["127.0.0.1"]);
     let ks = slices(&s, "kubernetes");
     assert_eq!(
@@ -308,21 +255,15 @@ fn unready_addresses_published_and_selectorless_services_left_alone() {
     assert_eq!(ks[0]["metadata"]["name"], "kubernetes");
 
     // A headless service without ports lists addresses alone.
-    apply(
-        &s,
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-h", "namespace": "default"},
+    s.apply(&json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-h", "namespace": "default"},
             "spec": {"clusterIP": "None", "selector": {"app": "web"}, "publishNotReadyAddresses": true}}),
     );
-    let h = until(
-        &s,
-        &["get", "endpoints", "web-h"],
-        "headless endpoints",
-        |v| {
+    let h = s
+        .until(&["get", "endpoints", "web-h"], "headless endpoints", |v| {
             v.as_ref()
                 .is_some_and(|e| ips(&e["subsets"][0]["addresses"]) == ["10.42.0.5"])
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     assert!(h["subsets"][0]["ports"].is_null());
     assert_eq!(
         h["metadata"]["labels"]["service.kubernetes.io/headless"],
@@ -350,15 +291,10 @@ fn a_deployment_on_simulated_nodes_is_published_and_scaled_away() {
         "--port=80",
         "--target-port=8080",
     ]));
-    until(
-        &s,
-        &["get", "endpoints", "web"],
-        "three ready addresses",
-        |v| {
-            v.as_ref()
-                .is_some_and(|e| ips(&e["subsets"][0]["addresses"]).len() == 3)
-        },
-    );
+    s.until(&["get", "endpoints", "web"], "three ready addresses", |v| {
+        v.as_ref()
+            .is_some_and(|e| ips(&e["subsets"][0]["addresses"]).len() == 3)
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let all = slices(&s, "web");
@@ -379,7 +315,7 @@ fn a_deployment_on_simulated_nodes_is_published_and_scaled_away() {
         std::thread::sleep(Duration::from_millis(200));
     }
     ok(s.kubectl(&["scale", "deployment", "web", "--replicas=0"]));
-    until(&s, &["get", "endpoints", "web"], "no addresses", |v| {
+    s.until(&["get", "endpoints", "web"], "no addresses", |v| {
         v.as_ref().is_some_and(|e| e["subsets"].is_null())
     });
     // One empty slice stays (the placeholder).

@@ -51,6 +51,15 @@ where
         &self.store
     }
 
+    /// The cached namespaced object a queue key (`namespace/name`) names, with its namespace.
+    pub fn namespaced<'k>(&self, key: &'k str) -> Option<(&'k str, Arc<K>)> {
+        let (ns, name) = key.split_once('/')?;
+        let obj = self
+            .store
+            .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))?;
+        Some((ns, obj))
+    }
+
     /// Wait until the first list has filled the cache.
     pub async fn synced(&self) {
         let _ = self.store.wait_until_ready().await;

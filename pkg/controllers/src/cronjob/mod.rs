@@ -18,7 +18,6 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::runtime::reflector::ObjectRef;
 
 use crate::events::{Kind, Recorder};
 use crate::job::writes::OwnWrites;
@@ -293,16 +292,7 @@ impl Controller {
 
 impl Reconcile for Controller {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
-        let (Some(ns), name) = util::split(&key) else {
-            return Ok(None);
-        };
-        let Some(cached) = self
-            .ctx
-            .informers
-            .cronjobs
-            .store()
-            .get(&ObjectRef::new(name).within(ns))
-        else {
+        let Some((ns, cached)) = self.ctx.informers.cronjobs.namespaced(&key) else {
             self.writes.forget(&key);
             return Ok(self.wake_after(&key, None));
         };
@@ -341,7 +331,7 @@ impl Reconcile for Controller {
             }
             update.status = Some(status);
             match api
-                .replace_status(name, &PostParams::default(), &update)
+                .replace_status(&cached.name_any(), &PostParams::default(), &update)
                 .await
             {
                 Ok(written) => {

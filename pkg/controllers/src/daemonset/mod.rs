@@ -263,16 +263,7 @@ impl Controller {
 
 impl Reconcile for Controller {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
-        let (Some(ns), name) = util::split(&key) else {
-            return Ok(None);
-        };
-        let Some(ds) = self
-            .ctx
-            .informers
-            .daemonsets
-            .store()
-            .get(&ObjectRef::new(name).within(ns))
-        else {
+        let Some((ns, ds)) = self.ctx.informers.daemonsets.namespaced(&key) else {
             self.expectations.forget(&key);
             return Ok(None);
         };

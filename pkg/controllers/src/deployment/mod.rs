@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use crate::events::{Kind, Recorder};
@@ -167,34 +166,10 @@ impl Controller {
 
     /// The ReplicaSets this Deployment controls (adopting matching orphans).
     async fn sets(&self, d: &Deployment, ns: &str) -> Result<Sets> {
-        let uid = d.uid().unwrap_or_default();
         let spec = d.spec.clone();
-        let mut mine = Vec::new();
-        for rs in self.ctx.informers.replicasets.store().state() {
-            if rs.namespace().as_deref() != Some(ns) {
-                continue;
-            }
-            match controller_of(rs.as_ref()) {
-                Some(o) if o.uid == uid => mine.push(rs),
-                None if !util::is_empty(&spec.selector)
-                    && util::matches(&spec.selector, rs.labels())
-                    && d.metadata.deletion_timestamp.is_none() =>
-                {
-                    let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
-                    refs.push(controller_ref(d));
-                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": rs.uid()}});
-                    self.rs_api(ns)
-                        .patch(
-                            &rs.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await?;
-                    mine.push(rs);
-                }
-                _ => {}
-            }
-        }
+        let candidates = self.ctx.informers.replicasets.store().state();
+        let mut mine =
+            util::claim(&self.rs_api(ns), d, &spec.selector, |_| true, candidates).await?;
         mine.sort_by_key(|rs| {
             (
                 rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -416,16 +391,7 @@ impl Controller {
 
 impl Reconcile for Controller {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
-        let (Some(ns), name) = util::split(&key) else {
-            return Ok(None);
-        };
-        let Some(d) = self
-            .ctx
-            .informers
-            .deployments
-            .store()
-            .get(&ObjectRef::new(name).within(ns))
-        else {
+        let Some((ns, d)) = self.ctx.informers.deployments.namespaced(&key) else {
             return Ok(None);
         };
         let mut sets = self.sets(&d, ns).await?;

@@ -32,6 +32,21 @@ pub struct Tracker {
     pending: Mutex<HashMap<String, Timestamp>>,
 }
 
+/// Start a controller named `name` over services: its queue, fed by a tracker of the pods
+/// and services it concerns, and `workers` running what `make` builds around the tracker.
+fn start_with<R: crate::Reconcile>(
+    ctx: &Ctx,
+    name: &'static str,
+    workers: usize,
+    make: impl FnOnce(Arc<Tracker>) -> R,
+) -> Queue {
+    let queue = Queue::new(name, ctx.metrics.clone());
+    let tracker = Arc::new(Tracker::default());
+    tracker.watch(ctx, &queue);
+    crate::spawn_workers(name, &queue, workers, Arc::new(make(tracker)), &ctx.metrics);
+    queue
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

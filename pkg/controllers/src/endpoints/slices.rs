@@ -28,9 +28,11 @@ pub struct Controller {
 }
 
 pub fn start(ctx: &Ctx, workers: usize) -> Queue {
-    let queue = Queue::new("endpointslice", ctx.metrics.clone());
-    let tracker = Arc::new(Tracker::default());
-    tracker.watch(ctx, &queue);
+    let ctx2 = ctx.clone();
+    let queue = super::start_with(ctx, "endpointslice", workers, |tracker| Controller {
+        ctx: ctx2,
+        tracker,
+    });
     // Slices of ours changed or deleted by someone else are put right.
     let q = queue.clone();
     ctx.informers.endpointslices.on(move |s, _| {
@@ -40,11 +42,6 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
             q.add(format!("{}/{svc}", s.namespace().unwrap_or_default()));
         }
     });
-    let this = Arc::new(Controller {
-        ctx: ctx.clone(),
-        tracker,
-    });
-    crate::spawn_workers("endpointslice", &queue, workers, this, &ctx.metrics);
     queue
 }
 

@@ -25,9 +25,11 @@ pub struct Controller {
 }
 
 pub fn start(ctx: &Ctx, workers: usize) -> Queue {
-    let queue = Queue::new("endpoint", ctx.metrics.clone());
-    let tracker = Arc::new(Tracker::default());
-    tracker.watch(ctx, &queue);
+    let ctx2 = ctx.clone();
+    let queue = super::start_with(ctx, "endpoint", workers, |tracker| Controller {
+        ctx: ctx2,
+        tracker,
+    });
     // Endpoints deleted by someone else come back.
     let q = queue.clone();
     ctx.informers.endpoints.on(move |ep, change| {
@@ -35,11 +37,6 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
             q.add(util::key(ep));
         }
     });
-    let this = Arc::new(Controller {
-        ctx: ctx.clone(),
-        tracker,
-    });
-    crate::spawn_workers("endpoint", &queue, workers, this, &ctx.metrics);
     queue
 }
 

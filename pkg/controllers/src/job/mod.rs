@@ -182,16 +182,7 @@ impl Controller {
 
 impl Reconcile for Controller {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
-        let (Some(ns), name) = util::split(&key) else {
-            return Ok(None);
-        };
-        let Some(job) = self
-            .ctx
-            .informers
-            .jobs
-            .store()
-            .get(&ObjectRef::new(name).within(ns))
-        else {
+        let Some((_, job)) = self.ctx.informers.jobs.namespaced(&key) else {
             self.expectations.forget(&key);
             self.backoffs.forget(&key);
             return Ok(None);
@@ -216,17 +207,8 @@ struct OrphanCleaner(Arc<Controller>);
 
 impl Reconcile for OrphanCleaner {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
-        let (Some(ns), name) = util::split(&key) else {
-            return Ok(None);
-        };
         let c = &self.0;
-        let Some(pod) = c
-            .ctx
-            .informers
-            .pods
-            .store()
-            .get(&ObjectRef::new(name).within(ns))
-        else {
+        let Some((ns, pod)) = c.ctx.informers.pods.namespaced(&key) else {
             return Ok(None);
         };
         if !pods::has_finalizer(&pod) {

@@ -9,7 +9,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
-use kube::runtime::reflector::ObjectRef;
 
 use super::conditions as cond;
 use crate::{Ctx, Queue, Reconcile, Result, util};
@@ -53,16 +52,7 @@ fn left(at: Timestamp) -> Duration {
 
 impl Reconcile for Controller {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
-        let (Some(ns), name) = util::split(&key) else {
-            return Ok(None);
-        };
-        let Some(cached) = self
-            .ctx
-            .informers
-            .jobs
-            .store()
-            .get(&ObjectRef::new(name).within(ns))
-        else {
+        let Some((ns, cached)) = self.ctx.informers.jobs.namespaced(&key) else {
             return Ok(None);
         };
         let Some(at) = expires_at(&cached) else {
@@ -72,6 +62,7 @@ impl Reconcile for Controller {
             return Ok(Some(left(at)));
         }
         // The TTL may have changed since the cache saw it: read the Job again.
+        let name = &cached.name_any();
         let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), ns);
         let Some(fresh) = api.get_opt(name).await? else {
             return Ok(None);

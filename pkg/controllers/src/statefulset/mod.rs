@@ -17,7 +17,6 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetSta
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use crate::events::Recorder;
@@ -163,16 +162,7 @@ impl Controller {
 
 impl Reconcile for Controller {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
-        let (Some(ns), name) = util::split(&key) else {
-            return Ok(None);
-        };
-        let Some(set) = self
-            .ctx
-            .informers
-            .statefulsets
-            .store()
-            .get(&ObjectRef::new(name).within(ns))
-        else {
+        let Some((ns, set)) = self.ctx.informers.statefulsets.namespaced(&key) else {
             return Ok(None);
         };
         let revisions = history::claim(&self.ctx, set.as_ref(), &set.spec.selector).await?;

@@ -14,6 +14,24 @@ pub(crate) fn default(obj: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// A Secret's `stringData` is write-only: its values go into `data` (base64), replacing
+/// entries of the same key, as the v1 Secret conversion does on every write.
+pub(crate) fn secret(obj: &mut Value) {
+    use base64::Engine;
+    default(obj, "type", json!("Opaque"));
+    let Some(m) = obj.as_object_mut() else { return };
+    let Some(strings) = m.remove("stringData") else { return };
+    let Some(strings) = strings.as_object().filter(|s| !s.is_empty()) else { return };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        data[k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 /// An update strategy: RollingUpdate unless set, and the rolling update's unset fields.
 fn rolling(spec: &mut Value, field: &str, defaults: Value) {
     default(spec, field, json!({}));

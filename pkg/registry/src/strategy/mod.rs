@@ -84,7 +84,7 @@ pub fn default(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.kind) {
         ("", "Pod") => defaults::pod(obj),
         ("", "Service") => defaults::service(obj),
-        ("", "Secret") => defaults::default(obj, "type", json!("Opaque")),
+        ("", "Secret") => defaults::secret(obj),
         ("apps", k) | ("batch", k) | ("", k @ "ReplicationController") => {
             defaults::workload(k, obj)
         }
