@@ -431,6 +431,15 @@ async fn subresources_scale_binding_eviction_ephemeral_finalize() {
     )
     .await;
     let eviction = |name: &str| json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}});
+    // A running pod asks its budget (a pending one would just go).
+    let (code, _) = api
+        .patch(
+            &format!("{pods}/p/status"),
+            "application/merge-patch+json",
+            r#"{"status":{"phase":"Running"}}"#,
+        )
+        .await;
+    assert_eq!(code, 200);
     let (code, body) = api
         .call(
             Method::POST,

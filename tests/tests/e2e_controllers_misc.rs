@@ -2,7 +2,6 @@
 //! accounts, the root CA ConfigMap, bootstrap tokens (cleaner and cluster-info signer), pod
 //! garbage collection and ClusterRole aggregation.
 
-
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use minik_tests::server::{Server, ok};
@@ -180,6 +179,15 @@ fn cluster_roles_aggregate_labelled_roles() {
         let agg = s.json_opt(&["get", "clusterrole", &format!("system:aggregate-to-{name}")]);
         assert!(agg.is_some(), "system:aggregate-to-{name}");
     }
+    // Roles that exist at start are aggregated too (the workers wait for the caches).
+    s.until(
+        &["get", "clusterrole", "view"],
+        "view takes in the metrics reader",
+        |v| {
+            v.as_ref()
+                .is_some_and(|v| v["rules"].to_string().contains("metrics.k8s.io"))
+        },
+    );
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": "lease-edit",
             "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},

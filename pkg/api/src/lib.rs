@@ -5,8 +5,11 @@
 pub mod custom;
 mod names;
 pub mod quantity;
+pub mod quota;
 pub mod schema;
+pub mod selector;
 mod table;
+pub mod usage;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_name};
 pub use table::{ResourceInfo, all, builtin, find, find_kind};

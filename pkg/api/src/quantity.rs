@@ -9,6 +9,8 @@ pub fn parse(s: &str) -> Option<i128> {
     let (num, suffix) = s.split_at(split);
     let (mantissa, exp10, base2): (&str, i32, u32) = match suffix {
         "" => (num, 0, 0),
+        "n" => (num, -9, 0),
+        "u" => (num, -6, 0),
         "m" => (num, -3, 0),
         "k" => (num, 3, 0),
         "M" => (num, 6, 0),
@@ -55,6 +57,94 @@ pub fn format(milli: i128, cpu: bool) -> String {
     whole.to_string()
 }
 
+/// `value`×10^`exp10` in canonical decimal SI form, as resource.Quantity prints it
+/// (`200000000`×10^-9 is `200m`; 1234×10^-9 is `1234n`).
+pub fn decimal_si(mut value: i128, mut exp10: i32) -> String {
+    if value == 0 {
+        return "0".into();
+    }
+    while exp10 % 3 != 0 {
+        value *= 10;
+        exp10 -= 1;
+    }
+    while value % 1000 == 0 && exp10 < 18 {
+        value /= 1000;
+        exp10 += 3;
+    }
+    let suffix = match exp10 {
+        -9 => "n",
+        -6 => "u",
+        -3 => "m",
+        0 => "",
+        3 => "k",
+        6 => "M",
+        9 => "G",
+        12 => "T",
+        15 => "P",
+        _ => "E",
+    };
+    format!("{value}{suffix}")
+}
+
+/// A duration as Go's time.Duration prints it (`15s`, `1m0.5s`, `250ms`).
+pub fn go_duration(d: std::time::Duration) -> String {
+    fn frac(whole: u128, rem: u128, digits: usize) -> String {
+        let f = format!("{rem:0digits$}");
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{f}")
+        }
+    }
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0s".into(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", frac(n / 1_000, n % 1_000, 3)),
+        n if n < 1_000_000_000 => format!("{}ms", frac(n / 1_000_000, n % 1_000_000, 6)),
+        n => {
+            let secs = n / 1_000_000_000;
+            let s = frac(secs % 60, n % 1_000_000_000, 9);
+            match (secs / 3600, secs / 60 % 60) {
+                (0, 0) => format!("{s}s"),
+                (0, m) => format!("{m}m{s}s"),
+                (h, m) => format!("{h}h{m}m{s}s"),
+            }
+        }
+    }
+}
+
+/// A duration Go's time.Duration printed (`10.5s`, `1m0s`, `250ms`, `1h2m`).
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (num, after) = rest.split_at(num_end);
+        let value: f64 = num.parse().ok()?;
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = next;
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,9 +157,41 @@ mod tests {
         assert_eq!(parse("128Mi"), Some(128 * 1024 * 1024 * 1000));
         assert_eq!(parse("1G"), Some(1_000_000_000_000));
         assert_eq!(parse("1e3"), Some(1_000_000));
+        assert_eq!(parse("199999999n"), Some(200));
+        assert_eq!(parse("1500u"), Some(2));
         assert_eq!(parse("x"), None);
         assert_eq!(format(500, true), "500m");
         assert_eq!(format(2000, true), "2");
         assert_eq!(format(128 * 1024 * 1024 * 1000, false), "128Mi");
+    }
+
+    #[test]
+    fn decimal_si_is_canonical() {
+        assert_eq!(decimal_si(200_000_000, -9), "200m");
+        assert_eq!(decimal_si(1234, -9), "1234n");
+        assert_eq!(decimal_si(1_000_000_000, -9), "1");
+        assert_eq!(decimal_si(67_108_864_000, -3), "67108864");
+        assert_eq!(decimal_si(2_000_000, -3), "2k");
+        assert_eq!(decimal_si(0, -3), "0");
+        assert_eq!(decimal_si(5, -2), "50m");
+    }
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        for (d, s) in [
+            (Duration::from_secs(15), "15s"),
+            (Duration::from_millis(10_500), "10.5s"),
+            (Duration::from_millis(60_500), "1m0.5s"),
+            (Duration::from_secs(3723), "1h2m3s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::ZERO, "0s"),
+        ] {
+            assert_eq!(go_duration(d), s);
+            assert_eq!(parse_go_duration(s), Some(d));
+        }
+        assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("x"), None);
+        assert_eq!(parse_go_duration("5d"), None);
     }
 }

@@ -97,6 +97,11 @@ impl Admission for ServerAdmission {
         if let (true, Some((signer, ca))) = (new_token_secret, &self.tokens) {
             fill_token(reg, attrs, obj, signer, ca).await?;
         }
+        if attrs.info.group == "certificates.k8s.io"
+            && attrs.info.plural == "certificatesigningrequests"
+        {
+            crate::certificates::prepare(attrs, obj);
+        }
         self.inner.mutate(reg, attrs, obj).await
     }
 

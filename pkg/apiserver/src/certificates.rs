@@ -62,6 +62,30 @@ fn organizations(csr: &Value) -> Vec<String> {
         .collect()
 }
 
+/// As kube-apiserver's strategy for CertificateSigningRequests: a new request records who
+/// made it (`spec.username`, `uid`, `groups`, replacing whatever the client sent), which the
+/// approvers trust; no update changes the spec.
+pub fn prepare(w: &Write<'_>, csr: &mut Value) {
+    let Some(spec) = csr.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    match (w.operation, w.old) {
+        (Operation::Create, _) => {
+            spec.insert("username".into(), Value::from(w.user.name.as_str()));
+            spec.insert("groups".into(), Value::from(w.user.groups.clone()));
+            spec.remove("extra");
+            spec.remove("uid");
+            if !w.user.uid.is_empty() {
+                spec.insert("uid".into(), Value::from(w.user.uid.as_str()));
+            }
+        }
+        (Operation::Update, Some(old)) if old["spec"].is_object() => {
+            *spec = old["spec"].as_object().cloned().unwrap_or_default();
+        }
+        _ => {}
+    }
+}
+
 /// Check a write of a CertificateSigningRequest.
 pub async fn check(
     on: &[&str],

@@ -18,6 +18,7 @@ mod openapi;
 pub mod overload;
 mod owners;
 mod path;
+pub mod resource_metrics;
 mod status;
 mod table;
 mod tls;

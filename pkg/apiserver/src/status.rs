@@ -45,6 +45,10 @@ pub fn status_body(err: &ApiError) -> (StatusCode, Value) {
                 "reason": c.reason, "message": c.message, "field": c.field
             })).collect::<Vec<_>>(),
         })),
+        ApiError::TooManyRequestsBecause { causes, .. } => Some(json!({
+            "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message}))
+                .collect::<Vec<_>>(),
+        })),
         ApiError::Invalid {
             group,
             kind,

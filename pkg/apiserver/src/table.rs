@@ -5,6 +5,7 @@ mod cells;
 mod columns;
 mod group_columns;
 mod printer;
+mod status_cells;
 
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};

@@ -30,13 +30,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
         }
     });
     let this = Arc::new(Controller { ctx: ctx.clone() });
-    crate::spawn_workers(
-        "clusterrole_aggregator",
-        &queue,
-        workers,
-        this,
-        &ctx.metrics,
-    );
+    ctx.spawn_workers("clusterrole_aggregator", &queue, workers, this);
     queue
 }
 

@@ -112,7 +112,7 @@ pub fn start_cleaner(ctx: &Ctx) -> Queue {
         }
     });
     let this = Arc::new(Cleaner { ctx: ctx.clone() });
-    crate::spawn_workers("token_cleaner", &queue, 1, this, &ctx.metrics);
+    ctx.spawn_workers("token_cleaner", &queue, 1, this);
     queue
 }
 
@@ -137,7 +137,7 @@ pub fn start_signer(ctx: &Ctx, ca: String) -> Queue {
         ctx: ctx.clone(),
         ca,
     });
-    crate::spawn_workers("bootstrap_signer", &queue, 1, this, &ctx.metrics);
+    ctx.spawn_workers("bootstrap_signer", &queue, 1, this);
     queue
 }
 

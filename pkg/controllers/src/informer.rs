@@ -93,17 +93,24 @@ where
             .default_backoff()
             .reflect(writer);
         let mut stream = std::pin::pin!(stream);
+        // A (re)list's objects are told once the cache holds all of them, so handlers that
+        // read the cache see the whole list.
+        let mut listed = Vec::new();
         loop {
             let next = tokio::select! {
                 () = stop.cancelled() => return,
                 next = stream.next() => next,
             };
             match next {
-                Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
-                    self.notify(&o, Change::Applied)
+                Some(Ok(watcher::Event::Apply(o))) => self.notify(&o, Change::Applied),
+                Some(Ok(watcher::Event::Init)) => listed.clear(),
+                Some(Ok(watcher::Event::InitApply(o))) => listed.push(o),
+                Some(Ok(watcher::Event::InitDone)) => {
+                    for o in listed.drain(..) {
+                        self.notify(&o, Change::Applied);
+                    }
                 }
                 Some(Ok(watcher::Event::Delete(o))) => self.notify(&o, Change::Deleted),
-                Some(Ok(_)) => {}
                 Some(Err(e)) => tracing::debug!(error = %e, "watch"),
                 None => return,
             }

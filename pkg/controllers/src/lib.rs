@@ -13,11 +13,14 @@ pub mod util;
 
 mod aggregation;
 mod bootstrap;
+pub mod certificates;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod gc;
+mod hpa;
 mod job;
 mod namespace;
 pub mod nodeaffinity;
@@ -25,9 +28,11 @@ pub mod nodeipam;
 mod nodelifecycle;
 mod podgc;
 mod replicaset;
+mod resourcequota;
 mod rootca;
 mod serviceaccount;
 mod statefulset;
+pub mod volume;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,6 +66,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// controller needs its cache.
 #[derive(Clone)]
 pub struct Informers {
+    /// Cancelled once every cache has been filled (controllers' workers wait for it).
+    pub ready: CancellationToken,
     pub pods: Arc<Informer<Pod>>,
     pub nodes: Arc<Informer<Node>>,
     /// Node heartbeats (kube-node-lease).
@@ -82,11 +89,19 @@ pub struct Informers {
     pub system_secrets: Arc<Informer<k8s_openapi::api::core::v1::Secret>>,
     pub clusterroles: Arc<Informer<k8s_openapi::api::rbac::v1::ClusterRole>>,
     pub pvcs: Arc<Informer<k8s_openapi::api::core::v1::PersistentVolumeClaim>>,
+    pub hpas: Arc<Informer<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>>,
+    pub resourcequotas: Arc<Informer<k8s_openapi::api::core::v1::ResourceQuota>>,
+    pub pvs: Arc<Informer<k8s_openapi::api::core::v1::PersistentVolume>>,
+    pub storageclasses: Arc<Informer<k8s_openapi::api::storage::v1::StorageClass>>,
+    pub csrs: Arc<Informer<k8s_openapi::api::certificates::v1::CertificateSigningRequest>>,
+    pub replicationcontrollers: Arc<Informer<k8s_openapi::api::core::v1::ReplicationController>>,
+    pub pdbs: Arc<Informer<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
 }
 
 impl Informers {
     pub fn new(client: &kube::Client) -> Self {
         Informers {
+            ready: CancellationToken::new(),
             pods: Informer::new(Api::all(client.clone())),
             nodes: Informer::new(Api::all(client.clone())),
             leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
@@ -106,6 +121,13 @@ impl Informers {
             system_secrets: Informer::new(Api::namespaced(client.clone(), "kube-system")),
             clusterroles: Informer::new(Api::all(client.clone())),
             pvcs: Informer::new(Api::all(client.clone())),
+            hpas: Informer::new(Api::all(client.clone())),
+            resourcequotas: Informer::new(Api::all(client.clone())),
+            pvs: Informer::new(Api::all(client.clone())),
+            storageclasses: Informer::new(Api::all(client.clone())),
+            csrs: Informer::new(Api::all(client.clone())),
+            replicationcontrollers: Informer::new(Api::all(client.clone())),
+            pdbs: Informer::new(Api::all(client.clone())),
         }
     }
 
@@ -142,9 +164,40 @@ impl Informers {
             configmaps,
             system_secrets,
             clusterroles,
-            pvcs
+            pvcs,
+            hpas,
+            resourcequotas,
+            pvs,
+            storageclasses,
+            csrs,
+            replicationcontrollers,
+            pdbs
         );
         futures::future::join_all(synced).await;
+        self.ready.cancel();
+    }
+}
+
+impl Ctx {
+    /// Run `workers` workers of the controller `name` on `queue` once every informer's cache
+    /// is filled (so no key is reconciled against an empty cache), until the queue is shut
+    /// down.
+    pub fn spawn_workers<R: Reconcile>(
+        &self,
+        name: &'static str,
+        queue: &Queue,
+        workers: usize,
+        reconciler: Arc<R>,
+    ) {
+        let (ready, queue, metrics) = (
+            self.informers.ready.clone(),
+            queue.clone(),
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            ready.cancelled().await;
+            spawn_workers(name, &queue, workers, reconciler, &metrics);
+        });
     }
 }
 
@@ -211,6 +264,10 @@ pub struct Options {
     pub cluster_cidr: nodeipam::Cidr,
     /// The cluster CA (PEM) published in every namespace as `kube-root-ca.crt`.
     pub root_ca: String,
+    /// The server's data dir (the local-path provisioner's volumes are in `storage/`).
+    pub data_dir: std::path::PathBuf,
+    /// The CAs the certificate signers issue with (none: CSRs are not signed).
+    pub signing: Option<certificates::SigningCas>,
 }
 
 /// Run the controller manager until `shutdown`: campaign for the lease, and while leading,
@@ -244,6 +301,9 @@ async fn lead(ctx: Ctx, options: Options, stop: CancellationToken) {
         nodeipam::start(&ctx, cluster_cidr),
         nodelifecycle::start(&ctx, workers),
         replicaset::start(&ctx, workers),
+        hpa::start(&ctx, workers),
+        replicaset::start_rc(&ctx, workers),
+        disruption::start(&ctx, workers),
         gc::start(&ctx, workers),
         namespace::start(&ctx, workers),
         statefulset::start(&ctx, workers),
@@ -256,9 +316,15 @@ async fn lead(ctx: Ctx, options: Options, stop: CancellationToken) {
         endpoints::start_slices(&ctx, workers),
         serviceaccount::start(&ctx, workers),
         rootca::start(&ctx, options.root_ca.clone(), workers),
+        certificates::start_signer(&ctx, options.signing.as_ref(), workers),
+        certificates::start_approver(&ctx, workers),
+        certificates::start_cleaner(&ctx),
         bootstrap::start_cleaner(&ctx),
         bootstrap::start_signer(&ctx, options.root_ca.clone()),
         podgc::start(&ctx),
+        resourcequota::start(&ctx, workers),
+        volume::start(&ctx, workers),
+        volume::localpath::start(&ctx, options.data_dir.join("storage"), workers),
         aggregation::start(&ctx, workers),
     ];
     ctx.informers.start(&stop).await;

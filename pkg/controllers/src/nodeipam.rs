@@ -66,7 +66,7 @@ pub fn start(ctx: &Ctx, cidr: Cidr) -> Queue {
         taken: Mutex::default(),
     });
     // One worker: allocations never race each other.
-    crate::spawn_workers("nodeipam", &queue, 1, this, &ctx.metrics);
+    ctx.spawn_workers("nodeipam", &queue, 1, this);
     queue
 }
 

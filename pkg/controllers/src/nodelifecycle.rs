@@ -69,7 +69,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
         ctx: ctx.clone(),
         recorder: Recorder::new(ctx.client.clone(), "node-controller"),
     });
-    crate::spawn_workers("nodelifecycle", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("nodelifecycle", &queue, workers, this);
     queue
 }
 

@@ -45,7 +45,7 @@ pub fn start(ctx: &Ctx) -> Queue {
         ctx: ctx.clone(),
         missing: Mutex::default(),
     });
-    crate::spawn_workers("pod_garbage_collector", &queue, 1, this, &ctx.metrics);
+    ctx.spawn_workers("pod_garbage_collector", &queue, 1, this);
     queue
 }
 

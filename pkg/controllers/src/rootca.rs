@@ -41,13 +41,7 @@ pub fn start(ctx: &Ctx, ca: String, workers: usize) -> Queue {
         ctx: ctx.clone(),
         ca,
     });
-    crate::spawn_workers(
-        "root_ca_cert_publisher",
-        &queue,
-        workers,
-        this,
-        &ctx.metrics,
-    );
+    ctx.spawn_workers("root_ca_cert_publisher", &queue, workers, this);
     queue
 }
 

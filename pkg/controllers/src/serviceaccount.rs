@@ -32,7 +32,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
         }
     });
     let this = Arc::new(Controller { ctx: ctx.clone() });
-    crate::spawn_workers("serviceaccount", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("serviceaccount", &queue, workers, this);
     queue
 }
 

@@ -164,6 +164,11 @@ pub fn random_suffix(n: usize) -> String {
         .collect()
 }
 
+/// Now, as a metav1.Time.
+pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now())
+}
+
 /// The HTTP status of an API error.
 pub fn code(e: &kube::Error) -> Option<u16> {
     match e {

@@ -1,6 +1,8 @@
 //! The runtime of simulated nodes: containers "run" without processes. Pod annotations
 //! drive them, for tests: `simulation.minik.io/exit-after: "<seconds>"` makes containers
-//! exit that long after they start, with `simulation.minik.io/exit-code` (default 0).
+//! exit that long after they start, with `simulation.minik.io/exit-code` (default 0). On a
+//! simulated Node, `simulation.minik.io/heartbeat: "stop"` stops its Lease renewals and
+//! status reports until the annotation is removed (see sim.rs).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,16 +11,43 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::runtime::{Container, ContainerRuntime, PodState, RuntimeError, State};
+use crate::runtime::{Container, ContainerRuntime, ContainerStats, PodState, RuntimeError, State};
 
 pub const EXIT_AFTER: &str = "simulation.minik.io/exit-after";
 pub const EXIT_CODE: &str = "simulation.minik.io/exit-code";
+/// A Node annotation: "stop" silences a simulated node.
+pub const HEARTBEAT: &str = "simulation.minik.io/heartbeat";
+pub const CPU_USAGE: &str = "simulation.minik.io/cpu-usage";
+pub const MEMORY_USAGE: &str = "simulation.minik.io/memory-usage";
+/// What containers use without annotations: 1m of cpu, 4Mi of memory (thousandths).
+const DEFAULT_CPU_MILLI: i128 = 1;
+const DEFAULT_MEMORY_MILLI: i128 = 4 * 1024 * 1024 * 1000;
 
 #[derive(Debug, Clone)]
 struct Sim {
     container: Container,
     exit_after: Option<SignedDuration>,
     exit_code: i32,
+    cpu_nanocores: u64,
+    memory_bytes: u64,
+}
+
+/// The usage an annotation gives `container` (in thousandths of the unit): `"200m"` for
+/// every container, or `"web=200m,sidecar=10m"`; `default` when it says nothing valid.
+fn annotated_usage(value: Option<&String>, container: &str, default: i128) -> i128 {
+    let Some(value) = value else { return default };
+    let quantity = if value.contains('=') {
+        value.split(',').find_map(|part| {
+            let (name, q) = part.split_once('=')?;
+            (name.trim() == container).then_some(q.trim())
+        })
+    } else {
+        Some(value.trim())
+    };
+    quantity
+        .and_then(minik_api::quantity::parse)
+        .filter(|q| *q >= 0)
+        .unwrap_or(default)
 }
 
 /// uid -> (pod address, containers).
@@ -82,6 +111,9 @@ impl ContainerRuntime for FakeRuntime {
             .flat_map(|s| &s.containers)
             .map(|c| {
                 let image = c.image.clone().unwrap_or_default();
+                let cpu = annotated_usage(annotations.get(CPU_USAGE), &c.name, DEFAULT_CPU_MILLI);
+                let memory =
+                    annotated_usage(annotations.get(MEMORY_USAGE), &c.name, DEFAULT_MEMORY_MILLI);
                 Sim {
                     container: Container {
                         name: c.name.clone(),
@@ -94,6 +126,9 @@ impl ContainerRuntime for FakeRuntime {
                     },
                     exit_after,
                     exit_code,
+                    // thousandths of a core -> nanocores; thousandths of a byte -> bytes
+                    cpu_nanocores: u64::try_from(cpu.saturating_mul(1_000_000)).unwrap_or(0),
+                    memory_bytes: u64::try_from(memory / 1000).unwrap_or(0),
                 }
             })
             .collect();
@@ -154,6 +189,31 @@ impl ContainerRuntime for FakeRuntime {
     fn pods(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
+
+    /// Running containers have used their annotated cpu rate since they started.
+    fn container_stats(&self, uid: &str) -> Option<Vec<ContainerStats>> {
+        let now = Timestamp::now();
+        let pods = self.lock();
+        let (_, sims) = pods.get(uid)?;
+        Some(
+            sims.iter()
+                .filter_map(|s| {
+                    let State::Running { started } = current(s, now) else {
+                        return None;
+                    };
+                    let ran = u128::try_from(now.duration_since(started).as_nanos()).unwrap_or(0);
+                    let cpu = ran * u128::from(s.cpu_nanocores) / 1_000_000_000;
+                    Some(ContainerStats {
+                        name: s.container.name.clone(),
+                        started,
+                        timestamp: now,
+                        cpu_usage_core_nanoseconds: u64::try_from(cpu).unwrap_or(u64::MAX),
+                        memory_working_set_bytes: s.memory_bytes,
+                    })
+                })
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +263,30 @@ mod tests {
         assert!(state.containers[0].last.is_some());
         rt.stop_pod("u1", Duration::ZERO).await.unwrap();
         assert!(rt.pod_state("u1").is_none());
+    }
+
+    #[tokio::test]
+    async fn running_containers_report_their_annotated_usage() {
+        let rt = FakeRuntime::default();
+        rt.start_pod(&pod(&[(CPU_USAGE, "c=250m"), (MEMORY_USAGE, "64Mi")]), None)
+            .await
+            .unwrap();
+        let stats = rt.container_stats("u1").unwrap();
+        assert_eq!(stats[0].name, "c");
+        assert_eq!(stats[0].memory_working_set_bytes, 64 << 20);
+        let ran = stats[0].timestamp.duration_since(stats[0].started);
+        let expected = ran.as_nanos() * 250_000_000 / 1_000_000_000;
+        assert_eq!(i128::from(stats[0].cpu_usage_core_nanoseconds), expected);
+        assert_eq!(annotated_usage(None, "c", 7), 7);
+        assert_eq!(annotated_usage(Some(&"other=2".into()), "c", 7), 7);
+        assert_eq!(annotated_usage(Some(&"x".into()), "c", 7), 7);
+        assert_eq!(annotated_usage(Some(&"a=1,c=2".into()), "c", 7), 2000);
+        // Exited containers report nothing.
+        let rt = FakeRuntime::default();
+        rt.start_pod(&pod(&[(EXIT_AFTER, "0")]), None)
+            .await
+            .unwrap();
+        assert_eq!(rt.container_stats("u1"), Some(vec![]));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -129,18 +130,52 @@ pub async fn register(client: &kube::Client, info: &NodeInfo) -> Result<(), kube
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e),
     }
+    post_status(&api, info).await
+}
+
+/// Report the node's status: all well, Ready.
+async fn post_status(api: &Api<Node>, info: &NodeInfo) -> Result<(), kube::Error> {
     let patch = json!({"status": status(info)});
     api.patch_status(&info.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
 }
 
-/// Renew the node's Lease every `RENEW` until `stop`.
-pub async fn heartbeat(client: kube::Client, name: String, stop: CancellationToken) {
-    let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+fn ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Renew the node's Lease every `RENEW` until `stop`, and report the status again when the
+/// node (as `nodes` has it) is no longer Ready — after the node lifecycle controller found
+/// it silent. A beat is skipped while `silent(node)` says so.
+pub async fn heartbeat(
+    client: kube::Client,
+    info: NodeInfo,
+    nodes: Store<Node>,
+    silent: impl Fn(&Node) -> bool,
+    stop: CancellationToken,
+) {
+    let name = info.name.clone();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let api: Api<Node> = Api::all(client);
     loop {
-        if let Err(e) = renew(&api, &name).await {
-            tracing::debug!(node = name, error = %e, "renewing the node lease");
+        let node = nodes.get(&ObjectRef::new(&name));
+        if node.as_deref().is_some_and(&silent) {
+            tracing::debug!(node = name, "heartbeat stopped");
+        } else {
+            if let Err(e) = renew(&leases, &name).await {
+                tracing::debug!(node = name, error = %e, "renewing the node lease");
+            }
+            if node.as_deref().is_some_and(|n| !ready(n))
+                && let Err(e) = post_status(&api, &info).await
+            {
+                tracing::debug!(node = name, error = %e, "posting the node status");
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,

@@ -53,6 +53,20 @@ pub struct PodState {
     pub containers: Vec<Container>,
 }
 
+/// A running container's resource counters, as the CRI's ContainerStats gives them (a
+/// runtime reads them from the container's cgroup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStats {
+    pub name: String,
+    /// When this run of the container started.
+    pub started: Timestamp,
+    /// When the counters were read.
+    pub timestamp: Timestamp,
+    /// CPU time used since it started.
+    pub cpu_usage_core_nanoseconds: u64,
+    pub memory_working_set_bytes: u64,
+}
+
 /// A container runtime, per node.
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Create the pod's sandbox (network address `ip`) and start its containers.
@@ -87,4 +101,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// The uids of every pod the runtime has.
     fn pods(&self) -> Vec<String>;
+
+    /// The counters of the pod's running containers; None when the runtime keeps none.
+    fn container_stats(&self, _uid: &str) -> Option<Vec<ContainerStats>> {
+        None
+    }
 }

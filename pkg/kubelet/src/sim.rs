@@ -1,6 +1,8 @@
 //! Simulated nodes, like kwok: N Nodes registered and heartbeating, whose pods "run" in the
 //! fake runtime. They go through the same pod workers as a real node, so the control plane
-//! sees ordinary kubelets; tests and benchmarks use them to exercise it at scale.
+//! sees ordinary kubelets; tests and benchmarks use them to exercise it at scale. The node
+//! annotation `simulation.minik.io/heartbeat: "stop"` silences a node (no Lease renewal, no
+//! status), so the node lifecycle controller finds it unreachable; removing it resumes.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -12,10 +14,11 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
+use minik_api::usage::UsageStore;
 use minik_controllers::{Informer, Metrics, Queue, Reconcile};
 use tokio_util::sync::CancellationToken;
 
-use crate::fake::FakeRuntime;
+use crate::fake::{FakeRuntime, HEARTBEAT};
 use crate::node::{self, NodeInfo};
 use crate::pods::{NodeHandle, Workers};
 
@@ -54,6 +57,16 @@ fn ipam(
     })
 }
 
+/// A simulated node whose `simulation.minik.io/heartbeat` annotation is "stop" neither
+/// renews its Lease nor reports its status, as a node that went away.
+fn heartbeat_stopped(node: &Node) -> bool {
+    node.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HEARTBEAT))
+        .is_some_and(|v| v == "stop")
+}
+
 struct SimWorkers(Workers<FakeRuntime>);
 
 impl Reconcile for SimWorkers {
@@ -62,12 +75,13 @@ impl Reconcile for SimWorkers {
     }
 }
 
-/// Register `count` simulated nodes and run their pods until `stop`. `client_for(node)`
-/// gives a client that authenticates as that node.
+/// Register `count` simulated nodes and run their pods until `stop`, reporting their usage
+/// into `usage`. `client_for(node)` gives a client that authenticates as that node.
 pub async fn run(
     count: usize,
     client_for: impl Fn(&str) -> kube::Client,
     metrics: Metrics,
+    usage: UsageStore,
     stop: CancellationToken,
 ) -> Result<(), kube::Error> {
     if count == 0 {
@@ -109,18 +123,19 @@ pub async fn run(
         return Err(e);
     }
     tracing::info!(count, "simulated nodes registered");
+    let watcher = infos[0].1.clone();
+    let pods: Arc<Informer<Pod>> = Informer::new(Api::all(watcher.clone()));
+    let nodes: Arc<Informer<Node>> = Informer::new(Api::all(watcher));
     for (i, (info, client)) in infos.iter().enumerate() {
-        let (client, name, stop) = (client.clone(), info.name.clone(), stop.clone());
+        let (client, info, stop) = (client.clone(), info.clone(), stop.clone());
+        let store = nodes.store().clone();
         // Spread the heartbeats over the renew interval.
         let delay = node::RENEW.mul_f64(i as f64 / count as f64);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            node::heartbeat(client, name, stop).await;
+            node::heartbeat(client, info, store, heartbeat_stopped, stop).await;
         });
     }
-    let watcher = infos[0].1.clone();
-    let pods: Arc<Informer<Pod>> = Informer::new(Api::all(watcher.clone()));
-    let nodes: Arc<Informer<Node>> = Informer::new(Api::all(watcher));
     let handles: HashMap<String, Arc<NodeHandle>> = infos
         .iter()
         .enumerate()
@@ -145,8 +160,10 @@ pub async fn run(
             q.add(minik_controllers::util::key(pod));
         }
     });
+    let runtime = Arc::new(FakeRuntime::default());
+    let names: Vec<String> = handles.keys().cloned().collect();
     let workers = SimWorkers(Workers {
-        runtime: Arc::new(FakeRuntime::default()),
+        runtime: runtime.clone(),
         nodes: handles,
         pods: pods.store().clone(),
         backoff: Mutex::default(),
@@ -155,6 +172,14 @@ pub async fn run(
     tokio::spawn(pods.clone().run(stop.clone()));
     tokio::spawn(nodes.clone().run(stop.clone()));
     pods.synced().await;
+    let store = pods.store().clone();
+    tokio::spawn(crate::stats::run(
+        runtime,
+        names,
+        store,
+        usage,
+        stop.clone(),
+    ));
     minik_controllers::spawn_workers("simulated-kubelet", &queue, 16, Arc::new(workers), &metrics);
     stop.cancelled().await;
     queue.shut_down();

@@ -76,7 +76,12 @@ pub fn phase(pod: &Pod, state: &PodState) -> &'static str {
         .unwrap_or("Always");
     let mut all_zero = true;
     for c in &state.containers {
-        match &c.state {
+        // Waiting to restart after it ran (CrashLoopBackOff) counts as its last run.
+        let seen = match (&c.state, &c.last) {
+            (State::Waiting { .. }, Some(last @ State::Terminated { .. })) => last,
+            (now, _) => now,
+        };
+        match seen {
             State::Running { .. } => return "Running",
             State::Waiting { .. } => return "Pending",
             State::Terminated { exit_code, .. } => {
@@ -209,3 +214,40 @@ const KUBELET_CONDITIONS: &[&str] = &[
     "ContainersReady",
     "PodScheduled",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(state: State, last: Option<State>) -> PodState {
+        PodState {
+            ip: None,
+            containers: vec![Container {
+                name: "c".into(),
+                image: "busybox".into(),
+                image_id: String::new(),
+                id: String::new(),
+                state,
+                last,
+                restart_count: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_crash_looping_pod_is_running() {
+        let now = Timestamp::now();
+        let waiting = || State::Waiting {
+            reason: "CrashLoopBackOff".into(),
+        };
+        let exited = State::Terminated {
+            exit_code: 1,
+            reason: "Error".into(),
+            started: now,
+            finished: now,
+        };
+        let pod = Pod::default();
+        assert_eq!(phase(&pod, &with(waiting(), Some(exited))), "Running");
+        assert_eq!(phase(&pod, &with(waiting(), None)), "Pending");
+    }
+}

@@ -70,6 +70,9 @@ pub enum ApiError {
     Timeout(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// 429 with the causes in the Status details (an eviction a disruption budget refused).
+    #[error("{message}")]
+    TooManyRequestsBecause { message: String, causes: Vec<Cause> },
     #[error("{0}")]
     Internal(String),
 }
@@ -132,7 +135,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => (415, "UnsupportedMediaType"),
             ApiError::RequestEntityTooLarge(_) => (413, "RequestEntityTooLarge"),
             ApiError::Timeout(_) => (504, "Timeout"),
-            ApiError::TooManyRequests(_) => (429, "TooManyRequests"),
+            ApiError::TooManyRequests(_) | ApiError::TooManyRequestsBecause { .. } => {
+                (429, "TooManyRequests")
+            }
             ApiError::Internal(_) => (500, "InternalError"),
         }
     }

@@ -14,6 +14,7 @@ mod crd;
 mod delete;
 pub mod encryption;
 mod error;
+mod eviction;
 mod expire;
 mod ipalloc;
 pub mod kubeclient;

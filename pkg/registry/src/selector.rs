@@ -20,24 +20,6 @@ pub struct Selector {
     reqs: Vec<(String, Op)>,
 }
 
-/// Split at commas that are not inside parentheses.
-fn split_top(s: &str) -> Vec<&str> {
-    let (mut depth, mut start, mut out) = (0i32, 0, Vec::new());
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out
-}
-
 fn set_values(s: &str) -> Result<Vec<String>> {
     let inner = s
         .trim()
@@ -72,7 +54,7 @@ impl Selector {
 
     fn parse(s: &str, sets: bool) -> Result<Self> {
         let mut reqs = Vec::new();
-        for part in split_top(s) {
+        for part in minik_api::selector::split_requirements(s) {
             let part = part.trim();
             if part.is_empty() {
                 continue;

@@ -1,11 +1,10 @@
-//! Subresources that change part of an object: scale, pods/binding, pods/eviction,
+//! Subresources that change part of an object: scale, pods/binding,
 //! pods/ephemeralcontainers, namespaces/finalize. Each writes the stored object with a
 //! compare-and-swap on its revision, retrying when another writer got there first.
 
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};
 
-use crate::delete::DeleteParams;
 use crate::error::{ApiError, Result};
 use crate::meta::meta_mut;
 use crate::object_key;
@@ -285,60 +284,6 @@ impl Registry {
         })
         .await
         .map(|_| ())
-    }
-
-    /// POST pods/<name>/eviction: delete the pod unless a PodDisruptionBudget forbids it.
-    pub async fn evict(
-        &self,
-        ns: &str,
-        name: &str,
-        eviction: &Value,
-        params: &crate::WriteParams,
-    ) -> Result<()> {
-        let pods = minik_api::builtin("", "v1", "pods");
-        self.admit_subresource_create(pods, Some(ns), name, "eviction", eviction, params)
-            .await?;
-        let pod = self.get(pods, Some(ns), name).await?;
-        let pdbs = minik_api::builtin("policy", "v1", "poddisruptionbudgets");
-        let list = self.list(pdbs, Some(ns), &Default::default()).await?;
-        for pdb in &list.items {
-            let selector =
-                crate::Selector::labels(&selector_string(pdb.pointer("/spec/selector")))?;
-            let selects = pdb.pointer("/spec/selector").is_some() && selector.matches_labels(&pod);
-            let allowed = pdb
-                .pointer("/status/disruptionsAllowed")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if selects && allowed < 1 {
-                return Err(ApiError::TooManyRequests(format!(
-                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
-                    pdb["metadata"]["name"].as_str().unwrap_or(""),
-                    pdb.pointer("/status/desiredHealthy")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0),
-                    pdb.pointer("/status/currentHealthy")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0),
-                )));
-            }
-        }
-        let params = DeleteParams {
-            uid: eviction
-                .pointer("/deleteOptions/preconditions/uid")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            resource_version: eviction
-                .pointer("/deleteOptions/preconditions/resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            dry_run: false,
-            grace_period_seconds: eviction
-                .pointer("/deleteOptions/gracePeriodSeconds")
-                .and_then(Value::as_i64),
-            user: params.user.clone(),
-            ..Default::default()
-        };
-        self.delete(pods, Some(ns), name, &params).await.map(|_| ())
     }
 
     /// PUT pods/<name>/ephemeralcontainers: only spec.ephemeralContainers changes, and

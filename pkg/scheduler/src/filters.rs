@@ -1,7 +1,7 @@
 //! The filter plugins, as kube-scheduler names and words them: NodeUnschedulable,
 //! NodeName, NodeResourcesFit, NodePorts, NodeAffinity, TaintToleration, InterPodAffinity,
-//! PodTopologySpread, VolumeBinding. What each needs from the whole cluster is computed once
-//! per pod (`Prepared`).
+//! PodTopologySpread, VolumeBinding (in `volumes`). What each needs from the whole cluster
+//! is computed once per pod (`Prepared`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,6 +85,8 @@ pub struct Prepared {
     /// topology key -> values where an existing pod's anti-affinity rejects this pod.
     existing_anti: Vec<(String, String)>,
     spread: Vec<Spread>,
+    /// The pod's claims (VolumeBinding), set after PreFilter.
+    pub volumes: crate::volumes::PodVolumes,
 }
 
 fn required_terms(pod: &Pod, anti: bool) -> Vec<PodAffinityTerm> {
@@ -144,6 +146,7 @@ pub fn prepare(pod: Arc<Pod>, cache: &Cache) -> Prepared {
         anti,
         existing_anti,
         spread,
+        volumes: Default::default(),
     }
 }
 
@@ -230,6 +233,7 @@ pub fn filter(p: &Prepared, state: &NodeState) -> Result<(), Reason> {
     if let Some(t) = untolerated(pod, taints, &["NoSchedule", "NoExecute"]) {
         return Err(Reason::Taint(taint_text(t)));
     }
+    crate::volumes::filter(&p.volumes, node)?;
     inter_pod(p, state)?;
     for s in &p.spread {
         let Some(value) = state.labels().get(&s.c.topology_key) else {

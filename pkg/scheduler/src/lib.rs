@@ -14,6 +14,7 @@ mod preempt;
 pub mod queue;
 pub mod resources;
 mod scores;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -170,6 +171,7 @@ struct Scheduler {
     queue: SchedulingQueue,
     recorder: Recorder,
     metrics: Metrics,
+    volumes: Arc<volumes::Volumes>,
 }
 
 impl Scheduler {
@@ -196,10 +198,18 @@ impl Scheduler {
         let began = Instant::now();
         let chosen = {
             let cache = self.cache();
-            let prepared = filters::prepare(pod.clone(), &cache);
-            match find_node(&prepared, &cache, start) {
-                Ok(node) => Ok(node),
-                Err(fit) => Err(self.preempt(&prepared, &cache, fit)),
+            match self.volumes.prefilter(&pod) {
+                Err(why) => Err(volumes::prefilter_message(cache.order.len(), &why)),
+                Ok(claims) => {
+                    let mut prepared = filters::prepare(pod.clone(), &cache);
+                    prepared.volumes = claims;
+                    match find_node(&prepared, &cache, start) {
+                        Ok(node) => {
+                            Ok((self.volumes.assume(&prepared.volumes, &cache, &node), node))
+                        }
+                        Err(fit) => Err(self.preempt(&prepared, &cache, fit)),
+                    }
+                }
             }
         };
         self.metrics
@@ -207,10 +217,10 @@ impl Scheduler {
             .duration
             .observe(began.elapsed().as_secs_f64());
         match chosen {
-            Ok(node) => {
+            Ok((plan, node)) => {
                 self.cache().assume(pod.clone(), &node);
                 let this = self.clone();
-                tokio::spawn(async move { this.bind(key, pod, node).await });
+                tokio::spawn(async move { this.bind(key, pod, node, plan).await });
             }
             Err(message) => {
                 self.metrics.attempt("unschedulable");
@@ -285,8 +295,21 @@ impl Scheduler {
             .await;
     }
 
-    async fn bind(&self, key: String, pod: Arc<Pod>, node: String) {
+    async fn bind(&self, key: String, pod: Arc<Pod>, node: String, plan: volumes::Plan) {
         let ns = pod.namespace().unwrap_or_default();
+        let gone = || {
+            let here = self
+                .pods
+                .store()
+                .get(&ObjectRef::new(&pod.name_any()).within(&ns));
+            here.is_none_or(|p| p.uid() != pod.uid())
+        };
+        if let Err(e) = self.volumes.bind(&self.client, plan, &gone).await {
+            let message = format!("running PreBind plugin \"VolumeBinding\": binding volumes: {e}");
+            self.recorder
+                .event(pod.as_ref(), Kind::Warning, "FailedScheduling", &message);
+            return self.unassume(&key, &pod);
+        }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let binding = json!({"apiVersion": "v1", "kind": "Binding",
             "metadata": {"name": pod.name_any(), "namespace": ns, "uid": pod.uid()},
@@ -312,11 +335,16 @@ impl Scheduler {
             }
             Err(e) => {
                 tracing::debug!(pod = key, node, error = %e, "binding failed");
-                self.metrics.attempt("error");
-                self.cache().remove_pod(&pod.uid().unwrap_or_default());
-                self.queue.done(&key, Outcome::Error, priority(&pod));
+                self.unassume(&key, &pod);
             }
         }
+    }
+
+    /// Binding failed: forget the placement and try again after a back-off.
+    fn unassume(&self, key: &str, pod: &Pod) {
+        self.metrics.attempt("error");
+        self.cache().remove_pod(&pod.uid().unwrap_or_default());
+        self.queue.done(key, Outcome::Error, priority(pod));
     }
 
     async fn mark_unschedulable(&self, pod: &Pod, message: &str) {
@@ -388,7 +416,9 @@ pub async fn run(
 async fn lead(client: kube::Client, metrics: Metrics, stop: CancellationToken) {
     let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()));
     let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()));
+    let volumes = volumes::Volumes::new(&client);
     let this = Arc::new(Scheduler {
+        volumes: volumes.clone(),
         recorder: Recorder::new(client.clone(), NAME),
         client,
         pods: pods.clone(),
@@ -411,6 +441,8 @@ async fn lead(client: kube::Client, metrics: Metrics, stop: CancellationToken) {
     tokio::spawn(pods.clone().run(stop.clone()));
     nodes.synced().await;
     pods.synced().await;
+    let me = this.clone();
+    volumes.run(&stop, move || me.queue.move_all()).await;
     let me = this.clone();
     let ticker = stop.clone();
     tokio::spawn(async move {

@@ -40,6 +40,9 @@ struct State {
     active: BinaryHeap<Entry>,
     queued: HashSet<String>,
     in_flight: HashSet<String>,
+    /// In flight when the cluster changed: if found unschedulable, retried after back-off
+    /// rather than left waiting for a next change (kube-scheduler's in-flight events).
+    moved_in_flight: HashSet<String>,
     /// Added again while in flight: queue after it is done.
     again: HashMap<String, i32>,
     backoff: HashMap<String, (Instant, i32)>,
@@ -121,6 +124,7 @@ impl SchedulingQueue {
     pub fn done(&self, key: &str, outcome: Outcome, priority: i32) {
         let mut s = self.lock();
         s.in_flight.remove(key);
+        let moved = s.moved_in_flight.remove(key);
         if let Some(p) = s.again.remove(key) {
             if outcome != Outcome::Scheduled {
                 self.push(&mut s, key.to_string(), p);
@@ -132,9 +136,16 @@ impl SchedulingQueue {
                 s.attempts.remove(key);
             }
             Outcome::Unschedulable => {
-                *s.attempts.entry(key.to_string()).or_default() += 1;
-                s.unschedulable
-                    .insert(key.to_string(), (Instant::now(), priority));
+                let n = s.attempts.entry(key.to_string()).or_default();
+                *n += 1;
+                if moved {
+                    let delay = backoff(*n);
+                    s.backoff
+                        .insert(key.to_string(), (Instant::now() + delay, priority));
+                } else {
+                    s.unschedulable
+                        .insert(key.to_string(), (Instant::now(), priority));
+                }
             }
             Outcome::Error => {
                 let n = s.attempts.entry(key.to_string()).or_default();
@@ -150,6 +161,8 @@ impl SchedulingQueue {
     /// back-off).
     pub fn move_all(&self) {
         let mut s = self.lock();
+        let flying: Vec<String> = s.in_flight.iter().cloned().collect();
+        s.moved_in_flight.extend(flying);
         let moved: Vec<(String, (Instant, i32))> = s.unschedulable.drain().collect();
         for (key, (_, priority)) in moved {
             let n = s.attempts.get(&key).copied().unwrap_or(1);
@@ -223,5 +236,20 @@ mod tests {
         assert_eq!(q.sizes(), (0, 1, 0));
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(9), BACKOFF_MAX);
+    }
+
+    #[tokio::test]
+    async fn a_change_during_the_attempt_is_not_missed() {
+        let q = SchedulingQueue::default();
+        q.add("a".into(), 0);
+        let k = q.pop().await;
+        // The cluster changed while "a" was being tried: it does not wait for another change.
+        q.move_all();
+        q.done(&k, Outcome::Unschedulable, 0);
+        assert_eq!(q.sizes(), (0, 1, 0));
+        q.add("b".into(), 0);
+        let k = q.pop().await;
+        q.done(&k, Outcome::Unschedulable, 0);
+        assert_eq!(q.sizes(), (0, 1, 1));
     }
 }

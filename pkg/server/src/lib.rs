@@ -5,6 +5,7 @@ mod bootstrap;
 mod flowcontrol;
 pub mod local;
 mod rbac_defaults;
+mod storage;
 
 pub use minik_admission::Options as AdmissionOptions;
 pub use minik_apiserver::audit::Rotation as AuditRotation;
@@ -251,7 +252,9 @@ async fn serve(
     registry.set_encryption(encryption);
     bootstrap::run(&registry, config.service_cidr).await?;
     rbac_defaults::ensure(&registry).await?;
+    minik_apiserver::resource_metrics::ensure_apiservice(&registry).await?;
     flowcontrol::ensure(&registry).await?;
+    storage::ensure(&registry).await?;
     // CRDs are served before the first request, and followed from then on.
     registry.sync_crds().await;
     let crds = registry.clone();
@@ -295,7 +298,16 @@ async fn serve(
         config.event_ttl,
         shutdown.clone(),
     ));
+    // Node and pod usage, reported by the kubelets of this process, served as the resource
+    // metrics API by an in-process aggregated API server.
+    let usage = minik_api::usage::UsageStore::default();
+    let metrics_api = minik_apiserver::resource_metrics::router(registry.clone(), usage.clone());
     let mut state = AppState::new(registry);
+    state.aggregator.serve_local(
+        minik_apiserver::resource_metrics::GROUP,
+        minik_apiserver::resource_metrics::VERSION,
+        metrics_api,
+    );
     state.authorization = authorization;
     state.audit = audit;
     state.encryption_config = encryption_config;
@@ -361,6 +373,18 @@ async fn serve(
             workers: 5,
             cluster_cidr: config.cluster_cidr,
             root_ca: pki.server_ca.cert_pem.clone(),
+            data_dir: config.data_dir.clone(),
+            // Client certificates from the CA the API server trusts for clients (as k3s).
+            signing: Some(minik_controllers::certificates::SigningCas {
+                client: minik_controllers::certificates::Ca {
+                    cert_pem: pki.client_ca.cert_pem.clone(),
+                    key_pem: pki.client_ca.key_pem.clone(),
+                },
+                server: minik_controllers::certificates::Ca {
+                    cert_pem: pki.server_ca.cert_pem.clone(),
+                    key_pem: pki.server_ca.key_pem.clone(),
+                },
+            }),
         };
         tokio::spawn(minik_controllers::run(
             client,
@@ -392,7 +416,7 @@ async fn serve(
                     &["system:nodes"],
                 )
             };
-            if let Err(e) = minik_kubelet::sim::run(count, client_for, metrics, stop).await {
+            if let Err(e) = minik_kubelet::sim::run(count, client_for, metrics, usage, stop).await {
                 tracing::error!(error = %e, "simulated nodes");
             }
         });

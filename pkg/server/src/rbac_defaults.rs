@@ -152,7 +152,7 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
     ];
     let view = rules(READ, &[]);
     let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
-    let roles = vec![
+    let mut roles = vec![
         cluster_role(
             "cluster-admin",
             vec![
@@ -201,7 +201,9 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
             vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})],
         ),
         cluster_role("system:kube-scheduler", scheduler_rules()),
+        metrics_reader(),
     ];
+    roles.extend(csr_roles());
     let bindings = vec![
         binding(
             "system:kube-controller-manager",
@@ -234,8 +236,67 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
             "system:service-account-issuer-discovery",
             &["system:serviceaccounts"],
         ),
+        // As kubeadm binds them for its bootstrap tokens: bootstrapping kubelets may ask for
+        // a client certificate, which is approved at once; nodes' renewals are too.
+        binding(
+            "minik:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            &["system:bootstrappers"],
+        ),
+        binding(
+            "minik:node-autoapprove-bootstrap",
+            NODE_CLIENT,
+            &["system:bootstrappers"],
+        ),
+        binding(
+            "minik:node-autoapprove-certificate-rotation",
+            SELF_NODE_CLIENT,
+            &["system:nodes"],
+        ),
     ];
     (roles, bindings)
+}
+
+const NODE_CLIENT: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+const SELF_NODE_CLIENT: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
+
+/// kube-apiserver's roles for certificate requests: kubelets bootstrapping ask for
+/// certificates; `nodeclient` and `selfnodeclient` are what the CSR approver checks.
+fn csr_roles() -> Vec<Value> {
+    let csr = |resource: &str, verbs: &[&str]| {
+        vec![json!({"apiGroups": ["certificates.k8s.io"], "resources": [resource], "verbs": verbs})]
+    };
+    vec![
+        cluster_role(
+            "system:node-bootstrapper",
+            csr(
+                "certificatesigningrequests",
+                &["create", "get", "list", "watch"],
+            ),
+        ),
+        cluster_role(
+            NODE_CLIENT,
+            csr("certificatesigningrequests/nodeclient", &["create"]),
+        ),
+        cluster_role(
+            SELF_NODE_CLIENT,
+            csr("certificatesigningrequests/selfnodeclient", &["create"]),
+        ),
+    ]
+}
+
+/// Reading the resource metrics API (`kubectl top`), joined to view, edit and admin, as
+/// metrics-server installs it.
+fn metrics_reader() -> Value {
+    let rule = json!({"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"],
+        "verbs": READ});
+    let mut role = cluster_role("system:aggregated-metrics-reader", vec![rule]);
+    for target in ["admin", "edit", "view"] {
+        role["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{target}")] =
+            json!("true");
+    }
+    role
 }
 
 /// kube-scheduler's: read what placement depends on; bind, evict (preempt) and report.
@@ -245,6 +306,9 @@ fn scheduler_rules() -> Vec<Value> {
         json!({"apiGroups": [""], "resources": ["bindings", "pods/binding"], "verbs": ["create"]}),
         json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}),
         json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]}),
+        // VolumeBinding binds volumes to claims and marks claims with the chosen node.
+        json!({"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes"],
+            "verbs": ["patch", "update"]}),
         json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
             "verbs": ["create", "patch", "update"]}),
         json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],

@@ -1,6 +1,7 @@
 //! The APIService controller: for each APIService with a service, find the service's
-//! endpoint, check the backend serves its group-version (keeping its discovery document),
-//! and set the Available condition. Runs every second.
+//! endpoint (for a Local one, the in-process server of its group-version, if any), check
+//! the backend serves its group-version (keeping its discovery document), and set the
+//! Available condition. Runs every second.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use http_body_util::BodyExt;
 use minik_registry::{Registry, WriteParams};
 use serde_json::{Value, json};
 
-use super::{Backend, proxy};
+use super::{Backend, Target, proxy};
 use crate::AppState;
 
 fn info(group: &str, version: &str, plural: &str) -> &'static minik_api::ResourceInfo {
@@ -46,19 +47,34 @@ async fn sync(state: &AppState) {
             .pointer("/spec/version")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let (available, reason, message) = match svc.pointer("/spec/service") {
-            None | Some(Value::Null) => (
-                true,
-                "Local",
-                "Local APIServices are always available".to_string(),
-            ),
-            Some(_) => match check(state, svc, g, v).await {
-                Ok(backend) => {
-                    backends.insert((g.to_string(), v.to_string()), backend);
-                    (true, "Passed", "all checks passed".to_string())
+        let local = "Local APIServices are always available".to_string();
+        let backend = match svc.pointer("/spec/service") {
+            None | Some(Value::Null) => match state.aggregator.local(g, v) {
+                Some(router) => Ok(Backend {
+                    target: Target::Local(router),
+                    resources: None,
+                }),
+                None => {
+                    set_available(&state.registry, svc, true, "Local", &local).await;
+                    continue;
                 }
-                Err((reason, message)) => (false, reason, message),
             },
+            Some(_) => resolve(&state.registry, svc).await,
+        };
+        let checked = match backend {
+            Ok(b) => check(state, b, g, v).await,
+            Err(e) => Err(e),
+        };
+        let (available, reason, message) = match checked {
+            Ok(backend) => {
+                let passed = match backend.target {
+                    Target::Local(_) => ("Local", local),
+                    Target::Remote(_) => ("Passed", "all checks passed".to_string()),
+                };
+                backends.insert((g.to_string(), v.to_string()), backend);
+                (true, passed.0, passed.1)
+            }
+            Err((reason, message)) => (false, reason, message),
         };
         set_available(&state.registry, svc, available, reason, &message).await;
     }
@@ -68,29 +84,29 @@ async fn sync(state: &AppState) {
 /// The backend of an APIService, checked by fetching its group-version's discovery.
 async fn check(
     state: &AppState,
-    apiservice: &Value,
+    mut backend: Backend,
     group: &str,
     version: &str,
 ) -> Result<Backend, (&'static str, String)> {
-    let mut backend = resolve(&state.registry, apiservice).await?;
-    let Some(id) = state.aggregator.identity() else {
+    let id = state.aggregator.identity();
+    if id.is_none() && matches!(backend.target, Target::Remote(_)) {
         return Err((
             "MissingIdentity",
             "the aggregation proxy has no client certificate".into(),
         ));
-    };
+    }
     let req = axum::http::Request::builder()
         .method(Method::GET)
         .uri(format!("/apis/{group}/{version}"))
         .header("accept", "application/json")
         .body(Body::empty())
         .map_err(|e| ("FailedDiscoveryCheck", e.to_string()))?;
-    let resp = proxy::send(&backend, &id, req).await.map_err(|e| {
+    let resp = proxy::send(&backend, id.as_ref(), req).await.map_err(|e| {
         (
             "FailedDiscoveryCheck",
             format!(
                 "failing or missing response from {}: {e}",
-                backend.target.addr
+                backend.target.describe()
             ),
         )
     })?;
@@ -102,12 +118,10 @@ async fn check(
         .map_err(|e| ("FailedDiscoveryCheck", e.to_string()))?
         .to_bytes();
     if status != StatusCode::OK {
+        let at = backend.target.describe();
         return Err((
             "FailedDiscoveryCheck",
-            format!(
-                "failing or missing response from {}: bad status from {}: {status}",
-                backend.target.addr, backend.target.addr
-            ),
+            format!("failing or missing response from {at}: bad status from {at}: {status}"),
         ));
     }
     backend.resources = serde_json::from_slice(&bytes).ok();
@@ -138,12 +152,12 @@ async fn resolve(
         .and_then(Value::as_str)
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
     Ok(Backend {
-        target: minik_registry::client::TlsTarget {
+        target: Target::Remote(minik_registry::client::TlsTarget {
             addr,
             server_name: format!("{name}.{ns}.svc"),
             ca_bundle,
             insecure: spec.get("insecureSkipTLSVerify") == Some(&json!(true)),
-        },
+        }),
         resources: None,
     })
 }

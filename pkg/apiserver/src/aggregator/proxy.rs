@@ -1,5 +1,6 @@
 //! The proxy to an aggregated API server: one TLS connection per request, the front-proxy
-//! client certificate, and the requesting user in X-Remote-User / X-Remote-Group.
+//! client certificate, and the requesting user in X-Remote-User / X-Remote-Group. A local
+//! backend gets the request as it is (the user in its extensions).
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -7,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minik_registry::client::{self, ClientCert};
 
-use super::{Aggregator, Backend};
+use super::{Aggregator, Backend, Target};
 use crate::status::json_response;
 
 /// Who the proxy is (its client certificate) and whom it speaks for.
@@ -19,17 +20,30 @@ pub struct ProxyIdentity {
     pub groups: Vec<String>,
 }
 
-/// Send one request to a backend and return its response as it comes.
+/// Send one request to a backend and return its response as it comes; a remote backend
+/// needs the proxy's identity.
 pub(super) async fn send(
     backend: &Backend,
-    id: &ProxyIdentity,
+    id: Option<&ProxyIdentity>,
     mut req: Request,
 ) -> Result<Response, String> {
+    let target = match &backend.target {
+        Target::Local(router) => {
+            use tower::ServiceExt;
+            return router
+                .clone()
+                .oneshot(as_received(req))
+                .await
+                .map_err(|e| match e {});
+        }
+        Target::Remote(t) => t,
+    };
+    let id = id.ok_or("the aggregation proxy has no client certificate")?;
     let client = ClientCert {
         cert_pem: id.cert_pem.clone(),
         key_pem: id.key_pem.clone(),
     };
-    let mut sender = client::connect(&backend.target, Some(&client)).await?;
+    let mut sender = client::connect(target, Some(&client)).await?;
     // The user the request was authenticated as (the proxy's own default otherwise).
     let (user, groups) = match req.extensions().get::<crate::authn::UserInfo>() {
         Some(u) => (u.name.clone(), u.groups.clone()),
@@ -52,7 +66,7 @@ pub(super) async fn send(
             headers.append("x-remote-group", v);
         }
     }
-    if let Ok(host) = HeaderValue::from_str(&backend.target.server_name) {
+    if let Ok(host) = HeaderValue::from_str(&target.server_name) {
         headers.insert(header::HOST, host);
     }
     let path = req
@@ -65,6 +79,21 @@ pub(super) async fn send(
         .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     Ok(resp.map(Body::new))
+}
+
+/// The request as the client sent it, with the user it was authenticated as (and nothing
+/// else this server's routing attached to it).
+fn as_received(req: Request) -> Request {
+    let (parts, body) = req.into_parts();
+    let mut fresh = Request::new(body);
+    *fresh.method_mut() = parts.method;
+    *fresh.uri_mut() = parts.uri;
+    *fresh.version_mut() = parts.version;
+    *fresh.headers_mut() = parts.headers;
+    if let Some(user) = parts.extensions.get::<crate::authn::UserInfo>() {
+        fresh.extensions_mut().insert(user.clone());
+    }
+    fresh
 }
 
 trait RetainImpersonationFree {
@@ -86,10 +115,7 @@ impl RetainImpersonationFree for axum::http::HeaderMap {
 }
 
 pub(super) async fn forward(agg: &Aggregator, backend: &Backend, req: Request) -> Response {
-    let Some(id) = agg.identity() else {
-        return unavailable("the aggregation proxy has no client certificate".into());
-    };
-    match send(backend, &id, req).await {
+    match send(backend, agg.identity().as_ref(), req).await {
         Ok(resp) => resp,
         Err(e) => unavailable(e),
     }

@@ -50,12 +50,19 @@ impl Attributes {
         };
         let (resource, name, sub, namespace) = match rest {
             ["namespaces", ns] => ("namespaces", *ns, "", ""),
-            ["namespaces", ns, r, more @ ..] if namespaced(r) => (
-                *r,
-                more.first().copied().unwrap_or(""),
-                more.get(1).copied().unwrap_or(""),
-                *ns,
-            ),
+            // As kube-apiserver's RequestInfoFactory: what follows a namespace is a resource
+            // in it (also one of an aggregated API this registry does not know), unless it is
+            // the namespace's own status or finalize.
+            ["namespaces", ns, r, more @ ..]
+                if namespaced(r) || !matches!(*r, "status" | "finalize") =>
+            {
+                (
+                    *r,
+                    more.first().copied().unwrap_or(""),
+                    more.get(1).copied().unwrap_or(""),
+                    *ns,
+                )
+            }
             ["namespaces", ns, s] => ("namespaces", *ns, *s, ""),
             [r, more @ ..] => (
                 *r,

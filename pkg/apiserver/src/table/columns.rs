@@ -106,6 +106,19 @@ pub fn for_kind(group: &str, kind: &str) -> Vec<Column> {
             int("Data", |o, _| json!(len(o, "/data"))),
         ],
         ("", "ServiceAccount") => vec![int("Secrets", |o, _| json!(len(o, "/secrets")))],
+        ("", "ReplicationController") => vec![
+            int("Desired", |o, _| json!(n(o, "/spec/replicas"))),
+            int("Current", |o, _| json!(n(o, "/status/replicas"))),
+            int("Ready", |o, _| json!(n(o, "/status/readyReplicas"))),
+            AGE,
+            wide("Containers", |o, _| {
+                container_field(o, "/spec/template/spec/containers", "name")
+            }),
+            wide("Images", |o, _| {
+                container_field(o, "/spec/template/spec/containers", "image")
+            }),
+            wide("Selector", |o, _| labels_selector(o, "/spec/selector")),
+        ],
         ("", "Node") => vec![
             col("Status", node_status),
             col("Roles", node_roles),

@@ -186,6 +186,7 @@ pub(super) fn for_group_kind(group: &str, kind: &str) -> Option<Vec<Column>> {
             col("Reference", |o, _| {
                 json!(kind_name(o, "/spec/scaleTargetRef"))
             }),
+            col("Targets", super::status_cells::hpa_targets),
             col("MinPods", |o, _| {
                 json!(
                     o.pointer("/spec/minReplicas")
@@ -196,6 +197,10 @@ pub(super) fn for_group_kind(group: &str, kind: &str) -> Option<Vec<Column>> {
             }),
             int("MaxPods", |o, _| json!(n(o, "/spec/maxReplicas"))),
             int("Replicas", |o, _| json!(n(o, "/status/currentReplicas"))),
+        ],
+        ("apiregistration.k8s.io", "APIService") => vec![
+            col("Service", super::status_cells::apiservice_service),
+            col("Available", super::status_cells::apiservice_available),
         ],
         ("policy", "PodDisruptionBudget") => vec![
             col("Min Available", |o, _| {
@@ -235,6 +240,34 @@ pub(super) fn for_group_kind(group: &str, kind: &str) -> Option<Vec<Column>> {
                 )
             }),
         ],
+        ("certificates.k8s.io", "CertificateSigningRequest") => vec![
+            AGE,
+            col("SignerName", |o, _| str_or(o, "/spec/signerName", "<none>")),
+            col("Requestor", |o, _| s(o, "/spec/username")),
+            col("RequestedDuration", |o, _| {
+                let secs = o.pointer("/spec/expirationSeconds").and_then(Value::as_i64);
+                json!(secs.map_or("<none>".into(), human_duration))
+            }),
+            col("Condition", csr_condition),
+        ],
         _ => return None,
     })
+}
+
+/// Pending, Approved or Denied; then Failed and Issued when they are.
+fn csr_condition(o: &Value, _: DateTime<Utc>) -> Value {
+    let conds = o.pointer("/status/conditions").and_then(Value::as_array);
+    let has = |t: &str| conds.into_iter().flatten().any(|c| c["type"] == t);
+    let mut out = String::from(match (has("Denied"), has("Approved")) {
+        (true, _) => "Denied",
+        (_, true) => "Approved",
+        _ => "Pending",
+    });
+    if has("Failed") {
+        out.push_str(",Failed");
+    }
+    if !text(o, "/status/certificate").is_empty() {
+        out.push_str(",Issued");
+    }
+    json!(out)
 }

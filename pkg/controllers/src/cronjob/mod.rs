@@ -55,7 +55,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
         wakes: Mutex::default(),
         writes: OwnWrites::default(),
     });
-    crate::spawn_workers("cronjob", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("cronjob", &queue, workers, this);
     queue
 }
 

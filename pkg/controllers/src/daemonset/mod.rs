@@ -69,7 +69,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
     ctx.informers
         .nodes
         .on(move |node, change| me.node_changed(node, change));
-    crate::spawn_workers("daemonset", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("daemonset", &queue, workers, this);
     queue
 }
 

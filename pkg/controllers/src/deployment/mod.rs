@@ -50,7 +50,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
         ctx: ctx.clone(),
         recorder: Recorder::new(ctx.client.clone(), "deployment-controller"),
     });
-    crate::spawn_workers("deployment", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("deployment", &queue, workers, this);
     queue
 }
 

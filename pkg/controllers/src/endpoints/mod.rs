@@ -43,7 +43,7 @@ fn start_with<R: crate::Reconcile>(
     let queue = Queue::new(name, ctx.metrics.clone());
     let tracker = Arc::new(Tracker::default());
     tracker.watch(ctx, &queue);
-    crate::spawn_workers(name, &queue, workers, Arc::new(make(tracker)), &ctx.metrics);
+    ctx.spawn_workers(name, &queue, workers, Arc::new(make(tracker)));
     queue
 }
 

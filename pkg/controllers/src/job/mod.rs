@@ -62,9 +62,9 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
         .on(move |job, change| me.job_changed(job, change));
     let me = this.clone();
     ctx.informers.pods.on(move |pod, _| me.pod_changed(pod));
-    crate::spawn_workers("job", &queue, workers, this.clone(), &ctx.metrics);
+    ctx.spawn_workers("job", &queue, workers, this.clone());
     let cleaner = Arc::new(OrphanCleaner(this));
-    crate::spawn_workers("job_orphan_pod", &orphans, 1, cleaner, &ctx.metrics);
+    ctx.spawn_workers("job_orphan_pod", &orphans, 1, cleaner);
     let stop = ctx.stop.clone();
     tokio::spawn(async move {
         stop.cancelled().await;

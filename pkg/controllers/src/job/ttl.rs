@@ -26,7 +26,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
         }
     });
     let this = Arc::new(Controller { ctx: ctx.clone() });
-    crate::spawn_workers("ttl_jobs_to_delete", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("ttl_jobs_to_delete", &queue, workers, this);
     queue
 }
 

@@ -42,7 +42,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
     let this = Arc::new(Controller {
         client: ctx.client.clone(),
     });
-    crate::spawn_workers("namespace", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("namespace", &queue, workers, this);
     queue
 }
 

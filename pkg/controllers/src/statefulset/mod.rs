@@ -59,7 +59,7 @@ pub fn start(ctx: &Ctx, workers: usize) -> Queue {
             util::queue_selecting(&q, &sets, &ns, claim.labels(), selector);
         }
     });
-    crate::spawn_workers("statefulset", &queue, workers, this, &ctx.metrics);
+    ctx.spawn_workers("statefulset", &queue, workers, this);
     queue
 }
 

@@ -20,8 +20,12 @@ pub(crate) fn secret(obj: &mut Value) {
     use base64::Engine;
     default(obj, "type", json!("Opaque"));
     let Some(m) = obj.as_object_mut() else { return };
-    let Some(strings) = m.remove("stringData") else { return };
-    let Some(strings) = strings.as_object().filter(|s| !s.is_empty()) else { return };
+    let Some(strings) = m.remove("stringData") else {
+        return;
+    };
+    let Some(strings) = strings.as_object().filter(|s| !s.is_empty()) else {
+        return;
+    };
     let data = m.entry("data").or_insert_with(|| json!({}));
     if !data.is_object() {
         *data = json!({});
@@ -162,8 +166,58 @@ fn template(obj: &mut Value) {
     }
 }
 
+/// A ReplicationController without a selector (or labels) takes its template's labels.
+fn rc_selector(obj: &mut Value) {
+    let Some(labels) = obj
+        .pointer("/spec/template/metadata/labels")
+        .filter(|l| l.is_object())
+        .cloned()
+    else {
+        return;
+    };
+    let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(|m| m.is_empty());
+    if empty(obj.pointer("/spec/selector")) {
+        obj["spec"]["selector"] = labels.clone();
+    }
+    if empty(obj.pointer("/metadata/labels")) && obj["metadata"].is_object() {
+        obj["metadata"]["labels"] = labels;
+    }
+}
+
+/// Defaults of volumes, claims and storage classes (SetDefaults_PersistentVolume,
+/// _PersistentVolumeClaim, _StorageClass).
+pub(crate) fn storage(kind: &str, obj: &mut Value) {
+    match kind {
+        "PersistentVolume" => {
+            default(obj, "spec", json!({}));
+            default(
+                &mut obj["spec"],
+                "persistentVolumeReclaimPolicy",
+                json!("Retain"),
+            );
+            default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
+            default(obj, "status", json!({}));
+            default(&mut obj["status"], "phase", json!("Pending"));
+        }
+        "PersistentVolumeClaim" => {
+            default(obj, "spec", json!({}));
+            default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
+            default(obj, "status", json!({}));
+            default(&mut obj["status"], "phase", json!("Pending"));
+        }
+        "StorageClass" => {
+            default(obj, "reclaimPolicy", json!("Delete"));
+            default(obj, "volumeBindingMode", json!("Immediate"));
+        }
+        _ => {}
+    }
+}
+
 /// Defaults of the workload kinds.
 pub(crate) fn workload(kind: &str, obj: &mut Value) {
+    if kind == "ReplicationController" {
+        rc_selector(obj);
+    }
     template(obj);
     let Some(spec) = obj.get_mut("spec") else {
         return;

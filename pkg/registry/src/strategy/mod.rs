@@ -58,6 +58,11 @@ pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
         }
         // What a client sends as a pod's status is not kept (PrepareForCreate).
         ("", "Pod") => obj["status"] = json!({}),
+        ("", "PersistentVolumeClaim") => obj["status"] = json!({}),
+        ("", "PersistentVolume") => {
+            let now = crate::meta::now_rfc3339();
+            obj["status"] = json!({"phase": "Pending", "lastPhaseTransitionTime": now});
+        }
         ("batch", "Job") => job_selector(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             // Its objects go before it does.
@@ -85,6 +90,8 @@ pub fn default(info: &ResourceInfo, obj: &mut Value) {
         ("", "Pod") => defaults::pod(obj),
         ("", "Service") => defaults::service(obj),
         ("", "Secret") => defaults::secret(obj),
+        ("", k @ ("PersistentVolume" | "PersistentVolumeClaim"))
+        | ("storage.k8s.io", k @ "StorageClass") => defaults::storage(k, obj),
         ("apps", k) | ("batch", k) | ("", k @ "ReplicationController") => {
             defaults::workload(k, obj)
         }
