@@ -711,3 +711,58 @@ async fn secret_string_data_goes_into_data() {
     let (code, status) = api.call(Method::POST, secrets, Some(bad)).await;
     assert_eq!(code, 422, "{status}");
 }
+
+#[tokio::test]
+async fn hpas_get_the_defaults_of_their_version() {
+    let api = api().await;
+    let v1 = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers";
+    let v2 = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"});
+    let (code, created) = api
+        .call(
+            Method::POST,
+            v2,
+            Some(json!({"apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler", "metadata": {"name": "two"},
+            "spec": {"scaleTargetRef": target, "maxReplicas": 4,
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 10}}}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let spec = &created["spec"];
+    assert_eq!(spec["minReplicas"], 1);
+    assert_eq!(
+        spec["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}])
+    );
+    let up = &spec["behavior"]["scaleUp"];
+    assert_eq!(up["stabilizationWindowSeconds"], 0);
+    assert_eq!(up["selectPolicy"], "Max");
+    assert_eq!(up["policies"].as_array().map(Vec::len), Some(2), "{up}");
+    let down = &spec["behavior"]["scaleDown"];
+    assert_eq!(down["stabilizationWindowSeconds"], 10);
+    assert_eq!(
+        down["policies"],
+        json!([{"type": "Percent", "value": 100, "periodSeconds": 15}])
+    );
+    // Without a behavior none is made up; a v1 object without a target gets 80%.
+    let (code, created) = api
+        .call(
+            Method::POST,
+            v1,
+            Some(json!({"apiVersion": "autoscaling/v1",
+            "kind": "HorizontalPodAutoscaler", "metadata": {"name": "one"},
+            "spec": {"scaleTargetRef": target, "maxReplicas": 3}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["targetCPUUtilizationPercentage"], 80);
+    assert_eq!(created["spec"]["minReplicas"], 1);
+    let (_, as_v2) = api.call(Method::GET, &format!("{v2}/one"), None).await;
+    assert!(as_v2["spec"].get("behavior").is_none(), "{as_v2}");
+    assert_eq!(
+        as_v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        80
+    );
+}

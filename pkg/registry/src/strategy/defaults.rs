@@ -36,6 +36,49 @@ pub(crate) fn secret(obj: &mut Value) {
     }
 }
 
+/// A HorizontalPodAutoscaler's defaults (SetDefaults_HorizontalPodAutoscaler): one replica at
+/// least, 80% CPU utilization when no metric is given, and the default scaling rules filled
+/// into a `behavior` that is given.
+pub(crate) fn hpa(version: &str, obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    default(spec, "minReplicas", json!(1));
+    if version == "v1" {
+        default(spec, "targetCPUUtilizationPercentage", json!(80));
+        return;
+    }
+    if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
+        spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+    }
+    let Some(behavior) = spec.get_mut("behavior").filter(|b| b.is_object()) else {
+        return;
+    };
+    let rules = [
+        (
+            "scaleUp",
+            json!(0),
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15},
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        ),
+        (
+            "scaleDown",
+            Value::Null,
+            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        ),
+    ];
+    for (direction, window, policies) in rules {
+        default(behavior, direction, json!({}));
+        let r = &mut behavior[direction];
+        if !window.is_null() {
+            default(r, "stabilizationWindowSeconds", window);
+        }
+        default(r, "selectPolicy", json!("Max"));
+        default(r, "policies", policies);
+    }
+}
+
 /// An update strategy: RollingUpdate unless set, and the rolling update's unset fields.
 fn rolling(spec: &mut Value, field: &str, defaults: Value) {
     default(spec, field, json!({}));

@@ -90,6 +90,7 @@ pub fn default(info: &ResourceInfo, obj: &mut Value) {
         ("", "Pod") => defaults::pod(obj),
         ("", "Service") => defaults::service(obj),
         ("", "Secret") => defaults::secret(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => defaults::hpa(info.version, obj),
         ("", k @ ("PersistentVolume" | "PersistentVolumeClaim"))
         | ("storage.k8s.io", k @ "StorageClass") => defaults::storage(k, obj),
         ("apps", k) | ("batch", k) | ("", k @ "ReplicationController") => {
