@@ -28,9 +28,8 @@ pub struct Controller {
 }
 
 pub fn start(ctx: &Ctx, workers: usize) -> Queue {
-    let ctx2 = ctx.clone();
     let queue = super::start_with(ctx, "endpointslice", workers, |tracker| Controller {
-        ctx: ctx2,
+        ctx: ctx.clone(),
         tracker,
     });
     // Slices of ours changed or deleted by someone else are put right.

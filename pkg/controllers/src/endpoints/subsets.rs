@@ -25,9 +25,8 @@ pub struct Controller {
 }
 
 pub fn start(ctx: &Ctx, workers: usize) -> Queue {
-    let ctx2 = ctx.clone();
     let queue = super::start_with(ctx, "endpoint", workers, |tracker| Controller {
-        ctx: ctx2,
+        ctx: ctx.clone(),
         tracker,
     });
     // Endpoints deleted by someone else come back.

@@ -239,50 +239,46 @@ impl<'a> Source<'a> {
             error,
         };
         match spec.type_.as_str() {
-            "Resource" => {
-                let src = spec.resource.clone().unwrap_or_default();
-                let (replicas, name, current) = self
-                    .resource(current, &src.name, None, &src.target)
-                    .await
-                    .map_err(|e| {
-                        let error =
-                            format!("failed to get {} resource metric value: {e}", src.name);
-                        fail("FailedGetResourceMetric", e, error)
-                    })?;
-                let status = MetricStatus {
-                    type_: "Resource".into(),
-                    resource: Some(ResourceMetricStatus {
-                        name: src.name,
-                        current,
-                    }),
-                    ..Default::default()
+            kind @ ("Resource" | "ContainerResource") => {
+                let (resource, container, target) = if kind == "Resource" {
+                    let src = spec.resource.clone().unwrap_or_default();
+                    (src.name, None, src.target)
+                } else {
+                    let src = spec.container_resource.clone().unwrap_or_default();
+                    (src.name, Some(src.container), src.target)
                 };
-                Ok(Proposal {
-                    replicas,
-                    name,
-                    status,
-                })
-            }
-            "ContainerResource" => {
-                let src = spec.container_resource.clone().unwrap_or_default();
                 let (replicas, name, current) = self
-                    .resource(current, &src.name, Some(&src.container), &src.target)
+                    .resource(current, &resource, container.as_deref(), &target)
                     .await
-                    .map_err(|e| {
-                        let error = format!(
-                            "failed to get {} container metric value: {e}",
-                            src.container
-                        );
-                        fail("FailedGetContainerResourceMetric", e, error)
+                    .map_err(|e| match &container {
+                        None => {
+                            let error =
+                                format!("failed to get {resource} resource metric value: {e}");
+                            fail("FailedGetResourceMetric", e, error)
+                        }
+                        Some(c) => {
+                            let error = format!("failed to get {c} container metric value: {e}");
+                            fail("FailedGetContainerResourceMetric", e, error)
+                        }
                     })?;
-                let status = MetricStatus {
-                    type_: "ContainerResource".into(),
-                    container_resource: Some(ContainerResourceMetricStatus {
-                        container: src.container,
-                        name: src.name,
-                        current,
-                    }),
-                    ..Default::default()
+                let status = match container {
+                    None => MetricStatus {
+                        type_: kind.into(),
+                        resource: Some(ResourceMetricStatus {
+                            name: resource,
+                            current,
+                        }),
+                        ..Default::default()
+                    },
+                    Some(container) => MetricStatus {
+                        type_: kind.into(),
+                        container_resource: Some(ContainerResourceMetricStatus {
+                            container,
+                            name: resource,
+                            current,
+                        }),
+                        ..Default::default()
+                    },
                 };
                 Ok(Proposal {
                     replicas,

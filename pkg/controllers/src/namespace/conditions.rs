@@ -60,6 +60,12 @@ pub fn condition(type_: &str, status: &str, reason: &str, message: String) -> Na
 }
 
 impl Report {
+    /// Discovery missed something (`type_`, `reason`): content may remain where it looked.
+    pub fn missed(&mut self, type_: &str, reason: &str, msg: String) {
+        self.incomplete.push(msg.clone());
+        self.failing.push(condition(type_, "True", reason, msg));
+    }
+
     /// The conditions that say something is wrong (ProcessContentTotals and friends).
     pub fn totals(&mut self) {
         let list = |m: &BTreeMap<String, usize>, f: &dyn Fn(&String, &usize) -> String| {

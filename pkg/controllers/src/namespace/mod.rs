@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::gc::discovery::{self, Resource};
 use crate::gc::message;
 use crate::{Change, Ctx, Queue, Reconcile, Result};
-use conditions::{Report, condition, update_conditions};
+use conditions::{Report, update_conditions};
 
 mod conditions;
 
@@ -165,34 +165,20 @@ impl Controller {
             Ok(found) => found,
             Err(e) => {
                 let msg = message(&e);
-                report.incomplete.push(msg.clone());
-                report.failing.push(condition(
-                    "NamespaceDeletionDiscoveryFailure",
-                    "True",
-                    "DiscoveryFailed",
-                    msg,
-                ));
+                report.missed("NamespaceDeletionDiscoveryFailure", "DiscoveryFailed", msg);
                 return report;
             }
         };
         if let Some(msg) = found.failure_message() {
-            report.incomplete.push(msg.clone());
-            report.failing.push(condition(
-                "NamespaceDeletionDiscoveryFailure",
-                "True",
-                "DiscoveryFailed",
-                msg,
-            ));
+            report.missed("NamespaceDeletionDiscoveryFailure", "DiscoveryFailed", msg);
         }
         if !found.unparsable.is_empty() {
             let msg = found.unparsable.join(", ");
-            report.incomplete.push(msg.clone());
-            report.failing.push(condition(
+            report.missed(
                 "NamespaceDeletionGroupVersionParsingFailure",
-                "True",
                 "GroupVersionParsingFailed",
                 msg,
-            ));
+            );
         }
         let resources = found
             .resources
