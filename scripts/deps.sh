@@ -13,6 +13,10 @@ PACKAGES=(
   etcd-client       # etcdctl, to inspect the benchmark's etcd by hand
   sqlite3           # to inspect state.db by hand
   procps            # ps/pkill used by scripts
+  busybox-static    # /bin/busybox: the offline test images (scripts/images.sh)
+  skopeo            # pushes test images to the local registry (image pull tests)
+  docker-registry   # a local OCI registry on 127.0.0.1 for the image pull tests
+  libseccomp-dev    # libcontainer's seccomp (the embedded runtime's RuntimeDefault profile)
 )
 
 missing=()

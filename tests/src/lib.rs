@@ -1,6 +1,7 @@
 //! Shared helpers of minik's integration and end-to-end tests.
 
 pub mod api;
+pub mod node;
 pub mod server;
 pub mod store_contract;
 pub mod tls_server;

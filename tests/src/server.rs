@@ -1,5 +1,7 @@
 //! A real `minik server` process for end-to-end tests: its own data dir and port, stopped
-//! (SIGTERM, then SIGKILL) when dropped.
+//! (SIGTERM, then SIGKILL) when dropped. Servers run without a node (`--disable-agent`;
+//! tests use simulated nodes) unless started with `start_node`, which runs the real node
+//! with the test images (see node.rs).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     /// The extra flags the server runs with (changed ones apply at the next start).
     pub extra: Vec<String>,
+    /// Whether it runs the real node (else `--disable-agent`).
+    pub node: bool,
 }
 
 fn spawn(
@@ -22,6 +26,7 @@ fn spawn(
     port: u16,
     kubeconfig: &std::path::Path,
     extra: &[String],
+    node: bool,
 ) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -40,11 +45,27 @@ fn spawn(
         .arg(dir.path().join("data"))
         .arg("--write-kubeconfig")
         .arg(kubeconfig)
+        .args(node_flags(node))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start minik server")
+}
+
+/// Test nodes are under disk pressure only below 1% free: test machines' disks may be
+/// fuller than kubelet's defaults (10%, 15% for images) allow, which would keep pods off
+/// the node. Servers without a node run with `--disable-agent`.
+fn node_flags(node: bool) -> Vec<&'static str> {
+    if node {
+        vec![
+            "--kubelet-arg",
+            "eviction-hard=memory.available<100Mi,nodefs.available<1%,nodefs.inodesFree<1%,\
+             imagefs.available<1%,imagefs.inodesFree<1%",
+        ]
+    } else {
+        vec!["--disable-agent"]
+    }
 }
 
 fn free_port() -> u16 {
@@ -62,17 +83,32 @@ impl Server {
 
     /// Start a server with extra flags and wait until it answers /readyz.
     pub fn start_with(extra: &[&str]) -> Server {
+        Server::launch(extra, false)
+    }
+
+    /// Start a server that runs the real node (which needs root), with the test images
+    /// (`crate::node::build_images`) in its air-gap directory, and wait until it answers
+    /// /readyz. When dropped, its pods are deleted and their containers stopped.
+    pub fn start_node(extra: &[&str]) -> Server {
+        Server::launch(extra, true)
+    }
+
+    fn launch(extra: &[&str], node: bool) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
+        if node {
+            crate::node::build_images(&dir.path().join("data").join("agent").join("images"));
+        }
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(&dir, port, &kubeconfig, &extra);
+        let child = spawn(&dir, port, &kubeconfig, &extra, node);
         let mut server = Server {
             child,
             dir,
             port,
             kubeconfig,
             extra,
+            node,
         };
         server.wait_ready();
         server
@@ -107,13 +143,25 @@ impl Server {
         } else {
             self.stop();
         }
-        self.child = spawn(&self.dir, self.port, &self.kubeconfig, &self.extra);
+        self.child = spawn(
+            &self.dir,
+            self.port,
+            &self.kubeconfig,
+            &self.extra,
+            self.node,
+        );
         self.wait_ready();
     }
 
     /// Start the stopped server again (after `stop`).
     pub fn resume(&mut self) {
-        self.child = spawn(&self.dir, self.port, &self.kubeconfig, &self.extra);
+        self.child = spawn(
+            &self.dir,
+            self.port,
+            &self.kubeconfig,
+            &self.extra,
+            self.node,
+        );
         self.wait_ready();
     }
 
@@ -194,6 +242,11 @@ impl Server {
         self.child.id()
     }
 
+    /// Whether the server process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// A kube-rs client for this server, from the kubeconfig it wrote.
     pub async fn kube_client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
@@ -253,7 +306,15 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let pods = if self.node {
+            crate::node::drain(self)
+        } else {
+            Vec::new()
+        };
         self.stop();
+        if self.node {
+            crate::node::reap(self.dir.path(), &pods);
+        }
     }
 }
 
@@ -338,6 +399,7 @@ pub fn start_fails(extra: &[&str], files: &[(&str, &str)]) -> String {
             "--write-kubeconfig",
         ])
         .arg(dir.path().join("kc.yaml"))
+        .arg("--disable-agent")
         .args(extra)
         .output()
         .unwrap();

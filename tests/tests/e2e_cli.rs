@@ -93,7 +93,6 @@ fn unbuilt_subcommands_say_so_and_fail() {
     for args in [
         &["agent", "--server", "https://127.0.0.1:6443"][..],
         &["kubectl", "get", "pods", "-A"],
-        &["image", "import", "/nonexistent.tar"],
         &["snapshot", "ls"],
         &["check-config"],
     ] {

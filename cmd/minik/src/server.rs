@@ -32,7 +32,28 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         .cluster_cidr
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+    let agent = if args.disable_agent {
+        None
+    } else {
+        // Containers' shims are this very binary (`minik shim`).
+        let exe = std::env::current_exe().context("finding the minik binary")?;
+        Some(minik_server::AgentConfig {
+            node_name: args.node.node_name.clone(),
+            with_node_id: args.node.with_node_id,
+            node_ip: args.node.node_ip,
+            node_labels: args.node.node_label.clone(),
+            node_taints: args.node.node_taint.clone(),
+            kubelet_args: args.node.kubelet_arg.clone(),
+            cluster_dns: args.cluster_dns,
+            cluster_domain: args.cluster_domain.clone(),
+            shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
+            log_dir: "/var/log/pods".into(),
+            run_dir: "/run/minik".into(),
+            registries: "/etc/minik/registries.yaml".into(),
+        })
+    };
     Ok(minik_server::Config {
+        agent,
         event_ttl,
         cluster_cidr,
         simulated_nodes: args.simulated_nodes as usize,

@@ -27,6 +27,7 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     api: Api<K>,
+    config: watcher::Config,
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Mutex<Vec<Handler<K>>>,
@@ -37,9 +38,15 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     pub fn new(api: Api<K>) -> Arc<Self> {
+        Self::with_config(api, watcher::Config::default())
+    }
+
+    /// An informer of the objects `config` selects (e.g. a kubelet's pods, by field).
+    pub fn with_config(api: Api<K>, config: watcher::Config) -> Arc<Self> {
         let (store, writer) = reflector::store();
         Arc::new(Informer {
             api,
+            config,
             store,
             writer: Mutex::new(Some(writer)),
             handlers: Mutex::default(),
@@ -89,7 +96,7 @@ where
         let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
-        let stream = watcher(self.api.clone(), watcher::Config::default())
+        let stream = watcher(self.api.clone(), self.config.clone())
             .default_backoff()
             .reflect(writer);
         let mut stream = std::pin::pin!(stream);

@@ -50,8 +50,36 @@ fn annotated_usage(value: Option<&String>, container: &str, default: i128) -> i1
         .unwrap_or(default)
 }
 
-/// uid -> (pod address, containers).
-type Pods = HashMap<String, (Option<String>, Vec<Sim>)>;
+/// uid -> (pod address, init containers (all completed at once), containers).
+type Pods = HashMap<String, (Option<String>, Vec<Container>, Vec<Sim>)>;
+
+/// A pod's init containers as the fake runs them: each exited 0 as soon as it started.
+fn completed_init_containers(pod: &Pod, now: Timestamp) -> Vec<Container> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .map(|c| {
+            let image = c.image.clone().unwrap_or_default();
+            Container {
+                name: c.name.clone(),
+                image_id: digest(&image),
+                image,
+                id: format!("sim://{uid}/{}", c.name),
+                state: State::Terminated {
+                    exit_code: 0,
+                    reason: "Completed".into(),
+                    message: None,
+                    started: now,
+                    finished: now,
+                },
+                last: None,
+                last_id: String::new(),
+                restart_count: 0,
+            }
+        })
+        .collect()
+}
 
 #[derive(Default)]
 pub struct FakeRuntime {
@@ -85,6 +113,7 @@ fn current(sim: &Sim, now: Timestamp) -> State {
                 "Error"
             }
             .into(),
+            message: None,
             started: *started,
             finished: *started + after,
         },
@@ -122,6 +151,7 @@ impl ContainerRuntime for FakeRuntime {
                         id: format!("sim://{uid}/{}", c.name),
                         state: State::Running { started: now },
                         last: None,
+                        last_id: String::new(),
                         restart_count: 0,
                     },
                     exit_after,
@@ -132,16 +162,19 @@ impl ContainerRuntime for FakeRuntime {
                 }
             })
             .collect();
-        self.lock().insert(uid, (ip, containers));
+        let init = completed_init_containers(pod, now);
+        self.lock().insert(uid, (ip, init, containers));
         Ok(())
     }
 
     fn pod_state(&self, uid: &str) -> Option<PodState> {
         let now = Timestamp::now();
         let pods = self.lock();
-        let (ip, sims) = pods.get(uid)?;
+        let (ip, init, sims) = pods.get(uid)?;
         Some(PodState {
             ip: ip.clone(),
+            sandbox_ready: true,
+            init_containers: init.clone(),
             containers: sims
                 .iter()
                 .map(|s| Container {
@@ -155,7 +188,7 @@ impl ContainerRuntime for FakeRuntime {
     async fn restart_container(&self, uid: &str, name: &str) -> Result<(), RuntimeError> {
         let now = Timestamp::now();
         let mut pods = self.lock();
-        let (_, sims) = pods
+        let (_, _, sims) = pods
             .get_mut(uid)
             .ok_or_else(|| RuntimeError::UnknownPod(uid.into()))?;
         if let Some(s) = sims.iter_mut().find(|s| s.container.name == name) {
@@ -174,7 +207,7 @@ impl ContainerRuntime for FakeRuntime {
     fn next_change(&self, uid: &str) -> Option<Duration> {
         let now = Timestamp::now();
         let pods = self.lock();
-        let (_, sims) = pods.get(uid)?;
+        let (_, _, sims) = pods.get(uid)?;
         sims.iter()
             .filter_map(|s| match (&s.container.state, s.exit_after) {
                 (State::Running { started }, Some(after)) => {
@@ -194,7 +227,7 @@ impl ContainerRuntime for FakeRuntime {
     fn container_stats(&self, uid: &str) -> Option<Vec<ContainerStats>> {
         let now = Timestamp::now();
         let pods = self.lock();
-        let (_, sims) = pods.get(uid)?;
+        let (_, _, sims) = pods.get(uid)?;
         Some(
             sims.iter()
                 .filter_map(|s| {

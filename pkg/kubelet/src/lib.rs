@@ -1,9 +1,18 @@
 //! The node agent: registration and heartbeat (node.rs), the pod workers (pods.rs) over a
-//! `ContainerRuntime` (runtime.rs), pod status as the kubelet writes it (status.rs),
-//! resource usage for the metrics API (stats.rs), and simulated nodes on a fake runtime
-//! (sim.rs, fake.rs).
+//! `ContainerRuntime` (runtime.rs), pod status as the kubelet writes it (status.rs,
+//! conditions.rs), the embedded runtime of real nodes (embedded/),
+//! resource usage for the metrics API (stats.rs), simulated nodes on a fake runtime
+//! (sim.rs, fake.rs), and the real node (local/) on the embedded runtime (embedded/), as
+//! the machine describes it (machine.rs) with the labels and taints (labels.rs) and
+//! `--kubelet-arg`s (kubelet_args.rs) it was given.
 
+pub mod conditions;
+pub mod embedded;
 pub mod fake;
+pub mod kubelet_args;
+pub mod labels;
+pub mod local;
+pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod runtime;

@@ -184,7 +184,8 @@ pub async fn heartbeat(
     }
 }
 
-async fn renew(api: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
+/// Renew (or create) the node's Lease.
+pub async fn renew(api: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
     let spec = LeaseSpec {
         holder_identity: Some(name.into()),
         lease_duration_seconds: Some(LEASE_SECONDS),

@@ -26,6 +26,14 @@ pub struct NodeHandle {
     pub ipam: Box<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
+/// The earlier of two wake-ups.
+fn soonest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// How long an exited container waits before its restart number `n` (10 s doubling to 5 min).
 pub fn crash_backoff(restarts: i32) -> Duration {
     let secs = 10u64.saturating_mul(1 << restarts.clamp(0, 5));
@@ -80,10 +88,18 @@ impl<R: ContainerRuntime> Workers<R> {
         let api: Api<Pod> = Api::namespaced(node.client.clone(), ns);
         if pod.metadata.deletion_timestamp.is_some() {
             let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
-            let _ = self
-                .runtime
-                .stop_pod(&uid, Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
-                .await;
+            let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+            // As kubelet does since 1.27: stop the containers, write the final status (how
+            // each ended, a terminal phase), then remove the pod.
+            let _ = self.runtime.kill_pod(&uid, grace).await;
+            if let Some(state) = self.runtime.pod_state(&uid) {
+                let mut status = status::pod_status(&pod, &state, &node.host_ip);
+                if let Some(phase) = status::stopped_phase(&state) {
+                    status.phase = Some(phase.into());
+                }
+                self.write_status(&api, name, &pod, &status).await?;
+            }
+            let _ = self.runtime.stop_pod(&uid, grace).await;
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
                 preconditions: Some(Preconditions {
@@ -103,7 +119,9 @@ impl<R: ContainerRuntime> Workers<R> {
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        let Some(mut state) = self.runtime.pod_state(&uid) else {
+        let failed = |e: crate::runtime::RuntimeError| kube::Error::Service(e.to_string().into());
+        let mut next;
+        if self.runtime.pod_state(&uid).is_none() {
             if terminal {
                 return Ok(None);
             }
@@ -112,44 +130,66 @@ impl<R: ContainerRuntime> Workers<R> {
                 .as_ref()
                 .and_then(|s| s.pod_ip.clone())
                 .or_else(|| (node.ipam)());
-            self.runtime
-                .start_pod(&pod, ip)
-                .await
-                .map_err(|e| kube::Error::Service(e.to_string().into()))?;
-            return Ok(Some(Duration::ZERO));
+            self.runtime.start_pod(&pod, ip).await.map_err(failed)?;
+            // Its status now (containers being created); they start at the next sync.
+            next = Some(Duration::ZERO);
+        } else {
+            next = self.runtime.sync_pod(&pod).await.map_err(failed)?;
+        }
+        let Some(mut state) = self.runtime.pod_state(&uid) else {
+            return Ok(next);
         };
-        let next = self.restart_exited(&pod, &uid, &mut state).await;
+        if !terminal {
+            let due = self.restart_exited(&pod, &uid, &mut state).await;
+            next = soonest(next, due);
+        }
         let status = status::pod_status(&pod, &state, &node.host_ip);
-        if pod
-            .status
-            .as_ref()
-            .is_none_or(|old| !status::same(old, &status))
-        {
-            // Strategic: conditions merge by type, keeping other writers' (PodScheduled,
-            // DisruptionTarget).
-            let patch = json!({"status": status});
-            match api
-                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if code(&e) == Some(404) => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        if !self.write_status(&api, name, &pod, &status).await? {
+            return Ok(None);
         }
         if status
             .phase
             .as_deref()
             .is_some_and(|p| p == "Succeeded" || p == "Failed")
         {
-            // Its exited containers stay (for status) until the pod is deleted.
+            // Its exited containers stay (for status) until the pod is deleted; the runtime
+            // stops what still runs at its next sync (which this status write triggers).
             return Ok(None);
         }
         Ok(next)
     }
 
-    /// Restart containers whose back-off is over; when the next one is due (or a running
-    /// container's simulated exit), look again.
+    /// Write the pod's status when the kubelet's fields changed; false when the pod is gone.
+    async fn write_status(
+        &self,
+        api: &Api<Pod>,
+        name: &str,
+        pod: &Pod,
+        status: &k8s_openapi::api::core::v1::PodStatus,
+    ) -> Result<bool, kube::Error> {
+        if pod
+            .status
+            .as_ref()
+            .is_some_and(|old| status::same(old, status))
+        {
+            return Ok(true);
+        }
+        // Strategic: conditions merge by type, keeping other writers' (PodScheduled,
+        // DisruptionTarget).
+        let patch = json!({"status": status::patch_value(status)});
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if code(&e) == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Restart containers whose back-off is over: app containers per restartPolicy, init
+    /// containers that failed (unless Never), sidecars always. When the next one is due (or
+    /// a running container's simulated exit), look again.
     async fn restart_exited(
         &self,
         pod: &Pod,
@@ -161,14 +201,36 @@ impl<R: ContainerRuntime> Workers<R> {
             .as_ref()
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into());
+        let sidecar = |name: &str| {
+            pod.spec
+                .iter()
+                .flat_map(|s| s.init_containers.iter().flatten())
+                .any(|c| c.name == name && status::is_sidecar(c))
+        };
+        // Once a pod that does not restart everything has its app containers done for
+        // good, its sidecars are stopped, not restarted.
+        let finished = policy != "Always"
+            && !state.containers.is_empty()
+            && state.containers.iter().all(|c| match c.state {
+                State::Terminated { exit_code, .. } => policy == "Never" || exit_code == 0,
+                _ => false,
+            });
         let now = Timestamp::now();
         let mut next: Option<Duration> = None;
         let mut soonest = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
-        for c in &mut state.containers {
+        let init = state.init_containers.iter_mut().map(|c| (c, true));
+        let apps = state.containers.iter_mut().map(|c| (c, false));
+        for (c, is_init) in init.chain(apps) {
             let State::Terminated { exit_code, .. } = c.state else {
                 continue;
             };
-            let restart = policy == "Always" || (policy == "OnFailure" && exit_code != 0);
+            let restart = if is_init && sidecar(&c.name) {
+                !finished
+            } else if is_init {
+                exit_code != 0 && policy != "Never"
+            } else {
+                policy == "Always" || (policy == "OnFailure" && exit_code != 0)
+            };
             if !restart {
                 continue;
             }
@@ -194,8 +256,19 @@ impl<R: ContainerRuntime> Workers<R> {
                     *c = f;
                 }
             } else {
+                let back_off = crash_backoff(c.restart_count);
+                // Waiting to restart: the run that ended is the last state.
+                c.last = Some(c.state.clone());
+                c.last_id = c.id.clone();
                 c.state = State::Waiting {
                     reason: "CrashLoopBackOff".into(),
+                    message: Some(format!(
+                        "back-off {} restarting failed container={} pod={}_{}({uid})",
+                        minik_api::quantity::go_duration(back_off),
+                        c.name,
+                        pod.metadata.name.as_deref().unwrap_or_default(),
+                        pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    )),
                 };
                 soonest(Duration::try_from(due - now).unwrap_or_default());
             }

@@ -21,6 +21,8 @@ pub enum RuntimeError {
 pub enum State {
     Waiting {
         reason: String,
+        /// Why, in words (ErrImagePull's error, CreateContainerConfigError's cause).
+        message: Option<String>,
     },
     Running {
         started: Timestamp,
@@ -28,9 +30,21 @@ pub enum State {
     Terminated {
         exit_code: i32,
         reason: String,
+        /// The termination message (terminationMessagePath, or the log tail).
+        message: Option<String>,
         started: Timestamp,
         finished: Timestamp,
     },
+}
+
+impl State {
+    /// Waiting for `reason`, with no message.
+    pub fn waiting(reason: &str) -> State {
+        State::Waiting {
+            reason: reason.into(),
+            message: None,
+        }
+    }
 }
 
 /// One container of a pod.
@@ -39,10 +53,13 @@ pub struct Container {
     pub name: String,
     pub image: String,
     pub image_id: String,
+    /// "<runtime>://<id>", empty while it was never created.
     pub id: String,
     pub state: State,
     /// The state before the last restart.
     pub last: Option<State>,
+    /// The id of the run `last` describes ("" when none or not known).
+    pub last_id: String,
     pub restart_count: i32,
 }
 
@@ -50,6 +67,10 @@ pub struct Container {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PodState {
     pub ip: Option<String>,
+    /// Whether the sandbox is there (the PodReadyToStartContainers condition).
+    pub sandbox_ready: bool,
+    /// spec.initContainers, in order (sidecars included).
+    pub init_containers: Vec<Container>,
     pub containers: Vec<Container>,
 }
 
@@ -76,15 +97,37 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         ip: Option<String>,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// Advance a pod the runtime has, on every sync before `pod_state`: set up what it
+    /// lacks, start the containers due next (init containers one at a time, then the app
+    /// containers), retry those that could not be created; stop what is left running once
+    /// the pod is Succeeded or Failed. When to look again.
+    fn sync_pod(
+        &self,
+        _pod: &Pod,
+    ) -> impl Future<Output = Result<Option<Duration>, RuntimeError>> + Send {
+        async { Ok(None) }
+    }
+
     /// The pod's containers now; None if the runtime does not know the pod.
     fn pod_state(&self, uid: &str) -> Option<PodState>;
 
-    /// Start an exited container again.
+    /// Start an exited container (init or app) again.
     fn restart_container(
         &self,
         uid: &str,
         name: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Stop every container (TERM, then KILL after `grace`) but keep their exited state, so
+    /// the final status can report how each ended before the pod is removed. Runtimes
+    /// without that distinction do it all in `stop_pod`.
+    fn kill_pod(
+        &self,
+        _uid: &str,
+        _grace: Duration,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        async { Ok(()) }
+    }
 
     /// Stop every container (TERM, then KILL after `grace`) and remove the sandbox.
     fn stop_pod(

@@ -1,12 +1,14 @@
 //! `minik server`: open the datastore, make or load the certificates, create what a cluster
 //! starts with, serve the API over HTTPS and write the admin kubeconfig; stop on one token.
 
+pub mod agent;
 mod bootstrap;
 mod flowcontrol;
 pub mod local;
 mod rbac_defaults;
 mod storage;
 
+pub use agent::AgentConfig;
 pub use minik_admission::Options as AdmissionOptions;
 pub use minik_apiserver::audit::Rotation as AuditRotation;
 pub use minik_apiserver::authn::oidc_config::OidcFlags;
@@ -69,6 +71,8 @@ pub struct Config {
     pub controllers: bool,
     /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
     pub audit: Option<AuditConfig>,
+    /// The node this server runs (None: `--disable-agent`).
+    pub agent: Option<AgentConfig>,
 }
 
 /// Where audit events go and which are logged.
@@ -114,10 +118,15 @@ pub enum Error {
     Audit(String),
     #[error("secrets encryption: {0}")]
     Encryption(String),
+    #[error("node: {0}")]
+    Agent(#[from] agent::AgentError),
 }
 
 /// Run a server until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    if let Some(agent) = &config.agent {
+        agent.check()?;
+    }
     minik_store::private_dir(&config.data_dir)?;
     let store = minik_store::open(
         &config.datastore_endpoint,
@@ -351,6 +360,7 @@ async fn serve(
     });
     let controller_metrics = minik_controllers::Metrics::default();
     let metrics_for_nodes = controller_metrics.clone();
+    let metrics_for_agent = controller_metrics.clone();
     let m = controller_metrics.clone();
     state
         .more_metrics
@@ -402,6 +412,18 @@ async fn serve(
             shutdown.clone(),
         ));
     }
+    let agent_failed = agent::Failure::default();
+    if let Some(a) = &config.agent {
+        agent::start(
+            a,
+            &config.data_dir,
+            &router,
+            metrics_for_agent,
+            usage.clone(),
+            shutdown.clone(),
+            agent_failed.clone(),
+        )?;
+    }
     if config.simulated_nodes > 0 {
         let nodes = router.clone();
         let count = config.simulated_nodes;
@@ -424,5 +446,12 @@ async fn serve(
     let served = serve_tls(listener, files, router, shutdown).await;
     // Give in-flight responses a moment to finish writing.
     tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Some(e) = agent_failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Err(e.into());
+    }
     served.map_err(Error::Serve)
 }

@@ -68,6 +68,13 @@ pub enum Command {
     /// Report whether this kernel has what minik needs (namespaces, cgroups, overlayfs,
     /// netfilter, bridge).
     CheckConfig,
+    /// Run one container: started by minik's container runtime, not by hand.
+    #[command(hide = true, disable_help_flag = true)]
+    Shim {
+        /// The runtime's arguments (container directory, libcontainer root).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 impl Command {
@@ -83,6 +90,7 @@ impl Command {
             Command::SecretsEncrypt { command } => format!("secrets-encrypt {}", command.name()),
             Command::Snapshot { command } => format!("snapshot {}", command.name()),
             Command::CheckConfig => "check-config".into(),
+            Command::Shim { .. } => "shim".into(),
         }
     }
 }
@@ -118,6 +126,15 @@ mod tests {
         assert_eq!(s.node.data_dir.to_str(), Some("/tmp/d"));
         assert_eq!(s.disable, vec!["traefik", "metrics-server"]);
         assert_eq!(s.https_listen_port, 7443);
+    }
+
+    #[test]
+    fn passes_shim_arguments_through() {
+        let cli = Cli::try_parse_from(["minik", "shim", "--dir", "/s/c", "--root", "/r"]).unwrap();
+        let Command::Shim { args } = cli.command else {
+            panic!("not shim")
+        };
+        assert_eq!(args, ["--dir", "/s/c", "--root", "/r"]);
     }
 
     #[test]

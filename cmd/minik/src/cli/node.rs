@@ -25,6 +25,26 @@ pub struct NodeArgs {
     #[arg(long)]
     pub with_node_id: bool,
 
+    /// The address this node advertises (InternalIP; default: the IPv4 address of the
+    /// interface holding the default route).
+    #[arg(long, short = 'i', env = "MINIK_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+
+    /// A label the node registers with, key=value (repeatable or comma-separated; set at
+    /// registration only).
+    #[arg(long, value_delimiter = ',', env = "MINIK_NODE_LABEL")]
+    pub node_label: Vec<String>,
+
+    /// A taint the node registers with, key=value:Effect (NoSchedule, PreferNoSchedule or
+    /// NoExecute; repeatable or comma-separated; set at registration only).
+    #[arg(long, value_delimiter = ',', env = "MINIK_NODE_TAINT")]
+    pub node_taint: Vec<String>,
+
+    /// A kubelet setting, key=value (repeatable): eviction-hard (e.g.
+    /// memory.available<100Mi,nodefs.available<10%) or max-pods.
+    #[arg(long)]
+    pub kubelet_arg: Vec<String>,
+
     /// A YAML file with the same keys as these flags.
     #[arg(
         long,
@@ -199,6 +219,11 @@ pub struct ServerArgs {
     /// Do not run the scheduler (pods then stay Pending unless another scheduler binds them).
     #[arg(long)]
     pub disable_scheduler: bool,
+
+    /// Do not run a node (kubelet and containers) in this server: only the control plane,
+    /// which does not need root.
+    #[arg(long, env = "MINIK_DISABLE_AGENT")]
+    pub disable_agent: bool,
 
     /// Register this many simulated nodes (like kwok): they take pods and report them
     /// Running without running anything. For tests and benchmarks of the control plane.

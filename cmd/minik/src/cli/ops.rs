@@ -6,22 +6,54 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Import an OCI-layout or docker-archive tarball into the node's image store.
+    /// Import images from tarballs into the node's image store: OCI image layouts (`skopeo
+    /// copy ... oci-archive:FILE`, `ctr images export`, `docker save` 25+) and docker archives
+    /// (`docker save`), plain, gzip or zstd. Images are named by their RepoTags or their
+    /// io.containerd.image.name annotation; only this node's platform is imported. Pods can
+    /// then use them without a registry (imagePullPolicy IfNotPresent or Never).
     Import {
-        /// The tarball.
-        file: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
+        /// The tarballs.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
-    /// List the images in the store.
-    Ls,
-    /// Pull an image from its registry.
+    /// List the images in the store: IMAGE, TAG, IMAGE ID and SIZE, like `crictl images`.
+    Ls {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Print only the full image ids.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Pull an image from its registry into the store, through the mirrors and with the
+    /// credentials of registries.yaml (k3s's format). Plain HTTP for endpoints given as
+    /// http:// and, after HTTPS, for registries on localhost or 127.0.0.1.
     Pull {
-        /// Image reference, e.g. 127.0.0.1:5000/busybox:latest.
+        #[command(flatten)]
+        dir: DataDir,
+        /// Image reference, e.g. busybox, docker.io/library/busybox:latest,
+        /// 127.0.0.1:5000/minik/httpd:latest or name@sha256:<digest>.
         image: String,
+        /// Registry mirrors and credentials (a missing file means none).
+        #[arg(
+            long,
+            default_value = "/etc/minik/registries.yaml",
+            env = "MINIK_REGISTRIES"
+        )]
+        registries: PathBuf,
+        /// Credentials for the registry, USER:PASSWORD (instead of registries.yaml's).
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
     },
-    /// Remove images.
+    /// Remove images by reference or id. A tag goes alone while the image has other tags;
+    /// with its last tag, or given its id, the image goes, and with it the blobs and unpacked
+    /// layers no other image uses.
     Rm {
-        /// Image references or ids.
-        #[arg(required = true)]
+        #[command(flatten)]
+        dir: DataDir,
+        /// Image references (busybox, docker.io/minik/httpd:latest) or ids (or id prefixes).
+        #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
 }

@@ -1,0 +1,350 @@
+//! The embedded runtime as the kubelet drives it: `EmbeddedRuntime` turns a Pod into a
+//! sandbox and containers of `minik-runtime`, as the kubelet does with a CRI runtime.
+//!
+//! - sandbox.rs: creating a pod (sandbox, pod directory, /etc/hosts, resolv.conf) and
+//!   removing it (containers stopped and removed, volumes unmounted, files gone).
+//! - sync.rs: each sync of a pod: volumes set up and refreshed, init containers one at a
+//!   time (sidecars kept running), then the app containers; sidecars stopped once a
+//!   finished pod's app containers are done.
+//! - start.rs: one container: its image pulled per policy, its config made, started.
+//! - state.rs: the pod's state read back from the runtime for its status.
+//! - pure parts: layout, expand ($(VAR), argv), env, fieldpath, resources (cgroups),
+//!   security, dns, mounts, pull (policy, credentials, back-off), atomic (AtomicWriter),
+//!   api (what is read from the API), volumes/.
+
+pub mod api;
+pub mod atomic;
+pub mod dns;
+pub mod env;
+pub mod expand;
+#[cfg(test)]
+mod fake_api;
+pub mod fieldpath;
+pub mod layout;
+pub mod links;
+pub mod mounts;
+pub mod pull;
+pub mod resources;
+mod sandbox;
+pub mod security;
+mod start;
+mod state;
+mod sync;
+pub mod volumes;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use minik_controllers::events::Recorder;
+
+use crate::runtime::{ContainerRuntime, ContainerStats, PodState, RuntimeError};
+use layout::Layout;
+
+/// Labels kept on sandboxes and containers (the kubelet's, and minik's own).
+pub mod labels {
+    pub const POD_NAME: &str = "io.kubernetes.pod.name";
+    pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+    pub const POD_UID: &str = "io.kubernetes.pod.uid";
+    pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+    pub const MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+    pub const MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
+    /// "true" on init containers (sidecars included).
+    pub const INIT: &str = "minik.io/init-container";
+    /// What containerStatuses[].image and imageID show for this run.
+    pub const IMAGE: &str = "minik.io/image";
+    pub const IMAGE_REF: &str = "minik.io/image-ref";
+}
+
+/// Where a real node keeps things and how it reaches the API.
+#[derive(Clone)]
+pub struct EmbeddedOptions {
+    /// <data-dir>: images (agent/store), container state (agent/containers) and pod dirs
+    /// (agent/pods).
+    pub data_dir: PathBuf,
+    /// Container logs, /var/log/pods.
+    pub log_dir: PathBuf,
+    /// Runtime files that do not survive a reboot, /run/minik.
+    pub run_dir: PathBuf,
+    /// The program and leading arguments that run a shim: [minik exe, "shim"].
+    pub shim: Vec<String>,
+    /// /etc/minik/registries.yaml.
+    pub registries: PathBuf,
+    /// Acts as system:node:<node_name>.
+    pub client: kube::Client,
+    pub node_name: String,
+    /// The cluster DNS address pods of dnsPolicy ClusterFirst use.
+    pub cluster_dns: Option<String>,
+    /// cluster.local.
+    pub cluster_domain: String,
+}
+
+/// Why a container is waiting rather than running (ErrImagePull, ImagePullBackOff,
+/// CreateContainerConfigError, ...), and when to try again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub reason: String,
+    pub message: Option<String>,
+    pub retry: Instant,
+}
+
+/// What pod_state needs of a pod, besides the runtime's containers.
+struct Shared {
+    pod: Pod,
+    /// The pod's address (None until pod networking gives one).
+    ip: Option<String>,
+    /// Containers that could not be created, by name.
+    waiting: HashMap<String, Waiting>,
+    /// Termination messages of exited containers, by container id.
+    messages: HashMap<String, Option<String>>,
+    /// Containers being stopped in the background (sidecars of a finished pod).
+    stopping: HashSet<String>,
+}
+
+/// What a sync of a pod works with (one sync of a pod at a time).
+#[derive(Default)]
+struct Work {
+    volumes: Option<volumes::Volumes>,
+    refreshed: Option<Instant>,
+    tokens: volumes::projection::Tokens,
+    /// The last volume error reported (each new one is an event).
+    mount_error: Option<String>,
+}
+
+struct Entry {
+    shared: Mutex<Shared>,
+    work: tokio::sync::Mutex<Work>,
+}
+
+impl Entry {
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The kubelet's side of the embedded runtime.
+pub struct EmbeddedRuntime {
+    layout: Layout,
+    runtime: minik_runtime::Runtime,
+    images: minik_runtime::ImageStore,
+    registries: minik_runtime::Registries,
+    client: kube::Client,
+    cluster_dns: Option<String>,
+    cluster_domain: String,
+    node: api::NodeCache,
+    recorder: Recorder,
+    pods: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Pod uid -> its containers' ids, so a pod's state reads only its own containers.
+    index: Mutex<HashMap<String, Vec<String>>>,
+    pulls: Mutex<pull::Backoff>,
+}
+
+fn failed(context: &str) -> impl FnOnce(minik_runtime::Error) -> RuntimeError + '_ {
+    move |e| RuntimeError::Failed(format!("{context}: {e}"))
+}
+
+/// A runtime time as the kubelet's.
+fn timestamp(t: std::time::SystemTime) -> Timestamp {
+    Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl EmbeddedRuntime {
+    pub fn new(opts: EmbeddedOptions) -> Result<Self, RuntimeError> {
+        let agent = opts.data_dir.join("agent");
+        let images =
+            minik_runtime::ImageStore::open(&minik_runtime::images::store_root(&opts.data_dir))
+                .map_err(failed("opening the image store"))?;
+        let runtime = minik_runtime::Runtime::open(
+            &agent.join("containers"),
+            &opts.run_dir,
+            opts.shim.clone(),
+        )
+        .map_err(failed("opening the container runtime"))?;
+        let registries = minik_runtime::Registries::load(&opts.registries)
+            .map_err(failed(&format!("reading {}", opts.registries.display())))?;
+        let layout = Layout::new(&opts.data_dir, &opts.log_dir);
+        std::fs::create_dir_all(&layout.pods).map_err(|e| {
+            RuntimeError::Failed(format!("creating {}: {e}", layout.pods.display()))
+        })?;
+        let mut index: HashMap<String, Vec<String>> = HashMap::new();
+        for c in runtime.containers() {
+            index
+                .entry(c.config.sandbox_id.clone())
+                .or_default()
+                .push(c.config.id.clone());
+        }
+        Ok(EmbeddedRuntime {
+            layout,
+            runtime,
+            images,
+            registries,
+            node: api::NodeCache::new(opts.client.clone(), &opts.node_name),
+            recorder: Recorder::new(opts.client.clone(), "kubelet"),
+            client: opts.client,
+            cluster_dns: opts.cluster_dns,
+            cluster_domain: opts.cluster_domain,
+            pods: Mutex::default(),
+            index: Mutex::new(index),
+            pulls: Mutex::default(),
+        })
+    }
+
+    /// The node's image store.
+    pub fn images(&self) -> &minik_runtime::ImageStore {
+        &self.images
+    }
+
+    /// The container runtime under it.
+    pub fn containers(&self) -> &minik_runtime::Runtime {
+        &self.runtime
+    }
+
+    fn entry(&self, uid: &str) -> Option<Arc<Entry>> {
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uid)
+            .cloned()
+    }
+
+    /// The pod's entry, made (for a pod found running after a restart) if missing.
+    fn entry_for(&self, pod: &Pod, ip: Option<String>) -> Arc<Entry> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = pods.entry(uid).or_insert_with(|| {
+            Arc::new(Entry {
+                shared: Mutex::new(Shared {
+                    pod: pod.clone(),
+                    ip: ip.clone(),
+                    waiting: HashMap::new(),
+                    messages: HashMap::new(),
+                    stopping: HashSet::new(),
+                }),
+                work: tokio::sync::Mutex::new(Work::default()),
+            })
+        });
+        entry.shared().pod = pod.clone();
+        entry.clone()
+    }
+
+    /// The runtime's containers of a pod, oldest first.
+    fn containers_of(&self, uid: &str) -> Vec<minik_runtime::Container> {
+        let ids = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uid)
+            .cloned()
+            .unwrap_or_default();
+        let mut found: Vec<_> = ids
+            .iter()
+            .filter_map(|id| self.runtime.container(id))
+            .collect();
+        found.sort_by_key(|c| (c.created, c.config.attempt));
+        found
+    }
+
+    fn index_add(&self, uid: &str, id: &str) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.entry(uid.into()).or_default().push(id.into());
+    }
+
+    fn index_remove(&self, uid: &str, id: &str) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ids) = index.get_mut(uid) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                index.remove(uid);
+            }
+        }
+    }
+
+    fn pulls(&self) -> MutexGuard<'_, pull::Backoff> {
+        self.pulls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop (if running) and remove one container, its image lease and log file.
+    async fn remove_container(
+        &self,
+        uid: &str,
+        c: &minik_runtime::Container,
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
+        let id = &c.config.id;
+        self.runtime
+            .stop_container(id, grace)
+            .await
+            .map_err(failed("stopping a container"))?;
+        self.runtime
+            .remove_container(id)
+            .map_err(failed("removing a container"))?;
+        if let Err(e) = self.images.release(id) {
+            tracing::debug!(container = id, error = %e, "releasing an image lease");
+        }
+        let _ = std::fs::remove_file(&c.config.log_path);
+        self.index_remove(uid, id);
+        Ok(())
+    }
+}
+
+impl ContainerRuntime for EmbeddedRuntime {
+    async fn start_pod(&self, pod: &Pod, ip: Option<String>) -> Result<(), RuntimeError> {
+        sandbox::create(self, pod, ip).await
+    }
+
+    async fn sync_pod(&self, pod: &Pod) -> Result<Option<Duration>, RuntimeError> {
+        sync::sync(self, pod).await
+    }
+
+    fn pod_state(&self, uid: &str) -> Option<PodState> {
+        state::pod_state(self, uid)
+    }
+
+    async fn restart_container(&self, uid: &str, name: &str) -> Result<(), RuntimeError> {
+        sync::restart(self, uid, name).await
+    }
+
+    async fn kill_pod(&self, uid: &str, grace: Duration) -> Result<(), RuntimeError> {
+        sandbox::kill(self, uid, grace).await
+    }
+
+    async fn stop_pod(&self, uid: &str, grace: Duration) -> Result<(), RuntimeError> {
+        sandbox::remove(self, uid, grace).await
+    }
+
+    fn pods(&self) -> Vec<String> {
+        self.runtime
+            .sandboxes()
+            .into_iter()
+            .map(|s| s.config.id)
+            .collect()
+    }
+
+    fn container_stats(&self, uid: &str) -> Option<Vec<ContainerStats>> {
+        let containers = self.containers_of(uid);
+        if containers.is_empty() && self.runtime.sandbox(uid).is_none() {
+            return None;
+        }
+        Some(
+            containers
+                .iter()
+                .filter_map(|c| {
+                    let minik_runtime::ContainerState::Running { started, .. } = c.state else {
+                        return None;
+                    };
+                    let stats = self.runtime.stats(&c.config.id)?;
+                    Some(ContainerStats {
+                        name: c.config.name.clone(),
+                        started: timestamp(started),
+                        timestamp: timestamp(stats.timestamp),
+                        cpu_usage_core_nanoseconds: stats.cpu_usage_nanoseconds,
+                        memory_working_set_bytes: stats.memory_working_set_bytes,
+                    })
+                })
+                .collect(),
+        )
+    }
+}

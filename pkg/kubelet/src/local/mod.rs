@@ -1,0 +1,258 @@
+//! The real node: the kubelet of `minik server` (and of `minik agent`) running pods in
+//! real containers through the embedded runtime. It registers the Node the machine
+//! describes (machine.rs), renews its Lease and refreshes its status (status.rs), imports
+//! the air-gap images (images.rs), watches only the pods bound to it
+//! (`spec.nodeName=<name>`), runs them with the same pod workers as simulated nodes, finds
+//! containers that changed by relisting the runtime every second (kubelet's PLEG), stops
+//! what the runtime runs for pods the API no longer has, and reports usage for the metrics
+//! API.
+//!
+//! Pod networking is not here yet (issue 11): a pod on the host's network gets the node's
+//! address as its IP; other pods get no IP and no network but loopback.
+
+pub mod images;
+pub mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use minik_api::usage::UsageStore;
+use minik_controllers::{Informer, Metrics, Queue, Reconcile};
+use tokio_util::sync::CancellationToken;
+
+use crate::embedded::{EmbeddedOptions, EmbeddedRuntime};
+use crate::machine::{Machine, MachineError, MachineOptions};
+use crate::pods::{NodeHandle, Workers};
+use crate::runtime::{ContainerRuntime, PodState, RuntimeError};
+
+/// How often the runtime is relisted for changed containers and orphaned pods.
+const RELIST: Duration = Duration::from_secs(1);
+/// Pod workers running at once.
+const WORKERS: usize = 16;
+
+/// Where the node keeps things and what it says about itself.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The node's name, labels, taints and address.
+    pub machine: MachineOptions,
+    /// minik's data dir: images and containers under agent/, air-gap images in
+    /// agent/images/.
+    pub data_dir: PathBuf,
+    /// Container logs (/var/log/pods).
+    pub log_dir: PathBuf,
+    /// Files that do not survive a reboot (/run/minik).
+    pub run_dir: PathBuf,
+    /// The program and leading arguments that run a container's shim.
+    pub shim: Vec<String>,
+    /// registries.yaml (mirrors and credentials).
+    pub registries: PathBuf,
+    /// The cluster DNS service's address, for pods of dnsPolicy ClusterFirst.
+    pub cluster_dns: Option<String>,
+    pub cluster_domain: String,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("describing the machine: {0}")]
+    Machine(#[from] MachineError),
+    #[error("starting the container runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("registering node {node}: {source}")]
+    Register {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Join(String),
+}
+
+struct LocalWorkers(Workers<EmbeddedRuntime>);
+
+impl Reconcile for LocalWorkers {
+    async fn reconcile(&self, key: String) -> minik_controllers::Result<Option<Duration>> {
+        match self.0.sync(&key).await {
+            Ok(next) => Ok(next),
+            Err(e) => {
+                tracing::warn!(pod = key, error = %e, "syncing pod");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Run the node until `stop`. `client` acts as the node (`system:node:<name>`).
+pub async fn run(
+    options: Options,
+    client: kube::Client,
+    metrics: Metrics,
+    usage: UsageStore,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let machine_options = options.machine.clone();
+    let machine = tokio::task::spawn_blocking(move || Machine::probe(&machine_options))
+        .await
+        .map_err(|e| Error::Join(e.to_string()))??;
+    let name = machine.name.clone();
+    let runtime = Arc::new(EmbeddedRuntime::new(EmbeddedOptions {
+        data_dir: options.data_dir.clone(),
+        log_dir: options.log_dir.clone(),
+        run_dir: options.run_dir.clone(),
+        shim: options.shim.clone(),
+        registries: options.registries.clone(),
+        client: client.clone(),
+        node_name: name.clone(),
+        cluster_dns: options.cluster_dns.clone(),
+        cluster_domain: options.cluster_domain.clone(),
+    })?);
+    let airgap = options.data_dir.join("agent").join("images");
+    let rt = runtime.clone();
+    let imported = tokio::task::spawn_blocking(move || images::import_dir(rt.images(), &airgap))
+        .await
+        .map_err(|e| Error::Join(e.to_string()))?;
+    tracing::info!(node = name, address = %machine.address, imported, "starting the node");
+    let nodes: Api<Node> = Api::all(client.clone());
+    status::register(&nodes, &machine)
+        .await
+        .map_err(|source| Error::Register {
+            node: name.clone(),
+            source,
+        })?;
+    tokio::spawn(heartbeat(
+        client.clone(),
+        machine.clone(),
+        runtime.clone(),
+        stop.clone(),
+    ));
+
+    let selector = watcher::Config::default().fields(&format!("spec.nodeName={name}"));
+    let pods: Arc<Informer<Pod>> = Informer::with_config(Api::all(client.clone()), selector);
+    let queue = Queue::new("kubelet", metrics.clone());
+    let q = queue.clone();
+    pods.on(move |pod: &Pod, _| q.add(minik_controllers::util::key(pod)));
+    let handle = Arc::new(NodeHandle {
+        name: name.clone(),
+        host_ip: machine.address.to_string(),
+        client: client.clone(),
+        // Pod addresses come with pod networking (issue 11).
+        ipam: Box::new(|| None),
+    });
+    let workers = LocalWorkers(Workers {
+        runtime: runtime.clone(),
+        nodes: [(name.clone(), handle)].into_iter().collect(),
+        pods: pods.store().clone(),
+        backoff: Mutex::default(),
+        known: Mutex::default(),
+    });
+    tokio::spawn(pods.clone().run(stop.clone()));
+    tokio::select! {
+        () = pods.synced() => {}
+        () = stop.cancelled() => return Ok(()),
+    }
+    tokio::spawn(crate::stats::run(
+        runtime.clone(),
+        vec![name.clone()],
+        pods.store().clone(),
+        usage,
+        stop.clone(),
+    ));
+    tokio::spawn(relist(
+        runtime.clone(),
+        pods.store().clone(),
+        queue.clone(),
+        stop.clone(),
+    ));
+    minik_controllers::spawn_workers("kubelet", &queue, WORKERS, Arc::new(workers), &metrics);
+    stop.cancelled().await;
+    queue.shut_down();
+    tracing::info!(node = name, "node stopped; its containers keep running");
+    Ok(())
+}
+
+/// Renew the Lease and refresh the status every 10 s until `stop` (registering the Node
+/// again if it was deleted).
+async fn heartbeat(
+    client: kube::Client,
+    machine: Machine,
+    runtime: Arc<EmbeddedRuntime>,
+    stop: CancellationToken,
+) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(client);
+    let mut reporter = status::Reporter::new();
+    loop {
+        if let Err(e) = crate::node::renew(&leases, &machine.name).await {
+            tracing::warn!(node = machine.name, error = %e, "renewing the node lease");
+        }
+        let current = match nodes.get_opt(&machine.name).await {
+            // Deleted behind its back: register again, as kubelet does.
+            Ok(None) => {
+                if let Err(e) = status::register(&nodes, &machine).await {
+                    tracing::warn!(node = machine.name, error = %e, "registering the node");
+                }
+                reporter = status::Reporter::new();
+                None
+            }
+            Ok(node) => node,
+            Err(_) => None,
+        };
+        let images = runtime.images().list().unwrap_or_default();
+        if let Err(e) = reporter
+            .tick(&nodes, &machine, status::images(images), current.as_ref())
+            .await
+        {
+            tracing::warn!(node = machine.name, error = %e, "posting the node status");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(status::UPDATE) => {}
+        }
+    }
+}
+
+/// Every `RELIST`: queue the pods whose containers changed in the runtime since the last
+/// look (a container exited, say), and stop what the runtime runs for pods the API no
+/// longer has (deleted while minik was down).
+async fn relist<R: ContainerRuntime>(
+    runtime: Arc<R>,
+    pods: Store<Pod>,
+    queue: Queue,
+    stop: CancellationToken,
+) {
+    let mut seen: HashMap<String, Option<PodState>> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RELIST) => {}
+        }
+        let mut next = HashMap::new();
+        let mut uids = HashSet::new();
+        for pod in pods.state() {
+            let uid = pod.uid().unwrap_or_default();
+            let state = runtime.pod_state(&uid);
+            if seen.get(&uid).is_some_and(|before| *before != state) {
+                queue.add(minik_controllers::util::key(pod.as_ref()));
+            }
+            uids.insert(uid.clone());
+            next.insert(uid, state);
+        }
+        seen = next;
+        for uid in runtime.pods() {
+            if !uids.contains(&uid) {
+                tracing::info!(uid, "stopping an orphaned pod");
+                if let Err(e) = runtime.stop_pod(&uid, Duration::ZERO).await {
+                    tracing::warn!(uid, error = %e, "stopping an orphaned pod");
+                }
+            }
+        }
+    }
+}
