@@ -1,5 +1,5 @@
 # Every target calls a script in scripts/; see README.md.
-.PHONY: server test bench bench-store bench-api bench-sched lint release e2e deps
+.PHONY: server test bench bench-store bench-api bench-sched bench-pods lint release e2e deps
 
 server:
 	bash scripts/server.sh
@@ -18,6 +18,9 @@ bench-api:
 
 bench-sched:
 	bash scripts/bench.sh sched
+
+bench-pods:
+	bash scripts/bench.sh pods
 
 lint:
 	bash scripts/lint.sh

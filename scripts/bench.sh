@@ -2,7 +2,8 @@
 # Benchmarks; each prints a table. `bench.sh store` runs only the datastore benchmark
 # (minik's store beside etcd 3.4 in the same run); `bench.sh api` only the API server's
 # (a release `minik server` driven over HTTPS by kube-rs clients); `bench.sh sched` the
-# scheduler's (10,000 pods on 1,000 simulated nodes).
+# scheduler's (10,000 pods on 1,000 simulated nodes); `bench.sh pods` the real node's (100
+# busybox pods in real containers; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -15,10 +16,15 @@ sched() {
   cargo build --release --locked -p minik
   cargo bench --locked -p minik-bench --bench sched
 }
+pods() {
+  cargo build --release --locked -p minik
+  cargo bench --locked -p minik-bench --bench pods
+}
 case "$which" in
   store) cargo bench --locked -p minik-bench --bench store ;;
   api) api ;;
   sched) sched ;;
-  all) cargo bench --locked -p minik-bench --bench store; api; sched ;;
-  *) echo "bench.sh: unknown benchmark $which (store, api, sched, all)" >&2; exit 2 ;;
+  pods) pods ;;
+  all) cargo bench --locked -p minik-bench --bench store; api; sched; pods ;;
+  *) echo "bench.sh: unknown benchmark $which (store, api, sched, pods, all)" >&2; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod node;
+pub mod registry;
 pub mod server;
 pub mod store_contract;
 pub mod tls_server;

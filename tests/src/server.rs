@@ -55,13 +55,16 @@ fn spawn(
 
 /// Test nodes are under disk pressure only below 1% free: test machines' disks may be
 /// fuller than kubelet's defaults (10%, 15% for images) allow, which would keep pods off
-/// the node. Servers without a node run with `--disable-agent`.
+/// the node. Their kubelet servers listen on free ports (tests run in parallel; the Node's
+/// status.daemonEndpoints tells which). Servers without a node run with `--disable-agent`.
 fn node_flags(node: bool) -> Vec<&'static str> {
     if node {
         vec![
             "--kubelet-arg",
             "eviction-hard=memory.available<100Mi,nodefs.available<1%,nodefs.inodesFree<1%,\
              imagefs.available<1%,imagefs.inodesFree<1%",
+            "--kubelet-arg",
+            "port=0",
         ]
     } else {
         vec!["--disable-agent"]

@@ -3,16 +3,14 @@
 //! runtime mounts, removing; and pulling from a local registry (Debian's docker-registry on
 //! 127.0.0.1, the image pushed with skopeo), directly and through a registries.yaml mirror.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use minik_runtime::ImageStore;
 use minik_runtime::images::store_root;
 use minik_tests::minik_bin;
 use minik_tests::node::build_images;
+use minik_tests::registry::Registry;
 
 fn minik(args: &[&str]) -> Output {
     Command::new(minik_bin())
@@ -189,93 +187,6 @@ fn import_list_layers_and_remove() {
             .unwrap()
             .count();
         assert_eq!(left, 0, "{sub} is empty after the last image went");
-    }
-}
-
-/// Debian's docker-registry on a free loopback port, killed when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/bin/docker-registry (scripts/deps.sh installs docker-registry)");
-        let r = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !r.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "the registry did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    /// GET /v2/ answers 200.
-    fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).unwrap_or(0);
-        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.0 200")
-            || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200")
-    }
-
-    fn push(&self, tarball: &str, repo: &str) {
-        let out = Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
-            .arg(format!("oci-archive:{tarball}"))
-            .arg(format!("docker://127.0.0.1:{}/{repo}", self.port))
-            .output()
-            .expect("run skopeo (scripts/deps.sh installs it)");
-        assert!(
-            out.status.success(),
-            "skopeo copy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -49,7 +49,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
             shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
             log_dir: "/var/log/pods".into(),
             run_dir: "/run/minik".into(),
-            registries: "/etc/minik/registries.yaml".into(),
+            registries: args.node.private_registry.clone(),
         })
     };
     Ok(minik_server::Config {

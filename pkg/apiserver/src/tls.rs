@@ -9,11 +9,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::PrivateKeyDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -25,73 +21,14 @@ pub struct TlsFiles<'a> {
     pub client_ca_pem: &'a str,
 }
 
-fn certs(pem: &str) -> std::io::Result<Vec<CertificateDer<'static>>> {
-    rustls_pemfile::certs(&mut pem.as_bytes()).collect()
-}
-
-/// The verifier of client certificates signed by the client CA.
-pub fn client_verifier(client_ca_pem: &str) -> std::io::Result<Arc<dyn ClientCertVerifier>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs(client_ca_pem)? {
-        roots.add(c).map_err(std::io::Error::other)?;
-    }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .allow_unauthenticated()
-        .build()
-        .map_err(std::io::Error::other)
-}
-
-/// Takes any client certificate whose holder proves its key; whether the client CA signed
-/// it is authentication's question.
-#[derive(Debug)]
-struct Deferred(Arc<dyn ClientCertVerifier>);
-
-impl ClientCertVerifier for Deferred {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        self.0.root_hint_subjects()
-    }
-    fn verify_client_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
+pub use minik_auth::tls::{certs, client_verifier};
 
 fn config(files: &TlsFiles<'_>) -> std::io::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key: PrivateKeyDer<'static> =
         rustls_pemfile::private_key(&mut files.key_pem.as_bytes())?
             .ok_or_else(|| std::io::Error::other("no private key in the serving key file"))?;
-    let verifier = Arc::new(Deferred(client_verifier(files.client_ca_pem)?));
+    let verifier = minik_auth::tls::deferred(client_verifier(files.client_ca_pem)?);
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?

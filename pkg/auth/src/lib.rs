@@ -4,9 +4,10 @@
 pub mod certs;
 mod kubeconfig;
 mod pki;
+pub mod tls;
 
 pub use kubeconfig::{admin_kubeconfig, write_mode, write_private};
-pub use pki::{CertPair, Pki};
+pub use pki::{CertPair, Pki, kubelet_serving};
 
 /// Errors of the PKI.
 #[derive(Debug, thiserror::Error)]

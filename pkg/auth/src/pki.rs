@@ -220,6 +220,34 @@ impl Pki {
     }
 }
 
+/// The kubelet's serving certificate for node `node` (`serving-kubelet.crt` and `.key` under
+/// `dir`, as k3s keeps them in its agent dir), signed by the server CA `ca`, for `names`
+/// (the node's name, host name and addresses); reused until it nears its end or lacks a name.
+pub fn kubelet_serving(
+    dir: &Path,
+    ca: &CertPair,
+    node: &str,
+    names: &[String],
+) -> Result<CertPair> {
+    minik_store::private_dir(dir).map_err(|e| Error::Io {
+        context: format!("creating {}", dir.display()),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    load_or_renew(dir, "serving-kubelet", names, true, || {
+        let mut p = params(node, None, 365)?;
+        p.subject_alt_names = names
+            .iter()
+            .map(|s| match s.parse() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => s.clone().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(cert_err("serving-kubelet"))?;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        sign(ca, p, "serving-kubelet")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,6 +182,7 @@ impl ContainerRuntime for FakeRuntime {
                     ..s.container.clone()
                 })
                 .collect(),
+            ..Default::default()
         })
     }
 

@@ -1,8 +1,11 @@
 //! `--kubelet-arg key=value`, as k3s passes flags through to its kubelet, for the settings
 //! minik's kubelet has: `eviction-hard` (the hard eviction thresholds: when the node is
-//! under memory or disk pressure, and what allocatable holds back) and `max-pods`.
+//! under memory or disk pressure, and what allocatable holds back), `max-pods`, and where
+//! the kubelet's HTTPS server listens (`port`, 10250 by default, 0 for any free port;
+//! `address`, 0.0.0.0 by default).
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// One threshold: an amount, or a fraction of the capacity.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +59,10 @@ impl Default for Eviction {
 pub struct KubeletArgs {
     pub eviction: Eviction,
     pub max_pods: u32,
+    /// The kubelet server's port (0: any free one).
+    pub port: u16,
+    /// The kubelet server's bind address.
+    pub address: IpAddr,
 }
 
 impl Default for KubeletArgs {
@@ -63,6 +70,8 @@ impl Default for KubeletArgs {
         KubeletArgs {
             eviction: Eviction::default(),
             max_pods: 110,
+            port: 10250,
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
     }
 }
@@ -130,9 +139,20 @@ pub fn parse(args: &[String]) -> Result<KubeletArgs, String> {
                     format!("--kubelet-arg max-pods={value:?} is not a positive number")
                 })?
             }
+            "port" => {
+                out.port = value
+                    .parse()
+                    .map_err(|_| format!("--kubelet-arg port={value:?} is not a port number"))?
+            }
+            "address" => {
+                out.address = value
+                    .parse()
+                    .map_err(|_| format!("--kubelet-arg address={value:?} is not an IP address"))?
+            }
             other => {
                 return Err(format!(
-                    "--kubelet-arg {other:?}: minik's kubelet takes eviction-hard and max-pods"
+                    "--kubelet-arg {other:?}: minik's kubelet takes eviction-hard, max-pods, \
+                     port and address"
                 ));
             }
         }
@@ -157,6 +177,9 @@ mod tests {
         assert_eq!(a.eviction.imagefs_available, None);
         assert_eq!(a.max_pods, 110);
         assert_eq!(parse(&["max-pods=250".into()]).unwrap().max_pods, 250);
+        assert_eq!(a.port, 10250);
+        let a = parse(&["port=0".into(), "address=127.0.0.1".into()]).unwrap();
+        assert_eq!((a.port, a.address.to_string().as_str()), (0, "127.0.0.1"));
         assert_eq!(Threshold::Fraction(0.1).of(100u64 << 30), 10_737_418_400);
         assert_eq!(Threshold::Bytes(5).of(1000), 5);
         for bad in [
@@ -164,6 +187,8 @@ mod tests {
             "eviction-hard=disk.available<1%",
             "eviction-hard=memory.available<lots",
             "max-pods=0",
+            "port=70000",
+            "address=localhost",
             "cgroup-driver=systemd",
             "novalue",
         ] {

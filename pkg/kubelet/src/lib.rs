@@ -4,7 +4,8 @@
 //! resource usage for the metrics API (stats.rs), simulated nodes on a fake runtime
 //! (sim.rs, fake.rs), and the real node (local/) on the embedded runtime (embedded/), as
 //! the machine describes it (machine.rs) with the labels and taints (labels.rs) and
-//! `--kubelet-arg`s (kubelet_args.rs) it was given.
+//! `--kubelet-arg`s (kubelet_args.rs) it was given, and the kubelet's HTTPS server on
+//! :10250 (server/).
 
 pub mod conditions;
 pub mod embedded;
@@ -15,7 +16,9 @@ pub mod local;
 pub mod machine;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod runtime;
+pub mod server;
 pub mod sim;
 pub mod stats;
 pub mod status;

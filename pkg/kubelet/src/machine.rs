@@ -65,6 +65,8 @@ pub struct Machine {
     pub data_dir: PathBuf,
     /// The hard eviction thresholds (pressure conditions).
     pub eviction: Eviction,
+    /// The port the kubelet server listens on (status.daemonEndpoints), once bound.
+    pub kubelet_port: u16,
 }
 
 /// `x86_64` -> `amd64`, as Go names architectures.
@@ -317,6 +319,7 @@ impl Machine {
             taints: options.taints.clone(),
             data_dir: options.data_dir.clone(),
             eviction,
+            kubelet_port: options.kubelet.port,
         })
     }
 }

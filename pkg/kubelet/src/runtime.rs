@@ -63,6 +63,16 @@ pub struct Container {
     pub restart_count: i32,
 }
 
+/// What a running container's probes say; None where it has no such probe (then a running
+/// container is started, and ready once started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Probed {
+    /// The startup probe passed.
+    pub started: Option<bool>,
+    /// The readiness probe passes.
+    pub ready: Option<bool>,
+}
+
 /// The runtime's view of one pod: its sandbox address and containers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PodState {
@@ -72,6 +82,8 @@ pub struct PodState {
     /// spec.initContainers, in order (sidecars included).
     pub init_containers: Vec<Container>,
     pub containers: Vec<Container>,
+    /// Probe results of running containers, by container name (runtimes that probe).
+    pub probes: std::collections::BTreeMap<String, Probed>,
 }
 
 /// A running container's resource counters, as the CRI's ContainerStats gives them (a

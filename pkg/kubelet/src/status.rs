@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::conditions;
-use crate::runtime::{Container, PodState, State};
+use crate::runtime::{Container, PodState, Probed, State};
 
 /// A time as the API keeps it: whole seconds.
 fn time(t: &Timestamp) -> Time {
@@ -81,15 +81,23 @@ fn volume_mounts(spec: Option<&Spec>) -> Option<Vec<VolumeMountStatus>> {
 }
 
 /// The status of container `c`; `spec` is its spec, `init` says it is an init container.
-/// Without probes a running container is started, and ready; a regular init container is
-/// ready once it exited 0.
-fn container_status(c: &Container, spec: Option<&Spec>, init: bool) -> ContainerStatus {
+/// A running container is started once its startup probe passed (at once without one),
+/// and ready once started and its readiness probe passes (at once without one); a regular
+/// init container is ready once it exited 0.
+fn container_status(
+    c: &Container,
+    spec: Option<&Spec>,
+    init: bool,
+    probed: Option<&Probed>,
+) -> ContainerStatus {
     let running = matches!(c.state, State::Running { .. });
     let sidecar = spec.is_some_and(is_sidecar);
+    let probed = probed.copied().unwrap_or_default();
+    let started = running && probed.started.unwrap_or(true);
     let ready = if init && !sidecar {
         matches!(c.state, State::Terminated { exit_code: 0, .. })
     } else {
-        running
+        started && probed.ready.unwrap_or(true)
     };
     ContainerStatus {
         name: c.name.clone(),
@@ -104,7 +112,7 @@ fn container_status(c: &Container, spec: Option<&Spec>, init: bool) -> Container
                 .unwrap_or_default(),
         ),
         ready,
-        started: Some(running),
+        started: Some(started),
         restart_count: c.restart_count,
         volume_mounts: volume_mounts(spec),
         ..Default::default()
@@ -238,10 +246,18 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 }
 
 /// The statuses of `containers` (in spec order) for the specs given.
-fn statuses(containers: &[Container], specs: &[Spec], init: bool) -> Vec<ContainerStatus> {
+fn statuses(
+    containers: &[Container],
+    specs: &[Spec],
+    init: bool,
+    probes: &std::collections::BTreeMap<String, Probed>,
+) -> Vec<ContainerStatus> {
     containers
         .iter()
-        .map(|c| container_status(c, specs.iter().find(|s| s.name == c.name), init))
+        .map(|c| {
+            let spec = specs.iter().find(|s| s.name == c.name);
+            container_status(c, spec, init, probes.get(&c.name))
+        })
         .collect()
 }
 
@@ -263,8 +279,8 @@ pub fn pod_status(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
             &s.containers[..],
         )
     });
-    let init_statuses = statuses(&state.init_containers, init_specs, true);
-    let container_statuses = statuses(&state.containers, specs, false);
+    let init_statuses = statuses(&state.init_containers, init_specs, true, &state.probes);
+    let container_statuses = statuses(&state.containers, specs, false, &state.probes);
     let ips = state.ip.iter().map(|ip| PodIP { ip: ip.clone() }).collect();
     let conditions = conditions::generate(
         pod,

@@ -27,6 +27,8 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Failed(String),
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -83,6 +83,14 @@ impl AgentConfig {
     }
 }
 
+/// What the server gives its node: the controllers' metrics (the pod workers' queue), the
+/// usage store the resource metrics API serves, and the CAs of the kubelet server.
+pub struct Shared {
+    pub metrics: minik_controllers::Metrics,
+    pub usage: minik_api::usage::UsageStore,
+    pub cas: minik_kubelet::server::Cas,
+}
+
 /// The first error of the node, which stops the server.
 pub type Failure = Arc<Mutex<Option<AgentError>>>;
 
@@ -92,8 +100,7 @@ pub fn start(
     agent: &AgentConfig,
     data_dir: &Path,
     router: &Router,
-    metrics: minik_controllers::Metrics,
-    usage: minik_api::usage::UsageStore,
+    shared: Shared,
     shutdown: CancellationToken,
     failed: Failure,
 ) -> Result<(), AgentError> {
@@ -130,6 +137,8 @@ pub fn start(
         registries: agent.registries.clone(),
         cluster_dns: Some(agent.cluster_dns.to_string()),
         cluster_domain: agent.cluster_domain.clone(),
+        // The kubelet server's certificate comes from the server CA this process holds.
+        server: Some(shared.cas),
     };
     let supervisor = local::client(
         router,
@@ -140,6 +149,7 @@ pub fn start(
     tokio::spawn(label_control_plane(supervisor, name, shutdown.clone()));
     let stop = shutdown.clone();
     tokio::spawn(async move {
+        let (metrics, usage) = (shared.metrics, shared.usage);
         if let Err(e) = minik_kubelet::local::run(options, client, metrics, usage, stop).await {
             tracing::error!(error = %e, "the node failed");
             *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());

@@ -418,8 +418,14 @@ async fn serve(
             a,
             &config.data_dir,
             &router,
-            metrics_for_agent,
-            usage.clone(),
+            agent::Shared {
+                metrics: metrics_for_agent,
+                usage: usage.clone(),
+                cas: minik_kubelet::server::Cas {
+                    server_ca: pki.server_ca.clone(),
+                    client_ca_pem: pki.client_ca.cert_pem.clone(),
+                },
+            },
             shutdown.clone(),
             agent_failed.clone(),
         )?;

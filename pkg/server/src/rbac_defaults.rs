@@ -202,6 +202,17 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
         ),
         cluster_role("system:kube-scheduler", scheduler_rules()),
         metrics_reader(),
+        // Everything on the kubelet API (what the API server's kubelet client is bound to).
+        cluster_role(
+            "system:kubelet-api-admin",
+            vec![
+                json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}),
+                json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["proxy"]}),
+                json!({"apiGroups": [""], "resources": ["nodes/proxy", "nodes/metrics",
+                "nodes/stats", "nodes/log", "nodes/pods", "nodes/healthz", "nodes/configz"],
+                "verbs": ["*"]}),
+            ],
+        ),
     ];
     roles.extend(csr_roles());
     let bindings = vec![

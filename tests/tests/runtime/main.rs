@@ -3,6 +3,7 @@
 //! OOM kills, stop with grace, and finding running containers again after a restart.
 
 mod env;
+mod exec;
 mod io;
 
 use std::time::Duration;

@@ -45,6 +45,15 @@ pub struct NodeArgs {
     #[arg(long)]
     pub kubelet_arg: Vec<String>,
 
+    /// Private registry configuration file: mirrors, endpoints and credentials the node's
+    /// image pulls use (k3s's registries.yaml format).
+    #[arg(
+        long,
+        default_value = "/etc/minik/registries.yaml",
+        env = "MINIK_PRIVATE_REGISTRY"
+    )]
+    pub private_registry: PathBuf,
+
     /// A YAML file with the same keys as these flags.
     #[arg(
         long,

@@ -8,6 +8,7 @@
 //!   finished pod's app containers are done.
 //! - start.rs: one container: its image pulled per policy, its config made, started.
 //! - state.rs: the pod's state read back from the runtime for its status.
+//! - probing.rs: the containers' probes (probes/); hooks.rs: postStart and preStop.
 //! - pure parts: layout, expand ($(VAR), argv), env, fieldpath, resources (cgroups),
 //!   security, dns, mounts, pull (policy, credentials, back-off), atomic (AtomicWriter),
 //!   api (what is read from the API), volumes/.
@@ -20,9 +21,11 @@ pub mod expand;
 #[cfg(test)]
 mod fake_api;
 pub mod fieldpath;
+pub(crate) mod hooks;
 pub mod layout;
 pub mod links;
 pub mod mounts;
+mod probing;
 pub mod pull;
 pub mod resources;
 mod sandbox;
@@ -140,6 +143,8 @@ pub struct EmbeddedRuntime {
     /// Pod uid -> its containers' ids, so a pod's state reads only its own containers.
     index: Mutex<HashMap<String, Vec<String>>>,
     pulls: Mutex<pull::Backoff>,
+    /// The probe workers of running containers and their results.
+    probes: crate::probes::Manager,
 }
 
 fn failed(context: &str) -> impl FnOnce(minik_runtime::Error) -> RuntimeError + '_ {
@@ -189,6 +194,7 @@ impl EmbeddedRuntime {
             pods: Mutex::default(),
             index: Mutex::new(index),
             pulls: Mutex::default(),
+            probes: crate::probes::Manager::default(),
         })
     }
 
@@ -296,7 +302,9 @@ impl ContainerRuntime for EmbeddedRuntime {
     }
 
     async fn sync_pod(&self, pod: &Pod) -> Result<Option<Duration>, RuntimeError> {
-        sync::sync(self, pod).await
+        let next = sync::sync(self, pod).await;
+        probing::sync(self, pod);
+        next
     }
 
     fn pod_state(&self, uid: &str) -> Option<PodState> {

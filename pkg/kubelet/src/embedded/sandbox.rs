@@ -162,23 +162,31 @@ pub(super) async fn kill(
             );
         }
     }
-    fn stop<'a>(
-        rt: &'a EmbeddedRuntime,
-        c: &'a minik_runtime::Container,
+    // Each container's preStop hook first, then SIGTERM with the grace left.
+    async fn stop(
+        rt: &EmbeddedRuntime,
+        pod: Option<&Pod>,
+        c: &minik_runtime::Container,
         grace: Duration,
-    ) -> impl std::future::Future<Output = minik_runtime::Result<()>> + 'a {
-        rt.runtime.stop_container(&c.config.id, grace)
+    ) -> minik_runtime::Result<()> {
+        let left = match pod {
+            Some(pod) => super::hooks::pre_stop_of(rt, pod, c, grace).await,
+            None => grace,
+        };
+        rt.runtime.stop_container(&c.config.id, left).await
     }
     let mut errors = Vec::new();
+    let pod = pod.as_ref();
     for result in
-        futures::future::join_all(apps.iter().filter(running).map(|c| stop(rt, c, grace))).await
+        futures::future::join_all(apps.iter().filter(running).map(|c| stop(rt, pod, c, grace)))
+            .await
     {
         if let Err(e) = result {
             errors.push(e.to_string());
         }
     }
     for c in init.iter().rev().filter(running) {
-        if let Err(e) = stop(rt, c, grace).await {
+        if let Err(e) = stop(rt, pod, c, grace).await {
             errors.push(e.to_string());
         }
     }
@@ -200,6 +208,7 @@ pub(super) async fn remove(
     }
     let pod = rt.entry(uid).map(|e| e.shared().pod.clone());
     kill(rt, uid, grace).await?;
+    super::probing::forget(rt, uid);
     let mut errors = Vec::new();
     for c in rt.containers_of(uid) {
         if let Err(e) = rt.remove_container(uid, &c, Duration::ZERO).await {

@@ -15,6 +15,7 @@ use super::env::{self, Inputs};
 use super::fieldpath::Addresses;
 use super::volumes::Volumes;
 use super::{EmbeddedRuntime, api, expand, labels, links, mounts, pull, resources, security};
+use crate::probes::action::Target;
 
 /// Why a container could not start: its Waiting reason and message, and when to retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,6 +163,27 @@ async fn ensure_image(
                 ..failure("ErrImagePull", message)
             })
         }
+    }
+}
+
+/// Run the container's postStart hook; when it fails, stop the container (its preStop
+/// hook first), as kubelet does, and the pod worker restarts it per restartPolicy.
+async fn post_start(rt: &EmbeddedRuntime, pod: &Pod, spec: &Spec, uid: &str, id: &str) {
+    let endpoint = super::hooks::endpoint(rt, uid);
+    let target = Target {
+        runtime: &rt.runtime,
+        container_id: id,
+        spec,
+        endpoint: &endpoint,
+    };
+    let Err(message) = super::hooks::post_start(&target, pod, &rt.recorder).await else {
+        return;
+    };
+    tracing::info!(pod = ?pod.metadata.name, container = spec.name, message, "postStart hook failed");
+    let grace = crate::probes::worker_grace(pod);
+    let left = super::hooks::pre_stop(&target, pod, &rt.recorder, grace).await;
+    if let Err(e) = rt.runtime.stop_container(id, left).await {
+        tracing::warn!(container = id, error = %e, "stopping a container whose postStart hook failed");
     }
 }
 
@@ -332,12 +354,15 @@ pub(super) async fn start(
             rt.recorder
                 .event(pod, Kind::Warning, "Failed", &format!("Error: {why}"));
         }
-        _ => rt.recorder.event(
-            pod,
-            Kind::Normal,
-            "Started",
-            &format!("Started container {}", spec.name),
-        ),
+        _ => {
+            rt.recorder.event(
+                pod,
+                Kind::Normal,
+                "Started",
+                &format!("Started container {}", spec.name),
+            );
+            post_start(rt, pod, spec, &uid, &id).await;
+        }
     }
     tracing::info!(
         pod = name,

@@ -240,6 +240,7 @@ pub(super) fn pod_state(rt: &EmbeddedRuntime, uid: &str) -> Option<PodState> {
         let init_containers = list(init);
         let containers = list(apps);
         return Some(PodState {
+            probes: Default::default(),
             ip: if host_network { node_ip() } else { None },
             sandbox_ready: sandbox.is_some(),
             init_containers,
@@ -276,6 +277,7 @@ pub(super) fn pod_state(rt: &EmbeddedRuntime, uid: &str) -> Option<PodState> {
         shared.ip.clone()
     };
     Some(PodState {
+        probes: super::probing::results(rt, &runs),
         ip,
         sandbox_ready: sandbox.is_some(),
         init_containers,

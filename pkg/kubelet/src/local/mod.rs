@@ -4,8 +4,9 @@
 //! the air-gap images (images.rs), watches only the pods bound to it
 //! (`spec.nodeName=<name>`), runs them with the same pod workers as simulated nodes, finds
 //! containers that changed by relisting the runtime every second (kubelet's PLEG), stops
-//! what the runtime runs for pods the API no longer has, and reports usage for the metrics
-//! API.
+//! what the runtime runs for pods the API no longer has, reports usage for the metrics
+//! API, and serves the kubelet API (server/) on its port, reported in the Node's
+//! status.daemonEndpoints.
 //!
 //! Pod networking is not here yet (issue 11): a pod on the host's network gets the node's
 //! address as its IP; other pods get no IP and no network but loopback.
@@ -57,6 +58,8 @@ pub struct Options {
     /// The cluster DNS service's address, for pods of dnsPolicy ClusterFirst.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
+    /// The CAs for the kubelet server; None runs no server.
+    pub server: Option<crate::server::Cas>,
 }
 
 /// Why the node could not start.
@@ -74,6 +77,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Join(String),
+    #[error("{0}")]
+    Server(#[from] crate::server::ServerError),
 }
 
 struct LocalWorkers(Workers<EmbeddedRuntime>);
@@ -99,10 +104,19 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), Error> {
     let machine_options = options.machine.clone();
-    let machine = tokio::task::spawn_blocking(move || Machine::probe(&machine_options))
+    let mut machine = tokio::task::spawn_blocking(move || Machine::probe(&machine_options))
         .await
         .map_err(|e| Error::Join(e.to_string()))??;
     let name = machine.name.clone();
+    let kubelet_args = &options.machine.kubelet;
+    let listener = match &options.server {
+        Some(_) => {
+            let l = crate::server::bind(kubelet_args.address, kubelet_args.port).await?;
+            machine.kubelet_port = l.local_addr().map_or(kubelet_args.port, |a| a.port());
+            Some(l)
+        }
+        None => None,
+    };
     let runtime = Arc::new(EmbeddedRuntime::new(EmbeddedOptions {
         data_dir: options.data_dir.clone(),
         log_dir: options.log_dir.clone(),
@@ -154,6 +168,33 @@ pub async fn run(
         known: Mutex::default(),
     });
     tokio::spawn(pods.clone().run(stop.clone()));
+    if let (Some(listener), Some(cas)) = (listener, &options.server) {
+        let tls =
+            crate::server::serving(&options.data_dir.join("agent"), cas, &name, machine.address)?;
+        let images = runtime.clone();
+        let ctx = Arc::new(crate::server::Context {
+            node: name.clone(),
+            runtime: runtime.clone(),
+            pods: pods.store().clone(),
+            usage: usage.clone(),
+            data_dir: options.data_dir.clone(),
+            log_dir: options.log_dir.clone(),
+            image_bytes: Box::new(move || {
+                let list = images.images().list().unwrap_or_default();
+                list.iter().map(|i| i.size).sum()
+            }),
+            started: k8s_openapi::jiff::Timestamp::now(),
+            authorizer: crate::server::auth::Authorizer::new(client.clone(), name.clone()),
+            metrics: crate::server::metrics::KubeletMetrics::new(&name),
+            cpu: Default::default(),
+        });
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::server::serve(listener, tls, ctx, stop).await {
+                tracing::error!(error = %e, "the kubelet server failed");
+            }
+        });
+    }
     tokio::select! {
         () = pods.synced() => {}
         () = stop.cancelled() => return Ok(()),

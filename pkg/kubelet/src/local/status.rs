@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
-    ContainerImage, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -166,6 +167,12 @@ pub fn node_status(
         ]),
         node_info: Some(machine.node_info.clone()),
         images: Some(images),
+        // Where the API server reaches the kubelet server.
+        daemon_endpoints: (machine.kubelet_port != 0).then(|| NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(machine.kubelet_port),
+            }),
+        }),
         ..Default::default()
     }
 }

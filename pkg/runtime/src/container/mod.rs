@@ -14,6 +14,7 @@
 //! <run>/containers/<id>/             libcontainer's state, while the container runs
 //! ```
 
+mod exec;
 mod rootfs;
 mod seccomp;
 mod spec;
@@ -35,6 +36,7 @@ use crate::types::{
 use state::{ContainerDir, Record, read_json};
 
 pub use crate::shim::shim_main;
+pub use exec::{ExecResult, MAX_OUTPUT};
 
 /// The runtime's state: sandboxes and containers on disk, shims running them. Cheap to
 /// clone (shared).
@@ -145,6 +147,19 @@ impl Runtime {
     /// recorded. Stopping an exited container does nothing.
     pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
         stop::stop(self, id, grace).await
+    }
+
+    /// Run `argv` in a running container, as its user, in its namespaces and cgroup, with
+    /// its environment plus `env` ("NAME=value"); stdout and stderr together, capped at
+    /// `MAX_OUTPUT`. Past `timeout` the process is killed: `Error::Timeout`.
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        env: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult> {
+        self.exec_in(id, argv, env, timeout).await
     }
 
     /// Remove a stopped container (its root filesystem and state; its log file stays).

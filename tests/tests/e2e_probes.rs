@@ -1,0 +1,254 @@
+//! Probes and lifecycle hooks on the real node of `minik server` (run as root): a failing
+//! liveness exec probe restarts its container (an Unhealthy event, then Killing); httpGet
+//! readiness on the test httpd image makes the pod Ready, and a probe of a missing path
+//! keeps it not Ready (Unhealthy with the 404); tcpSocket readiness; a postStart hook runs
+//! before the container goes on, and a preStop hook runs before the container gets TERM.
+
+use minik_tests::node::{cri_log_lines, log_path};
+use minik_tests::server::{Server, ok};
+use serde_json::{Value, json};
+
+/// A server with a node whose kubelet server takes any free port (tests run in parallel).
+fn node() -> Server {
+    Server::start_node(&["--kubelet-arg", "port=0"])
+}
+
+fn ready_node(s: &Server) {
+    s.until(&["get", "nodes"], "the node to be Ready", |l| {
+        l.as_ref()
+            .and_then(|l| l["items"].as_array())
+            .is_some_and(|items| {
+                items.len() == 1
+                    && items[0]["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    });
+}
+
+/// A pod of one container "main" of `image`, with more of the container merged in.
+fn pod_of(name: &str, image: &str, container: Value, spec: Value) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": image,
+            "imagePullPolicy": "IfNotPresent"}]}});
+    if let (Some(c), Some(extra)) = (
+        pod["spec"]["containers"][0].as_object_mut(),
+        container.as_object(),
+    ) {
+        for (k, v) in extra {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    if let (Some(p), Some(extra)) = (pod["spec"].as_object_mut(), spec.as_object()) {
+        for (k, v) in extra {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    pod
+}
+
+/// Create `obj` (retrying while the namespace's default service account is not there yet).
+fn create(s: &Server, obj: &Value) {
+    s.eventually("creating an object", || {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string());
+        out.status.success().then_some(())
+    });
+}
+
+fn pod(s: &Server, name: &str) -> Option<Value> {
+    s.json_opt(&["get", "pod", name])
+}
+
+fn container(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+/// The status of the pod's condition `type_` ("True", "False"), "" without it.
+fn condition(pod: &Value, type_: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The (reason, message) of the events about pod `name`.
+fn events(s: &Server, name: &str) -> Vec<(String, String)> {
+    s.json_opt(&["get", "events"])
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == name && e["involvedObject"]["kind"] == "Pod")
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Wait for an event about pod `name` of `reason` whose message has `part`.
+fn event_with(s: &Server, name: &str, reason: &str, part: &str) -> String {
+    s.eventually(
+        &format!("a {reason} event with {part:?} about {name}"),
+        || {
+            events(s, name)
+                .into_iter()
+                .find(|(r, m)| r == reason && m.contains(part))
+                .map(|(_, m)| m)
+        },
+    )
+}
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container() {
+    let s = node();
+    ready_node(&s);
+    create(
+        &s,
+        &pod_of(
+            "unlively",
+            "busybox",
+            json!({"command": ["sh", "-c", "echo up; while true; do sleep 1; done"],
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
+                    "periodSeconds": 1, "failureThreshold": 2}}),
+            json!({"terminationGracePeriodSeconds": 2}),
+        ),
+    );
+    let p = s.eventually("the container to be restarted", || {
+        let p = pod(&s, "unlively")?;
+        (container(&p)["restartCount"].as_i64()? >= 1).then_some(p)
+    });
+    assert!(container(&p)["lastState"]["terminated"].is_object(), "{p}");
+    let message = event_with(&s, "unlively", "Unhealthy", "Liveness probe failed");
+    assert!(message.contains("/tmp/healthy"), "{message}");
+    event_with(
+        &s,
+        "unlively",
+        "Killing",
+        "failed liveness probe, will be restarted",
+    );
+}
+
+#[test]
+fn readiness_probes_gate_the_pods_readiness() {
+    let s = node();
+    ready_node(&s);
+    let httpd = "docker.io/minik/httpd:latest";
+    let http_probe = |path: &str| {
+        json!({"ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 1}})
+    };
+    create(
+        &s,
+        &pod_of("web-ok", httpd, http_probe("/index.html"), json!({})),
+    );
+    create(
+        &s,
+        &pod_of("web-404", httpd, http_probe("/missing"), json!({})),
+    );
+    create(
+        &s,
+        &pod_of(
+            "web-tcp",
+            httpd,
+            json!({"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}),
+            json!({}),
+        ),
+    );
+    create(
+        &s,
+        &pod_of(
+            "tcp-closed",
+            "busybox",
+            json!({"command": ["sh", "-c", "while true; do sleep 1; done"],
+                "readinessProbe": {"tcpSocket": {"port": 8081}, "periodSeconds": 1}}),
+            json!({"terminationGracePeriodSeconds": 1}),
+        ),
+    );
+    for name in ["web-ok", "web-tcp"] {
+        let p = s.eventually(&format!("{name} to be Ready"), || {
+            let p = pod(&s, name)?;
+            (condition(&p, "Ready") == "True").then_some(p)
+        });
+        assert_eq!(container(&p)["ready"], true, "{p}");
+        assert_eq!(condition(&p, "ContainersReady"), "True", "{p}");
+    }
+    let message = event_with(&s, "web-404", "Unhealthy", "Readiness probe failed");
+    assert!(message.contains("404"), "{message}");
+    event_with(&s, "tcp-closed", "Unhealthy", "Readiness probe failed");
+    for name in ["web-404", "tcp-closed"] {
+        let p = pod(&s, name).expect("pod");
+        assert!(container(&p)["state"]["running"].is_object(), "{p}");
+        assert_eq!(container(&p)["ready"], false, "{p}");
+        assert_eq!(condition(&p, "Ready"), "False", "{p}");
+    }
+}
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    let s = node();
+    ready_node(&s);
+    let hooks = s.dir.path().join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    // The container waits for what postStart wrote, and on TERM prints what preStop wrote.
+    let script = "until [ -f /hooks/post ]; do sleep 0.2; done; cat /hooks/post; \
+        trap 'cat /hooks/pre; exit 0' TERM; while true; do sleep 1; done";
+    create(
+        &s,
+        &pod_of(
+            "hooked",
+            "busybox",
+            json!({"command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "hooks", "mountPath": "/hooks"}],
+                "lifecycle": {
+                    "postStart": {"exec": {"command": ["sh", "-c", "echo from postStart > /hooks/post"]}},
+                    "preStop": {"exec": {"command": ["sh", "-c", "echo from preStop > /hooks/pre"]}}}}),
+            json!({"volumes": [{"name": "hooks",
+                "hostPath": {"path": hooks.to_str().unwrap(), "type": "Directory"}}]}),
+        ),
+    );
+    let running = s.eventually("the container to print what postStart wrote", || {
+        let p = pod(&s, "hooked")?;
+        let lines = cri_log_lines(&std::fs::read_to_string(log_path(&p, "main")).ok()?);
+        lines.iter().any(|l| l == "from postStart").then_some(p)
+    });
+    assert!(!hooks.join("pre").exists());
+    let mut log = std::fs::File::open(log_path(&running, "main")).unwrap();
+    ok(s.kubectl(&["delete", "pod", "hooked", "--timeout=60s"]));
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("pre")).unwrap(),
+        "from preStop\n"
+    );
+    let mut written = String::new();
+    std::io::Read::read_to_string(&mut log, &mut written).unwrap();
+    let lines = cri_log_lines(&written);
+    assert!(lines.iter().any(|l| l == "from preStop"), "{lines:?}");
+}
+
+#[test]
+fn a_failing_post_start_hook_kills_the_container() {
+    let s = node();
+    ready_node(&s);
+    create(
+        &s,
+        &pod_of(
+            "bad-hook",
+            "busybox",
+            json!({"command": ["sh", "-c", "while true; do sleep 1; done"],
+                "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo no; exit 3"]}}}}),
+            json!({"terminationGracePeriodSeconds": 1}),
+        ),
+    );
+    event_with(&s, "bad-hook", "FailedPostStartHook", "exited with error");
+    s.eventually("the container to be restarted", || {
+        let p = pod(&s, "bad-hook")?;
+        (container(&p)["restartCount"].as_i64()? >= 1).then_some(())
+    });
+}
