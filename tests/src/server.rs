@@ -309,6 +309,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the server did before the test failed, for CI logs.
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(200)..].join("\n");
+            eprintln!("---- server log (last 200 lines) ----\n{tail}");
+        }
         let pods = if self.node {
             crate::node::drain(self)
         } else {

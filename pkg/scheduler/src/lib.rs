@@ -241,11 +241,12 @@ impl Scheduler {
             return fit.message(Some("not eligible due to preemptionPolicy=Never."));
         }
         let uid = p.info.uid();
-        if let Some((node, victims)) = self.nominations().get(&uid)
-            && victims
+        let waiting = self.nominations().get(&uid).is_some_and(|(node, victims)| {
+            victims
                 .iter()
                 .any(|v| cache.node_of(v) == Some(node.as_str()))
-        {
+        });
+        if waiting || preempt::terminating_on_nominated(p, cache) {
             // Its victims are still going: wait for them rather than preempt again.
             return fit.message(Some(
                 "not eligible due to a terminating pod on the nominated node.",
@@ -255,6 +256,12 @@ impl Scheduler {
             return fit.message(None);
         };
         self.metrics.0.preemptions.inc();
+        tracing::info!(
+            pod = preempt::name_of(&p.info.pod),
+            node = candidate.node,
+            victims = ?candidate.victims.iter().map(|v| preempt::name_of(v)).collect::<Vec<_>>(),
+            "preempting"
+        );
         let victims = candidate.victims.iter().filter_map(|v| v.uid()).collect();
         self.nominations()
             .insert(uid, (candidate.node.clone(), victims));
@@ -273,7 +280,14 @@ impl Scheduler {
         for v in &c.victims {
             let api: Api<Pod> =
                 Api::namespaced(self.client.clone(), &v.namespace().unwrap_or_default());
-            match api.delete(&v.name_any(), &DeleteParams::default()).await {
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: v.uid(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&v.name_any(), &params).await {
                 Ok(_) => self.recorder.event(
                     v.as_ref(),
                     Kind::Normal,

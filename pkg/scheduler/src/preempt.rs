@@ -24,6 +24,25 @@ pub fn allowed(pod: &Pod) -> bool {
         != Some("Never")
 }
 
+/// Whether the pod already preempted (its status names a nominated node) and lower-priority
+/// pods on that node are still terminating: it waits for them rather than preempt again, as
+/// kube-scheduler does. The nomination is read from the pod, so it holds across restarts.
+pub fn terminating_on_nominated(p: &Prepared, cache: &Cache) -> bool {
+    let nominated = p
+        .info
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref());
+    nominated
+        .and_then(|n| cache.nodes.get(n))
+        .is_some_and(|state| {
+            state.pods.values().any(|v| {
+                v.priority < p.info.priority && v.pod.metadata.deletion_timestamp.is_some()
+            })
+        })
+}
+
 /// The best candidate among nodes that failed only for reasons eviction can fix.
 pub fn find(p: &Prepared, cache: &Cache, failed: &[(String, Reason)]) -> Option<Candidate> {
     let priority = p.info.priority;
