@@ -11,7 +11,9 @@ mod v2;
 pub use v2::v2;
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
+
+use bytes::Bytes;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -58,8 +60,9 @@ pub async fn root(State(state): State<AppState>) -> Response {
     json_response(StatusCode::OK, &json!({"paths": paths}), &[])
 }
 
-/// Documents are built once per group-version and kept.
-static DOCUMENTS: LazyLock<Mutex<HashMap<String, Arc<Value>>>> = LazyLock::new(Default::default);
+/// Documents are built once per group-version and kept as JSON text: as `Value` trees they
+/// took tens of MB, kept for the life of the server after one `kubectl apply`.
+static DOCUMENTS: LazyLock<Mutex<HashMap<String, Bytes>>> = LazyLock::new(Default::default);
 
 pub async fn document(State(state): State<AppState>, Path(rest): Path<String>) -> Response {
     let res = state.registry.resources();
@@ -68,7 +71,7 @@ pub async fn document(State(state): State<AppState>, Path(rest): Path<String>) -
         .find(|(g, v)| gv_path(g, v) == rest.trim_matches('/'));
     match found {
         Some((g, v)) if group_versions(&builtins()).contains(&(g, v)) => {
-            json_response(StatusCode::OK, &*cached_document(g, v), &[])
+            json_bytes(cached_document(g, v))
         }
         Some((g, v)) => {
             let doc = custom::document(&state.registry, &res, g, v);
@@ -109,12 +112,25 @@ const LIST: &[&str] = &[
     "watch",
 ];
 
-/// The document of one group-version, built once and kept.
-fn cached_document(group: &str, version: &str) -> Arc<Value> {
+/// The document of one group-version as JSON, built once and kept.
+fn cached_document(group: &str, version: &str) -> Bytes {
     let mut docs = DOCUMENTS.lock().unwrap_or_else(|e| e.into_inner());
     docs.entry(gv_path(group, version))
-        .or_insert_with(|| Arc::new(gv_document(group, version)))
+        .or_insert_with(|| {
+            Bytes::from(serde_json::to_vec(&gv_document(group, version)).unwrap_or_default())
+        })
         .clone()
+}
+
+/// A 200 response with a JSON body already encoded.
+fn json_bytes(body: Bytes) -> Response {
+    use axum::response::IntoResponse;
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// The built-in resources.

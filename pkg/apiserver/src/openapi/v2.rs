@@ -5,24 +5,27 @@
 
 use std::sync::LazyLock;
 
+use bytes::Bytes;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{cached_document, group_versions};
+use super::group_versions;
 use crate::AppState;
-use crate::status::json_response;
 
-/// The document and its protobuf encoding, built once.
-/// A document as JSON and in gnostic protobuf.
-type Built = std::sync::Arc<(Value, Vec<u8>)>;
+/// A document as JSON text and in gnostic protobuf (the `Value` tree it was made from is
+/// dropped: it is many times the size of the text).
+type Built = std::sync::Arc<(Bytes, Vec<u8>)>;
 
-static DOCUMENT: LazyLock<Built> = LazyLock::new(|| {
-    let doc = build();
-    let pb = super::gnostic::document(&doc);
-    std::sync::Arc::new((doc, pb))
-});
+fn encode(doc: &Value) -> Built {
+    let json = Bytes::from(serde_json::to_vec(doc).unwrap_or_default());
+    std::sync::Arc::new((json, super::gnostic::document(doc)))
+}
+
+/// The document of the built-in resources, built once.
+static DOCUMENT: LazyLock<Built> = LazyLock::new(|| encode(&build()));
 
 /// The document with the custom resources of the CRDs served now, kept per generation.
 static WITH_CUSTOM: std::sync::Mutex<Option<(u64, Built)>> = std::sync::Mutex::new(None);
@@ -35,7 +38,7 @@ fn with_custom(state: &AppState) -> Built {
     {
         return doc.clone();
     }
-    let mut doc = DOCUMENT.0.clone();
+    let mut doc = build();
     let res = state.registry.resources();
     let builtin = group_versions(&super::builtins());
     for (g, v) in group_versions(&res) {
@@ -54,8 +57,7 @@ fn with_custom(state: &AppState) -> Built {
             }
         }
     }
-    let pb = super::gnostic::document(&doc);
-    let built = std::sync::Arc::new((doc, pb));
+    let built = encode(&doc);
     *cached = Some((generation, built.clone()));
     built
 }
@@ -82,14 +84,14 @@ pub async fn v2(State(state): State<AppState>, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    json_response(StatusCode::OK, &doc.0, &[])
+    super::json_bytes(doc.0.clone())
 }
 
 fn build() -> Value {
     let mut paths = Map::new();
     let mut definitions = Map::new();
     for (g, v) in group_versions(&super::builtins()) {
-        let doc = cached_document(g, v);
+        let doc = super::gv_document(g, v);
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
             paths.insert(path.clone(), to_v2(item.clone()));
         }
