@@ -17,6 +17,8 @@ PACKAGES=(
   skopeo            # pushes test images to the local registry (image pull tests)
   docker-registry   # a local OCI registry on 127.0.0.1 for the image pull tests
   libseccomp-dev    # libcontainer's seccomp (the embedded runtime's RuntimeDefault profile)
+  containerd        # containerd 1.6: the external CRI runtime of the CRI client tests
+  runc              # containerd's OCI runtime (runc 1.1 works on this machine's cgroups)
 )
 
 missing=()

@@ -8,17 +8,33 @@
 #   docker.io/minik/httpd:latest      the busybox layer plus a layer with /www/index.html
 #                                     ("hello from minik httpd");
 #                                     Cmd ["httpd","-f","-p","8080","-h","/www"]
+#   docker.io/minik/pause:latest      only when asked for (NAME pause): the busybox layer with
+#                                     Cmd ["sleep","infinity"], the pod sandbox image of the
+#                                     containerd tests (no registry.k8s.io/pause offline)
 #
 # Reproducible: the same busybox gives byte-identical tarballs (sorted names, mtime 0, owner
-# 0:0, gzip without a name or timestamp). Usage: scripts/images.sh OUTDIR
-# Prints the paths of the four tarballs, one a line.
+# 0:0, gzip without a name or timestamp). Usage: scripts/images.sh OUTDIR [NAME...], NAME one
+# of busybox, httpd, pause (default: busybox httpd).
+# Prints the paths of the tarballs (two per image), one a line.
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: $0 OUTDIR" >&2
+if [[ $# -lt 1 ]]; then
+  echo "usage: $0 OUTDIR [busybox|httpd|pause]..." >&2
   exit 2
 fi
 OUT=$1
+shift
+NAMES=("$@")
+((${#NAMES[@]})) || NAMES=(busybox httpd)
+for n in "${NAMES[@]}"; do
+  case $n in
+  busybox | httpd | pause) ;;
+  *)
+    echo "images: unknown image $n (busybox, httpd, pause)" >&2
+    exit 2
+    ;;
+  esac
+done
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 if [[ ! -x $BUSYBOX ]]; then
   echo "images: $BUSYBOX is missing: install busybox-static (scripts/deps.sh)" >&2
@@ -153,7 +169,20 @@ docker_tarball() {
 
 BUSYBOX_CMD='["sh"]'
 HTTPD_CMD='["httpd","-f","-p","8080","-h","/www"]'
-oci_tarball busybox docker.io/library/busybox:latest "$BUSYBOX_CMD" base
-docker_tarball busybox busybox:latest "$BUSYBOX_CMD" base
-oci_tarball httpd docker.io/minik/httpd:latest "$HTTPD_CMD" base www
-docker_tarball httpd minik/httpd:latest "$HTTPD_CMD" base www
+PAUSE_CMD='["sleep","infinity"]'
+for n in "${NAMES[@]}"; do
+  case $n in
+  busybox)
+    oci_tarball busybox docker.io/library/busybox:latest "$BUSYBOX_CMD" base
+    docker_tarball busybox busybox:latest "$BUSYBOX_CMD" base
+    ;;
+  httpd)
+    oci_tarball httpd docker.io/minik/httpd:latest "$HTTPD_CMD" base www
+    docker_tarball httpd minik/httpd:latest "$HTTPD_CMD" base www
+    ;;
+  pause)
+    oci_tarball pause docker.io/minik/pause:latest "$PAUSE_CMD" base
+    docker_tarball pause minik/pause:latest "$PAUSE_CMD" base
+    ;;
+  esac
+done

@@ -1,6 +1,8 @@
 //! Shared helpers of minik's integration and end-to-end tests.
 
 pub mod api;
+pub mod containerd;
+pub mod grpc_health;
 pub mod node;
 pub mod registry;
 pub mod server;

@@ -246,6 +246,25 @@ fn remove_cgroup(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// Create `obj` with `kubectl apply` (retrying while the namespace's default service account
+/// is not there yet).
+pub fn create(s: &Server, obj: &serde_json::Value) {
+    s.eventually("creating an object", || {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string());
+        out.status.success().then_some(())
+    });
+}
+
+/// The pod `name` as JSON, if it exists.
+pub fn pod(s: &Server, name: &str) -> Option<serde_json::Value> {
+    s.json_opt(&["get", "pod", name])
+}
+
+/// The status of a pod's first container.
+pub fn container(pod: &serde_json::Value) -> &serde_json::Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

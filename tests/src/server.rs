@@ -55,7 +55,9 @@ fn spawn(
 
 /// Test nodes are under disk pressure only below 1% free: test machines' disks may be
 /// fuller than kubelet's defaults (10%, 15% for images) allow, which would keep pods off
-/// the node. Their kubelet servers listen on free ports (tests run in parallel; the Node's
+/// the node; for the same reason image garbage collection is off (a threshold of 100%)
+/// unless a test's own `--kubelet-arg image-gc-high-threshold` (the last wins) turns it on.
+/// Their kubelet servers listen on free ports (tests run in parallel; the Node's
 /// status.daemonEndpoints tells which). Servers without a node run with `--disable-agent`.
 fn node_flags(node: bool) -> Vec<&'static str> {
     if node {
@@ -65,6 +67,8 @@ fn node_flags(node: bool) -> Vec<&'static str> {
              imagefs.available<1%,imagefs.inodesFree<1%",
             "--kubelet-arg",
             "port=0",
+            "--kubelet-arg",
+            "image-gc-high-threshold=100",
         ]
     } else {
         vec!["--disable-agent"]

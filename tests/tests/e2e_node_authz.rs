@@ -3,7 +3,7 @@
 //! Node, Lease and pods.
 
 use minik_tests::server::{Server, ok, text};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// A kubeconfig for node `name`, with a client certificate from the cluster's client CA.
 fn node_kubeconfig(s: &Server, name: &str) -> String {
@@ -126,10 +126,17 @@ fn a_node_reaches_only_what_its_pods_use() {
         "{}",
         text(&out)
     );
-    ok(n1_in(
-        &["create", "-f", "-"],
-        &pod("mirror1", "n1", "s-n1", true),
-    ));
+    // Mirror pods reference no other objects.
+    let out = n1_in(&["create", "-f", "-"], &pod("mirror1", "n1", "s-n1", true));
+    assert!(
+        text(&out).contains("node \"n1\" can not create pods that reference secrets"),
+        "{}",
+        text(&out)
+    );
+    let mut mirror: Value = serde_json::from_str(&pod("mirror1", "n1", "s-n1", true)).unwrap();
+    mirror["spec"]["volumes"] = json!([]);
+    mirror["spec"]["containers"][0]["env"] = json!([]);
+    ok(n1_in(&["create", "-f", "-"], &mirror.to_string()));
     let out = n1(&["delete", "pod", "p-n2", "--wait=false"]);
     assert!(
         text(&out).contains("can only delete pods with spec.nodeName set to itself"),

@@ -6,6 +6,7 @@
 //! restart of minik (even a kill -9) and are not started twice; exited containers of
 //! restartPolicy Always pods restart with CrashLoopBackOff between.
 
+use minik_tests::node::{container, create, pod};
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -70,28 +71,12 @@ fn busybox(name: &str, script: &str, spec: Value) -> Value {
     pod
 }
 
-/// Create `obj` (retrying while the namespace's default service account is not there yet).
-fn create(s: &Server, obj: &Value) {
-    s.eventually("creating an object", || {
-        let out = s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string());
-        out.status.success().then_some(())
-    });
-}
-
-fn pod(s: &Server, name: &str) -> Option<Value> {
-    s.json_opt(&["get", "pod", name])
-}
-
 /// Wait until pod `name` satisfies `check`; the pod then.
 fn pod_until(s: &Server, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     s.until(&["get", "pod", name], what, |p| {
         p.as_ref().is_some_and(&check)
     })
     .expect("pod")
-}
-
-fn container(pod: &Value) -> &Value {
-    &pod["status"]["containerStatuses"][0]
 }
 
 fn phase(pod: &Value) -> &str {

@@ -4,6 +4,7 @@
 //! keeps it not Ready (Unhealthy with the 404); tcpSocket readiness; a postStart hook runs
 //! before the container goes on, and a preStop hook runs before the container gets TERM.
 
+use minik_tests::node::{container, create, pod};
 use minik_tests::node::{cri_log_lines, log_path};
 use minik_tests::server::{Server, ok};
 use serde_json::{Value, json};
@@ -47,22 +48,6 @@ fn pod_of(name: &str, image: &str, container: Value, spec: Value) -> Value {
         }
     }
     pod
-}
-
-/// Create `obj` (retrying while the namespace's default service account is not there yet).
-fn create(s: &Server, obj: &Value) {
-    s.eventually("creating an object", || {
-        let out = s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string());
-        out.status.success().then_some(())
-    });
-}
-
-fn pod(s: &Server, name: &str) -> Option<Value> {
-    s.json_opt(&["get", "pod", name])
-}
-
-fn container(pod: &Value) -> &Value {
-    &pod["status"]["containerStatuses"][0]
 }
 
 /// The status of the pod's condition `type_` ("True", "False"), "" without it.

@@ -5,6 +5,7 @@
 //! that does not answer to ours; a tag the registry lacks gives ErrImagePull, then
 //! ImagePullBackOff.
 
+use minik_tests::node::{container, create};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -34,18 +35,6 @@ fn pod(name: &str, image: &str) -> Value {
         "metadata": {"name": name, "labels": {"pull": name}},
         "spec": {"terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": image, "imagePullPolicy": "Always"}]}})
-}
-
-/// Create `obj` (retrying while the namespace's default service account is not there yet).
-fn create(s: &Server, obj: &Value) {
-    s.eventually("creating an object", || {
-        let out = s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string());
-        out.status.success().then_some(())
-    });
-}
-
-fn container(pod: &Value) -> &Value {
-    &pod["status"]["containerStatuses"][0]
 }
 
 fn running(pod: &Value) -> bool {

@@ -34,6 +34,123 @@ fn restricted_labels(obj: &Value, old: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
+/// The containers of a pod spec (init, app, ephemeral).
+fn containers(spec: &Value) -> impl Iterator<Item = &Value> {
+    ["initContainers", "containers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(move |k| spec[k].as_array().into_iter().flatten())
+}
+
+/// Whether a pod spec names an object of `kind` ("secret" or "configMap") anywhere: in
+/// volumes (projected sources too), env, envFrom, or (secrets) imagePullSecrets and the
+/// volume plugins' secretRefs.
+fn references(spec: &Value, kind: &str) -> bool {
+    let key_ref = format!("{kind}KeyRef");
+    let ref_ = format!("{kind}Ref");
+    let volumes = spec["volumes"].as_array().into_iter().flatten();
+    let in_volumes = volumes.clone().any(|v| {
+        !v[kind].is_null()
+            || v["projected"]["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| !s[kind].is_null())
+            || (kind == "secret"
+                && v.as_object().into_iter().flatten().any(|(_, src)| {
+                    !src["secretRef"].is_null() || !src["nodePublishSecretRef"].is_null()
+                }))
+    });
+    let in_containers = containers(spec).any(|c| {
+        c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| !e["valueFrom"][key_ref.as_str()].is_null())
+            || c["envFrom"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| !e[ref_.as_str()].is_null())
+    });
+    let pull = kind == "secret"
+        && spec["imagePullSecrets"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+    in_volumes || in_containers || pull
+}
+
+/// Why a node may not create this mirror pod, as NodeRestriction says: a single owner
+/// reference (a controller one, to its own Node), and no service account, secret, config
+/// map, claim, generic ephemeral volume or resource claim.
+fn mirror_refusal(node: &str, pod: &Value) -> Option<String> {
+    let owners = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if owners.len() > 1 {
+        return Some(format!(
+            "node {node:?} can only create pods with a single owner reference set to itself"
+        ));
+    }
+    if let Some(o) = owners.first() {
+        if o["apiVersion"] != "v1" || o["kind"] != "Node" || o["name"] != node {
+            return Some(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ));
+        }
+        if o["controller"] != true {
+            return Some(format!(
+                "node {node:?} can only create pods with a controller owner reference set to itself"
+            ));
+        }
+        if o["blockOwnerDeletion"] == true {
+            return Some(format!(
+                "node {node:?} must not set blockOwnerDeletion on an owner reference"
+            ));
+        }
+    }
+    let spec = &pod["spec"];
+    if spec["serviceAccountName"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Some(format!(
+            "node {node:?} can not create pods that reference a service account"
+        ));
+    }
+    if references(spec, "secret") {
+        return Some(format!(
+            "node {node:?} can not create pods that reference secrets"
+        ));
+    }
+    if references(spec, "configMap") {
+        return Some(format!(
+            "node {node:?} can not create pods that reference configmaps"
+        ));
+    }
+    for v in spec["volumes"].as_array().into_iter().flatten() {
+        if !v["persistentVolumeClaim"].is_null() {
+            return Some(format!(
+                "node {node:?} can not create pods that reference persistentvolumeclaims"
+            ));
+        }
+        if !v["ephemeral"].is_null() {
+            return Some(format!(
+                "node {node:?} can not create pods that use generic ephemeral volumes"
+            ));
+        }
+    }
+    if spec["resourceClaims"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Some(format!(
+            "node {node:?} can not create pods that reference resourceclaims"
+        ));
+    }
+    None
+}
+
 pub struct NodeRestriction;
 
 impl NodeRestriction {
@@ -78,6 +195,9 @@ impl NodeRestriction {
                     return forbid(format!(
                         "node {node:?} can only create pods with spec.nodeName set to itself"
                     ));
+                }
+                if let Some(why) = mirror_refusal(node, obj) {
+                    return forbid(why);
                 }
                 Ok(())
             }

@@ -31,6 +31,8 @@ where
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Mutex<Vec<Handler<K>>>,
+    /// True once the first list is in the cache.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -50,6 +52,7 @@ where
             store,
             writer: Mutex::new(Some(writer)),
             handlers: Mutex::default(),
+            ready: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -67,9 +70,11 @@ where
         Some((ns, obj))
     }
 
-    /// Wait until the first list has filled the cache.
+    /// Wait until the first list has filled the cache (any number of tasks may wait; kube's
+    /// `Store::wait_until_ready` wakes only one of them).
     pub async fn synced(&self) {
-        let _ = self.store.wait_until_ready().await;
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
     }
 
     /// Call `f` on every change from now on (handlers are added before `run`).
@@ -113,6 +118,7 @@ where
                 Some(Ok(watcher::Event::Init)) => listed.clear(),
                 Some(Ok(watcher::Event::InitApply(o))) => listed.push(o),
                 Some(Ok(watcher::Event::InitDone)) => {
+                    self.ready.send_replace(true);
                     for o in listed.drain(..) {
                         self.notify(&o, Change::Applied);
                     }

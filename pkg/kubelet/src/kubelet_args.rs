@@ -2,7 +2,9 @@
 //! minik's kubelet has: `eviction-hard` (the hard eviction thresholds: when the node is
 //! under memory or disk pressure, and what allocatable holds back), `max-pods`, and where
 //! the kubelet's HTTPS server listens (`port`, 10250 by default, 0 for any free port;
-//! `address`, 0.0.0.0 by default).
+//! `address`, 0.0.0.0 by default), and the static pods' `pod-manifest-path`. Garbage
+//! collection and log rotation settings (`image-gc-high-threshold`, ...) are read by
+//! gc/policy.rs.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,6 +37,8 @@ pub struct Eviction {
     /// Images live on the node filesystem (the data dir), so imagefs signals measure it.
     pub imagefs_available: Option<Threshold>,
     pub imagefs_inodes_free: Option<Threshold>,
+    /// pid.available (none by default, as in kubelet).
+    pub pid_available: Option<Threshold>,
 }
 
 impl Default for Eviction {
@@ -50,6 +54,7 @@ impl Default for Eviction {
             nodefs_inodes_free: None,
             imagefs_available: Some(Threshold::Fraction(0.05)),
             imagefs_inodes_free: None,
+            pid_available: None,
         }
     }
 }
@@ -63,6 +68,11 @@ pub struct KubeletArgs {
     pub port: u16,
     /// The kubelet server's bind address.
     pub address: IpAddr,
+    /// The static pods' manifests directory (`pod-manifest-path`; None: k3s's
+    /// `<data-dir>/agent/pod-manifests`).
+    pub pod_manifest_path: Option<std::path::PathBuf>,
+    /// Image garbage collection and container log rotation.
+    pub gc: crate::gc::policy::Policy,
 }
 
 impl Default for KubeletArgs {
@@ -72,6 +82,8 @@ impl Default for KubeletArgs {
             max_pods: 110,
             port: 10250,
             address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            pod_manifest_path: None,
+            gc: crate::gc::policy::Policy::default(),
         }
     }
 }
@@ -99,6 +111,7 @@ pub fn parse_eviction(value: &str) -> Result<Eviction, String> {
         nodefs_inodes_free: None,
         imagefs_available: None,
         imagefs_inodes_free: None,
+        pid_available: None,
     };
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (signal, amount) = part
@@ -113,6 +126,7 @@ pub fn parse_eviction(value: &str) -> Result<Eviction, String> {
             "nodefs.inodesFree" => &mut e.nodefs_inodes_free,
             "imagefs.available" => &mut e.imagefs_available,
             "imagefs.inodesFree" => &mut e.imagefs_inodes_free,
+            "pid.available" => &mut e.pid_available,
             other => return Err(format!("eviction-hard: unknown signal {other:?}")),
         };
         *slot = Some(t);
@@ -149,14 +163,18 @@ pub fn parse(args: &[String]) -> Result<KubeletArgs, String> {
                     .parse()
                     .map_err(|_| format!("--kubelet-arg address={value:?} is not an IP address"))?
             }
+            "pod-manifest-path" if !value.is_empty() => out.pod_manifest_path = Some(value.into()),
+            key if crate::gc::policy::KEYS.contains(&key) => out.gc.set(key, value)?,
             other => {
                 return Err(format!(
                     "--kubelet-arg {other:?}: minik's kubelet takes eviction-hard, max-pods, \
-                     port and address"
+                     port, address, pod-manifest-path, {}",
+                    crate::gc::policy::KEYS.join(", ")
                 ));
             }
         }
     }
+    out.gc.validate()?;
     Ok(out)
 }
 

@@ -9,7 +9,9 @@
 
 pub mod conditions;
 pub mod embedded;
+pub mod eviction;
 pub mod fake;
+pub mod gc;
 pub mod kubelet_args;
 pub mod labels;
 pub mod local;

@@ -48,6 +48,8 @@ pub struct Workers<R> {
     pub backoff: Mutex<HashMap<(String, String), Timestamp>>,
     /// Pods this node runs: key -> uid (to stop those deleted behind its back).
     pub known: Mutex<HashMap<String, String>>,
+    /// Whether node pressure refuses new pods (the eviction manager's admission).
+    pub admission: crate::eviction::Admission,
 }
 
 fn code(e: &kube::Error) -> Option<u16> {
@@ -75,6 +77,10 @@ impl<R: ContainerRuntime> Workers<R> {
             }
             return Ok(None);
         };
+        // A mirror pod is run from its manifest by the static pods' workers (local/static_pods).
+        if crate::local::static_pods::is_mirror(&pod) {
+            return Ok(None);
+        }
         let node_name = pod
             .spec
             .as_ref()
@@ -125,14 +131,26 @@ impl<R: ContainerRuntime> Workers<R> {
             if terminal {
                 return Ok(None);
             }
+            // Under node pressure a new pod fails instead of starting (kubelet's admission).
+            if let Some(message) = self.admission.check(&pod) {
+                let recorder =
+                    minik_controllers::events::Recorder::new(node.client.clone(), "kubelet");
+                crate::eviction::evict::reject(&node.client, &recorder, &pod, &message).await?;
+                return Ok(None);
+            }
             let ip = pod
                 .status
                 .as_ref()
                 .and_then(|s| s.pod_ip.clone())
                 .or_else(|| (node.ipam)());
             self.runtime.start_pod(&pod, ip).await.map_err(failed)?;
-            // Its status now (containers being created); they start at the next sync.
-            next = Some(Duration::ZERO);
+            next = if self.runtime.images_present(&pod) {
+                self.runtime.sync_pod(&pod).await.map_err(failed)?
+            } else {
+                // Its status now (containers being created, images pulled); they start
+                // at the next sync.
+                Some(Duration::ZERO)
+            };
         } else {
             next = self.runtime.sync_pod(&pod).await.map_err(failed)?;
         }

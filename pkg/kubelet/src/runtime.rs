@@ -120,6 +120,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         async { Ok(None) }
     }
 
+    /// Whether the pod's containers can start without a pull (every image present and no
+    /// pull policy asking for one): then its first sync starts them at once, with no interim
+    /// "ContainerCreating" status written in between.
+    fn images_present(&self, _pod: &Pod) -> bool {
+        false
+    }
+
     /// The pod's containers now; None if the runtime does not know the pod.
     fn pod_state(&self, uid: &str) -> Option<PodState>;
 

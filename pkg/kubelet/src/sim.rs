@@ -168,6 +168,7 @@ pub async fn run(
         pods: pods.store().clone(),
         backoff: Mutex::default(),
         known: Mutex::default(),
+        admission: Default::default(),
     });
     tokio::spawn(pods.clone().run(stop.clone()));
     tokio::spawn(nodes.clone().run(stop.clone()));

@@ -2,16 +2,25 @@
 //! per line, `<RFC3339Nano time> <stdout|stderr> <F|P> <content>\n`. A line longer than
 //! 16 KiB is split into partial (P) entries ended by a full (F) one; output still without a
 //! newline when the stream closes is written as a full entry.
+//!
+//! Log rotation (the kubelet renames a running container's file to `<file>.<timestamp>`)
+//! needs no signal: the shim's `follow_rotation` thread sees the path name another file (or
+//! none) and reopens it, under the lock every entry is written with, so each entry lands
+//! whole in the renamed file or in the new one and none is lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The longest content of one entry; longer lines become partial entries.
 pub(crate) const MAX_LINE: usize = 16 * 1024;
+/// How often the shim looks whether its log file was rotated away.
+const ROTATION_CHECK: Duration = Duration::from_millis(100);
 
 /// Which stream an entry came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +41,7 @@ impl Stream {
 /// A container's log file, shared by its stream readers (each entry is one write).
 #[derive(Debug, Clone)]
 pub(crate) struct LogFile {
+    path: PathBuf,
     file: Arc<Mutex<File>>,
 }
 
@@ -43,8 +53,38 @@ impl LogFile {
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(LogFile {
+            path: path.to_path_buf(),
             file: Arc::new(Mutex::new(file)),
         })
+    }
+
+    /// Reopen the file at its path once it was renamed away (rotated), from a thread that
+    /// looks every `ROTATION_CHECK` for as long as the log is in use.
+    pub(crate) fn follow_rotation(&self) -> io::Result<()> {
+        let file = Arc::downgrade(&self.file);
+        let path = self.path.clone();
+        std::thread::Builder::new()
+            .name("log-rotation".into())
+            .spawn(move || {
+                let mut failed = false;
+                loop {
+                    std::thread::sleep(ROTATION_CHECK);
+                    let Some(file) = file.upgrade() else {
+                        return;
+                    };
+                    match reopen_if_moved(&path, &file) {
+                        Ok(true) => tracing::debug!(path = %path.display(), "log file reopened"),
+                        Ok(false) => {}
+                        // Said once: the directory may be gone with its pod.
+                        Err(e) if !failed => {
+                            failed = true;
+                            tracing::warn!(path = %path.display(), error = %e, "reopening the log file");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+            .map(drop)
     }
 
     fn write_entry(&self, stream: Stream, partial: bool, content: &[u8]) -> io::Result<()> {
@@ -103,6 +143,23 @@ impl LogFile {
     }
 }
 
+/// Open `path` anew when it no longer names the open file (renamed or removed); whether
+/// it did. The lock is held throughout, so no entry is written meanwhile.
+fn reopen_if_moved(path: &Path, file: &Mutex<File>) -> io::Result<bool> {
+    let mut file = file
+        .lock()
+        .map_err(|_| io::Error::other("log file lock poisoned"))?;
+    let open = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(m) if m.dev() == open.dev() && m.ino() == open.ino() => return Ok(false),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    *file = OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(true)
+}
+
 /// One log entry, newline included.
 pub(crate) fn format_entry(
     time: DateTime<Utc>,
@@ -151,6 +208,34 @@ mod tests {
                 (stream, tag, parts.next().unwrap_or("").to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_rotated_file_is_reopened_and_no_entry_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let log = LogFile::open(&path).unwrap();
+        log.copy(Stream::Stdout, &b"one\n"[..]).unwrap();
+        assert!(!reopen_if_moved(&path, &log.file).unwrap());
+        let rotated = dir.path().join("c/0.log.20240102-030405");
+        std::fs::rename(&path, &rotated).unwrap();
+        // Written before the shim noticed: still in the rotated file.
+        log.copy(Stream::Stdout, &b"two\n"[..]).unwrap();
+        log.follow_rotation().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "never reopened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log.copy(Stream::Stdout, &b"three\n"[..]).unwrap();
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(old.contains(" stdout F one\n"), "{old}");
+        assert!(old.contains(" F two\n") && !old.contains("three"), "{old}");
+        assert!(
+            new.contains(" F three\n") && new.lines().count() == 1,
+            "{new}"
+        );
     }
 
     #[test]

@@ -291,7 +291,30 @@ impl EmbeddedRuntime {
             tracing::debug!(container = id, error = %e, "releasing an image lease");
         }
         let _ = std::fs::remove_file(&c.config.log_path);
+        crate::gc::logs::remove_rotated(&c.config.log_path);
         self.index_remove(uid, id);
+        Ok(())
+    }
+
+    /// Remove an exited container (container garbage collection): as `remove_container`,
+    /// and its termination message file. A running container, or one being started, stays.
+    pub(crate) async fn remove_dead(
+        &self,
+        c: &minik_runtime::Container,
+    ) -> Result<(), RuntimeError> {
+        if !matches!(c.state, minik_runtime::ContainerState::Exited { .. }) {
+            return Err(RuntimeError::Failed(format!(
+                "container {} has not exited",
+                c.config.id
+            )));
+        }
+        let uid = &c.config.sandbox_id;
+        self.remove_container(uid, c, Duration::ZERO).await?;
+        let _ = std::fs::remove_file(self.layout.termination_log(
+            uid,
+            &c.config.name,
+            &c.config.id,
+        ));
         Ok(())
     }
 }
@@ -305,6 +328,19 @@ impl ContainerRuntime for EmbeddedRuntime {
         let next = sync::sync(self, pod).await;
         probing::sync(self, pod);
         next
+    }
+
+    fn images_present(&self, pod: &Pod) -> bool {
+        let spec = pod.spec.as_ref();
+        spec.iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .all(|c| {
+                pull::policy(c) != "Always"
+                    && self
+                        .images
+                        .get(c.image.as_deref().unwrap_or_default())
+                        .is_some()
+            })
     }
 
     fn pod_state(&self, uid: &str) -> Option<PodState> {

@@ -1,7 +1,8 @@
 //! The air-gap images: at start, every tarball in `<data-dir>/agent/images/` (OCI layout
 //! or docker-archive, as `docker save` and `ctr export` write them) is imported into the
 //! node's image store, as k3s imports its agent/images directory, so pods can run images
-//! that were never pulled.
+//! that were never pulled. They are pinned, as k3s pins them: image garbage collection
+//! never removes them.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,10 @@ pub fn import_dir(store: &minik_runtime::ImageStore, dir: &Path) -> usize {
             Ok(images) => {
                 for i in &images {
                     tracing::info!(tarball = %tarball.display(), image = ?i.repo_tags, id = i.id, "imported image");
+                    // k3s pins the air-gap images: image garbage collection keeps them.
+                    if let Err(e) = store.pin(&i.id) {
+                        tracing::warn!(image = i.id, error = %e, "pinning an air-gap image");
+                    }
                 }
                 count += images.len();
             }

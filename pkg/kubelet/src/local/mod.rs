@@ -4,7 +4,10 @@
 //! the air-gap images (images.rs), watches only the pods bound to it
 //! (`spec.nodeName=<name>`), runs them with the same pod workers as simulated nodes, finds
 //! containers that changed by relisting the runtime every second (kubelet's PLEG), stops
-//! what the runtime runs for pods the API no longer has, reports usage for the metrics
+//! what the runtime runs for pods the API no longer has, garbage collects dead containers
+//! and unused images and rotates container logs (gc/), evicts pods under node pressure
+//! (eviction/), runs the static pods of its manifests directory with their mirror pods
+//! (static_pods/), reports usage for the metrics
 //! API, and serves the kubelet API (server/) on its port, reported in the Node's
 //! status.daemonEndpoints.
 //!
@@ -12,6 +15,7 @@
 //! address as its IP; other pods get no IP and no network but loopback.
 
 pub mod images;
+pub mod static_pods;
 pub mod status;
 
 use std::collections::{HashMap, HashSet};
@@ -141,10 +145,14 @@ pub async fn run(
             node: name.clone(),
             source,
         })?;
+    // The pressure the eviction manager sees: the node's conditions, and whether new pods
+    // may start.
+    let admission = crate::eviction::Admission::default();
     tokio::spawn(heartbeat(
         client.clone(),
         machine.clone(),
         runtime.clone(),
+        admission.clone(),
         stop.clone(),
     ));
 
@@ -166,7 +174,18 @@ pub async fn run(
         pods: pods.store().clone(),
         backoff: Mutex::default(),
         known: Mutex::default(),
+        admission: admission.clone(),
     });
+    let manifests = (kubelet_args.pod_manifest_path.clone())
+        .unwrap_or_else(|| options.data_dir.join("agent").join("pod-manifests"));
+    let statics = static_pods::spawn(
+        manifests,
+        runtime.clone(),
+        workers.0.nodes[&name].clone(),
+        &pods,
+        &metrics,
+        &stop,
+    );
     tokio::spawn(pods.clone().run(stop.clone()));
     if let (Some(listener), Some(cas)) = (listener, &options.server) {
         let tls =
@@ -206,9 +225,32 @@ pub async fn run(
         usage,
         stop.clone(),
     ));
+    let gc = Arc::new(crate::gc::Gc::new(
+        runtime.clone(),
+        pods.store().clone(),
+        kubelet_args.gc,
+        options.log_dir.clone(),
+        client.clone(),
+        &name,
+    ));
+    tokio::spawn(gc.clone().run(stop.clone()));
+    let evictions = crate::eviction::Manager {
+        runtime: runtime.clone(),
+        pods: pods.store().clone(),
+        thresholds: kubelet_args.eviction.clone(),
+        data_dir: options.data_dir.clone(),
+        log_dir: options.log_dir.clone(),
+        image_dir: runtime.images().root().to_path_buf(),
+        client: client.clone(),
+        recorder: minik_controllers::events::Recorder::new(client.clone(), "kubelet"),
+        admission,
+        gc: Some(gc.clone()),
+    };
+    tokio::spawn(evictions.run(stop.clone()));
     tokio::spawn(relist(
         runtime.clone(),
         pods.store().clone(),
+        statics,
         queue.clone(),
         stop.clone(),
     ));
@@ -225,11 +267,12 @@ async fn heartbeat(
     client: kube::Client,
     machine: Machine,
     runtime: Arc<EmbeddedRuntime>,
+    pressure: crate::eviction::Admission,
     stop: CancellationToken,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client);
-    let mut reporter = status::Reporter::new();
+    let mut reporter = status::Reporter::with_pressure(pressure.clone());
     loop {
         if let Err(e) = crate::node::renew(&leases, &machine.name).await {
             tracing::warn!(node = machine.name, error = %e, "renewing the node lease");
@@ -240,7 +283,7 @@ async fn heartbeat(
                 if let Err(e) = status::register(&nodes, &machine).await {
                     tracing::warn!(node = machine.name, error = %e, "registering the node");
                 }
-                reporter = status::Reporter::new();
+                reporter = status::Reporter::with_pressure(pressure.clone());
                 None
             }
             Ok(node) => node,
@@ -262,10 +305,11 @@ async fn heartbeat(
 
 /// Every `RELIST`: queue the pods whose containers changed in the runtime since the last
 /// look (a container exited, say), and stop what the runtime runs for pods the API no
-/// longer has (deleted while minik was down).
+/// longer has (deleted while minik was down) and that are not static pods (`statics`).
 async fn relist<R: ContainerRuntime>(
     runtime: Arc<R>,
     pods: Store<Pod>,
+    statics: Store<Pod>,
     queue: Queue,
     stop: CancellationToken,
 ) {
@@ -287,6 +331,7 @@ async fn relist<R: ContainerRuntime>(
             next.insert(uid, state);
         }
         seen = next;
+        uids.extend(statics.state().iter().filter_map(|p| p.uid()));
         for uid in runtime.pods() {
             if !uids.contains(&uid) {
                 tracing::info!(uid, "stopping an orphaned pod");

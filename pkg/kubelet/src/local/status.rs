@@ -1,7 +1,7 @@
 //! The real node's Node object: registration (create, or on a later start refresh the
 //! labels kubelet owns), and the status kubelet computes every 10 s — pressure conditions
-//! from the default hard eviction thresholds, Ready, capacity, addresses, node info and the
-//! images the store holds — posted when it changed or every 5 min (kubelet's
+//! as the eviction manager sees them (eviction/), Ready, capacity, addresses, node info and
+//! the images the store holds — posted when it changed or every 5 min (kubelet's
 //! nodeStatusUpdateFrequency and nodeStatusReportFrequency), and at once when the node
 //! lifecycle controller marked it not Ready.
 
@@ -18,7 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::kubelet_args::{Eviction, Threshold};
+use crate::kubelet_args::Eviction;
 use crate::machine::{self, Machine};
 
 /// How often the status is computed, and how often it is posted unchanged.
@@ -33,35 +33,25 @@ const MAX_NAMES: usize = 5;
 pub struct Pressure {
     /// memory.available.
     pub memory: bool,
-    /// nodefs or imagefs available space or free inodes (images share the node
-    /// filesystem).
+    /// nodefs or imagefs available space or free inodes.
     pub disk: bool,
+    /// pid.available.
+    pub pid: bool,
 }
 
-/// Whether `free` of `total` is under threshold `t`.
-fn under(t: Option<Threshold>, free: u64, total: u64) -> bool {
-    t.is_some_and(|t| total > 0 && free < t.of(total))
-}
-
-/// The pressure on the machine now (memory from /proc/meminfo, disk of `data_dir`).
+/// The pressure on the machine now: the hard thresholds the eviction manager's signals
+/// meet (eviction/signals.rs: the data dir is the node filesystem, the image store the
+/// image filesystem).
 pub fn pressure(eviction: &Eviction, data_dir: &Path) -> Pressure {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory = match (
-        machine::meminfo(&meminfo, "MemAvailable"),
-        machine::meminfo(&meminfo, "MemTotal"),
-    ) {
-        (Some(available), Some(total)) => under(eviction.memory_available, available, total),
-        _ => false,
-    };
-    let disk = machine::fs_stats(data_dir).is_ok_and(|fs| {
-        let space = |t| under(t, fs.available, fs.capacity);
-        let inodes = |t| under(t, fs.inodes_free, fs.inodes);
-        space(eviction.nodefs_available)
-            || space(eviction.imagefs_available)
-            || inodes(eviction.nodefs_inodes_free)
-            || inodes(eviction.imagefs_inodes_free)
-    });
-    Pressure { memory, disk }
+    use crate::eviction::signals;
+    let images = minik_runtime::images::store_root(data_dir);
+    let met = signals::met(eviction, &signals::observe(data_dir, &images));
+    let on = signals::conditions(&met);
+    Pressure {
+        memory: on.contains(&"MemoryPressure"),
+        disk: on.contains(&"DiskPressure"),
+        pid: on.contains(&"PIDPressure"),
+    }
 }
 
 /// The node's conditions; a condition whose status is as `previous` had it keeps its
@@ -106,7 +96,7 @@ pub fn conditions(p: Pressure, previous: &[NodeCondition]) -> Vec<NodeCondition>
         ),
         make(
             "PIDPressure",
-            false,
+            p.pid,
             (
                 "KubeletHasInsufficientPID",
                 "kubelet has insufficient PID available",
@@ -243,11 +233,25 @@ fn essence(s: &NodeStatus) -> serde_json::Value {
 /// Computes the status and decides when to post it.
 pub struct Reporter {
     last: Option<(NodeStatus, Instant)>,
+    /// The eviction manager's view of the pressure (None: measured at each tick).
+    pressure: Option<crate::eviction::Admission>,
 }
 
 impl Reporter {
     pub fn new() -> Reporter {
-        Reporter { last: None }
+        Reporter {
+            last: None,
+            pressure: None,
+        }
+    }
+
+    /// A reporter whose pressure conditions are the eviction manager's (which keeps a
+    /// condition for kubelet's pressure transition period after the pressure ends).
+    pub fn with_pressure(pressure: crate::eviction::Admission) -> Reporter {
+        Reporter {
+            last: None,
+            pressure: Some(pressure),
+        }
     }
 
     /// Compute the status and post it when it changed, when `REPORT` passed since the
@@ -265,7 +269,17 @@ impl Reporter {
                 .and_then(|n| n.status.as_ref()?.conditions.clone())
                 .unwrap_or_default(),
         };
-        let pressure = pressure(&machine.eviction, &machine.data_dir);
+        let pressure = match &self.pressure {
+            Some(admission) => {
+                let on = admission.conditions();
+                Pressure {
+                    memory: on.contains(&"MemoryPressure"),
+                    disk: on.contains(&"DiskPressure"),
+                    pid: on.contains(&"PIDPressure"),
+                }
+            }
+            None => pressure(&machine.eviction, &machine.data_dir),
+        };
         let status = node_status(machine, conditions(pressure, &previous), images_now);
         let not_ready = current.is_some_and(|n| {
             !n.status
@@ -349,6 +363,7 @@ mod tests {
             Pressure {
                 memory: true,
                 disk: false,
+                pid: false,
             },
             &old,
         );

@@ -1,6 +1,6 @@
 //! What a probe or a lifecycle hook does (exec, httpGet, tcpSocket, grpc, sleep) and
 //! running it against one container: exec through the runtime (exit 0 passes), httpGet and
-//! tcpSocket to the pod's ports (see net.rs, http.rs).
+//! tcpSocket and grpc to the pod's ports (see net.rs, http.rs, grpc.rs).
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::grpc;
 use super::http::{self, Get, HttpResult};
 use super::net::Endpoint;
 
@@ -93,7 +94,7 @@ pub fn port(spec: &Container, port: &IntOrString) -> Result<u16, String> {
 }
 
 impl Target<'_> {
-    /// Run `action`, giving up after `timeout` (exec, httpGet, tcpSocket).
+    /// Run `action`, giving up after `timeout` (exec, httpGet, tcpSocket, grpc).
     pub async fn run(&self, action: &Action, timeout: Duration) -> Ran {
         match action {
             Action::Exec(argv) => self.exec(argv, timeout).await,
@@ -113,10 +114,7 @@ impl Target<'_> {
                     Err(e) => Ran::Failure(e),
                 }
             }
-            Action::Grpc { port, service } => Ran::Failure(format!(
-                "grpc probes are not supported by this kubelet (port {port}, service {:?})",
-                service.as_deref().unwrap_or_default()
-            )),
+            Action::Grpc { port, service } => self.grpc(*port, service.as_deref(), timeout).await,
             Action::Sleep(d) => {
                 tokio::time::sleep(*d).await;
                 Ran::Success
@@ -136,6 +134,19 @@ impl Target<'_> {
                 Ran::Failure(format!("command {argv:?} timed out"))
             }
             Err(e) => Ran::Failure(e.to_string()),
+        }
+    }
+
+    /// A grpc probe: kubelet dials the pod's address (grpc has no host field).
+    async fn grpc(&self, port: i32, service: Option<&str>, timeout: Duration) -> Ran {
+        let Some(port) = u16::try_from(port).ok().filter(|p| *p > 0) else {
+            return Ran::Failure(format!("invalid port number: {port}"));
+        };
+        let host = self.endpoint.default_host();
+        let service = service.unwrap_or_default();
+        match grpc::check(self.endpoint, &host, port, service, timeout).await {
+            Ok(()) => Ran::Success,
+            Err(e) => Ran::Failure(e),
         }
     }
 

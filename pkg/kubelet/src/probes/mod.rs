@@ -8,9 +8,10 @@
 //!
 //! - spec.rs: timing and the threshold state machine; action.rs: the handlers;
 //!   net.rs: reaching the pod's ports from its network namespace; http.rs: httpGet;
-//!   worker.rs: one probe of one container.
+//!   grpc.rs: grpc (grpc.health.v1); worker.rs: one probe of one container.
 
 pub mod action;
+pub mod grpc;
 pub mod http;
 pub mod net;
 pub mod spec;

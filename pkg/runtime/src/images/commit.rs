@@ -33,6 +33,7 @@ impl NewImage {
             layers: self.layers.clone(),
             repo_tags: self.repo_tags.clone(),
             repo_digests: self.repo_digests.clone(),
+            pinned: false,
         }
     }
 }

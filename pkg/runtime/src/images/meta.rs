@@ -43,6 +43,10 @@ pub struct ImageRecord {
     pub repo_tags: Vec<String>,
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// Never removed by the kubelet's image garbage collection (containerd's
+    /// io.cri-containerd.pinned label; k3s pins the air-gap images it imports).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 impl ImageRecord {
@@ -188,6 +192,18 @@ impl MetaStore {
         };
         fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
         Ok(lease)
+    }
+
+    /// The images leases were taken on (no lock: a lease file is written whole).
+    pub fn leased_images(&self) -> Result<BTreeSet<String>> {
+        let rd = fs::read_dir(&self.leases).map_err(Error::io("listing leases"))?;
+        Ok(rd
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Lease>(&b).ok())
+            .map(|l| l.image)
+            .collect())
     }
 
     /// Blobs and unpacked layers that images or leases still use (the lock held).

@@ -201,6 +201,37 @@ impl ImageStore {
         self.collect(&locked, blobs, snaps)
     }
 
+    /// Pin an image (by reference or id): the kubelet's image garbage collection never
+    /// removes it (`remove` still does), as containerd's io.cri-containerd.pinned label.
+    pub fn pin(&self, reference_or_id: &str) -> Result<()> {
+        let mut locked = self.meta.lock()?;
+        let id = resolve(&locked.meta, reference_or_id)
+            .map(|r| r.id.clone())
+            .ok_or_else(|| Error::ImageNotFound(reference_or_id.into()))?;
+        match locked.meta.images.get_mut(&id) {
+            Some(r) if !r.pinned => r.pinned = true,
+            _ => return Ok(()),
+        }
+        self.meta.save(&locked)
+    }
+
+    /// The ids of the pinned images.
+    pub fn pinned(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .meta
+            .load()?
+            .images
+            .values()
+            .filter(|r| r.pinned)
+            .map(|r| r.id.clone())
+            .collect())
+    }
+
+    /// The ids of the images whose content a lease (a container) holds.
+    pub fn leased(&self) -> Result<BTreeSet<String>> {
+        self.meta.leased_images()
+    }
+
     /// Keep an image's content (blobs and unpacked layers) for `holder` (e.g. a container
     /// id) even if the image is removed, until `release(holder)`.
     pub fn lease(&self, holder: &str, reference_or_id: &str) -> Result<()> {

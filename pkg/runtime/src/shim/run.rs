@@ -136,12 +136,18 @@ fn start(options: &Options, dir: &ContainerDir, record: &Record) -> Result<Start
         ));
     };
     match outputs.copy_to(&log) {
-        Ok(copiers) => Ok(Started {
-            container,
-            init,
-            started,
-            copiers,
-        }),
+        Ok(copiers) => {
+            // The kubelet rotates the log of a running container by renaming it.
+            if let Err(e) = log.follow_rotation() {
+                tracing::warn!(error = %e, "watching the log file for rotation");
+            }
+            Ok(Started {
+                container,
+                init,
+                started,
+                copiers,
+            })
+        }
         Err(message) => Err(abandon(&mut container, message)),
     }
 }

@@ -1,5 +1,6 @@
 //! Tests of the image store: hand-made layer tars and image tarballs.
 
+mod pin;
 mod store;
 mod unpack;
 
