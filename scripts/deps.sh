@@ -19,6 +19,8 @@ PACKAGES=(
   libseccomp-dev    # libcontainer's seccomp (the embedded runtime's RuntimeDefault profile)
   containerd        # containerd 1.6: the external CRI runtime of the CRI client tests
   runc              # containerd's OCI runtime (runc 1.1 works on this machine's cgroups)
+  containernetworking-plugins # bridge/host-local/loopback CNI plugins: containerd's pod network in tests
+  iproute2          # ip: the CRI tests delete their CNI bridge
 )
 
 missing=()

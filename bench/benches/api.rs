@@ -7,9 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{AsyncBufReadExt, StreamExt};
 use hdrhistogram::Histogram;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
+use minik_bench::cluster::create_namespace;
 use minik_bench::report::{Table, ms, p50_p99_ms, rate};
 use minik_tests::server::Server;
 
@@ -139,15 +140,8 @@ async fn main() {
     let p = plan();
     let server = Server::start();
     let client = client(&server).await;
-    let nss: Api<Namespace> = Api::all(client.clone());
     for ns in ["bench", "list", "watch"] {
-        let obj: Namespace = serde_json::from_value(
-            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        )
-        .expect("ns");
-        nss.create(&PostParams::default(), &obj)
-            .await
-            .expect("namespace");
+        create_namespace(&client, ns).await;
     }
     let mut t = Table::new(
         "minik API server (release build, HTTPS on 127.0.0.1, SQLite with fsync) driven by kube-rs; 1 KiB configmaps",

@@ -7,29 +7,20 @@
 //! The pods are then deleted and every shim waited for before the server stops.
 //! BENCH_QUICK=1: 10 pods (to check the harness, not for figures).
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use hdrhistogram::Histogram;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use minik_bench::cluster::{
+    Timings, create_namespace, latencies, node_ready, rss_mib, wait_for, watch_pods,
+};
 use minik_bench::report::{Table, p50_p99_ms};
 use minik_tests::server::Server;
 
 const CLIENTS: usize = 10;
 const NAMESPACE: &str = "bench";
-
-/// Per pod: when its create was sent, when it was seen Running with its container started.
-#[derive(Default, Clone, Copy)]
-struct Times {
-    created: Option<Instant>,
-    running: Option<Instant>,
-}
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -53,16 +44,6 @@ fn running(p: &Pod) -> bool {
                         && c.state.as_ref().and_then(|s| s.running.as_ref()).is_some()
                 })
         })
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
 }
 
 /// The shims of the server whose data lives under `dir`: processes whose command line is
@@ -90,38 +71,6 @@ fn shims(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    secs: u64,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn node_ready(client: &kube::Client) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    wait_for("the node to be Ready", 120, || async {
-        let list = nodes.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .then_some(())
-    })
-    .await;
-}
-
 #[tokio::main]
 async fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
@@ -134,14 +83,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rss = rss_mib(server.pid());
 
-    let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-    )
-    .expect("ns");
-    nss.create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
+    create_namespace(&client, NAMESPACE).await;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
     wait_for("the default service account", 60, || async {
         sas.get_opt("default").await.ok().flatten().map(|_| ())
@@ -149,30 +91,9 @@ async fn main() {
     .await;
 
     let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let times: Arc<Mutex<HashMap<String, Times>>> = Arc::default();
+    let times = Timings::default();
     // Watch before creating, to see every pod start as it happens.
-    let seen = times.clone();
-    let watch = tokio::spawn({
-        let api = api.clone();
-        async move {
-            let stream = watcher(api, watcher::Config::default()).applied_objects();
-            let mut stream = std::pin::pin!(stream);
-            let mut started = 0;
-            while let Some(Ok(p)) = stream.next().await {
-                let now = Instant::now();
-                let name = p.metadata.name.clone().unwrap_or_default();
-                let mut t = seen.lock().unwrap();
-                let e = t.entry(name).or_default();
-                if e.running.is_none() && running(&p) {
-                    e.running = Some(now);
-                    started += 1;
-                    if started == total {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    let watch = watch_pods(api.clone(), times.clone(), total, running);
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(server.kube_client().await);
@@ -209,14 +130,7 @@ async fn main() {
         .expect("every pod Running within 10 minutes")
         .expect("watcher");
     let all_running = start.elapsed();
-    let t = times.lock().unwrap().clone();
-    let mut h = Histogram::<u64>::new(3).expect("histogram");
-    for x in t.values() {
-        if let (Some(c), Some(r)) = (x.created, x.running) {
-            h.record(r.saturating_duration_since(c).as_micros() as u64)
-                .expect("record");
-        }
-    }
+    let h = latencies(&times.lock().unwrap());
     // Let the node's status and stats catch up before measuring memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = rss_mib(server.pid());

@@ -4,26 +4,16 @@
 //! create-to-Running latency p50/p99, and the server's RSS at that scale.
 //! BENCH_QUICK=1: 100 nodes and 1,000 pods (to check the harness, not for figures).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use hdrhistogram::Histogram;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::PostParams;
+use minik_bench::cluster::{
+    Timings, create_namespace, latencies, nodes_registered, rss_mib, watch_pods,
+};
 use minik_bench::report::{Table, p50_p99_ms, rate};
 use minik_tests::server::Server;
-
-/// Per pod: when its create was sent, when it was seen bound, when seen Running.
-#[derive(Default, Clone, Copy)]
-struct Times {
-    created: Option<Instant>,
-    bound: Option<Instant>,
-    running: Option<Instant>,
-}
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -34,14 +24,9 @@ fn pod(name: &str) -> Pod {
     .expect("pod")
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+/// Phase Running.
+fn running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
 #[tokio::main]
@@ -52,63 +37,13 @@ async fn main() {
     let pods = wanted / 16 * 16;
     let server = Server::start_with(&["--simulated-nodes", &nodes.to_string()]);
     let client = server.kube_client().await;
-    let node_api: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = node_api
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items.len())
-            .unwrap_or(0);
-        if n >= nodes {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {n} of {nodes} nodes registered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    nodes_registered(&client, nodes).await;
     let idle_rss = rss_mib(server.pid());
-    let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
-    )
-    .expect("ns");
-    nss.create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
+    create_namespace(&client, "bench").await;
     let api: Api<Pod> = Api::namespaced(client.clone(), "bench");
-    let times: Arc<Mutex<HashMap<String, Times>>> = Arc::default();
+    let times = Timings::default();
     // Watch before creating, to see every bind and Running as it happens.
-    let seen = times.clone();
-    let watch = tokio::spawn({
-        let api = api.clone();
-        async move {
-            let stream = watcher(api, watcher::Config::default()).applied_objects();
-            let mut stream = std::pin::pin!(stream);
-            let mut running = 0;
-            while let Some(Ok(p)) = stream.next().await {
-                let now = Instant::now();
-                let name = p.metadata.name.clone().unwrap_or_default();
-                let mut t = seen.lock().unwrap();
-                let e = t.entry(name).or_default();
-                if e.bound.is_none() && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
-                {
-                    e.bound = Some(now);
-                }
-                if e.running.is_none()
-                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                {
-                    e.running = Some(now);
-                    running += 1;
-                    if running == pods {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    let watch = watch_pods(api.clone(), times.clone(), pods, running);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     let per_client = pods / 16;
@@ -139,13 +74,7 @@ async fn main() {
     let t = times.lock().unwrap().clone();
     let last_bound = t.values().filter_map(|x| x.bound).max().expect("binds");
     let bound_rate = total as f64 / last_bound.duration_since(start).as_secs_f64();
-    let mut h = Histogram::<u64>::new(3).expect("histogram");
-    for x in t.values() {
-        if let (Some(c), Some(r)) = (x.created, x.running) {
-            h.record(r.saturating_duration_since(c).as_micros() as u64)
-                .expect("record");
-        }
-    }
+    let h = latencies(&t);
     let rss = rss_mib(server.pid());
     let mut table = Table::new(
         format!(

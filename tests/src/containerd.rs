@@ -15,6 +15,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::host::{cgroup_dirs, kill, pids_with_cmdline, remove_cgroup, stop, unmount_under};
+use crate::node::{build_named_images, image_tarball};
+
 /// The sandbox image scripts/images.sh builds (`scripts/images.sh DIR pause`).
 pub const PAUSE_IMAGE: &str = "docker.io/minik/pause:latest";
 /// The busybox image scripts/images.sh builds.
@@ -32,6 +35,8 @@ pub struct Containerd {
     /// The OCI tarballs of the busybox and pause images (scripts/images.sh).
     pub images: Vec<PathBuf>,
     cgroup_parent: String,
+    /// The pod network, when `with_network` set one up.
+    pub network: Option<crate::cni::Network>,
 }
 
 impl Containerd {
@@ -77,12 +82,19 @@ impl Containerd {
             socket,
             images: Vec::new(),
             cgroup_parent,
+            network: None,
         };
         c.wait_socket();
-        c.images = build_images(&c.dir.path().join("images"), &["busybox", "pause"]);
+        c.images = build_named_images(&c.dir.path().join("images"), &["busybox", "pause"]);
         let pause = c.image("pause.oci.tar");
         c.import(&pause);
         c
+    }
+
+    /// Give pods a network (tests/src/cni.rs), so pod-network sandboxes work.
+    pub fn with_network(mut self) -> Containerd {
+        self.network = Some(crate::cni::configure(self.dir.path()));
+        self
     }
 
     /// The CRI endpoint: `unix://<socket>`.
@@ -103,11 +115,7 @@ impl Containerd {
 
     /// The tarball of scripts/images.sh named `name` (`busybox.oci.tar`).
     pub fn image(&self, name: &str) -> PathBuf {
-        self.images
-            .iter()
-            .find(|p| p.file_name().is_some_and(|n| n == name))
-            .cloned()
-            .unwrap_or_else(|| panic!("scripts/images.sh made no {name}: {:?}", self.images))
+        image_tarball(&self.images, name)
     }
 
     /// Import an image tarball into the CRI plugin's namespace.
@@ -159,21 +167,6 @@ impl Containerd {
         }
     }
 
-    /// Stop containerd: SIGTERM, then SIGKILL after 10 s.
-    fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
     /// Kill what is left: runc containers in the private runc root, shims serving this
     /// containerd; unmount what is mounted under the temp dir; remove the cgroup parent.
     fn reap(&self) {
@@ -193,21 +186,9 @@ impl Containerd {
             }
         }
         for pid in shim_pids(&self.socket) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+            kill(pid);
         }
-        let prefix = self.dir.path().to_string_lossy().into_owned();
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(prefix.as_str()))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
+        unmount_under(&[self.dir.path().to_string_lossy().into_owned()]);
         for cg in cgroup_dirs(&self.cgroup_parent) {
             remove_cgroup(&cg);
         }
@@ -217,8 +198,12 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         self.delete_tasks();
-        self.stop();
+        // Stop containerd: SIGTERM, then SIGKILL after 10 s.
+        stop(&mut self.child);
         self.reap();
+        if let Some(n) = &self.network {
+            crate::cni::remove(n);
+        }
     }
 }
 
@@ -275,62 +260,14 @@ disabled_plugins = [
     )
 }
 
-/// Build scripts/images.sh's images `names` into `dir`; the tarballs' paths.
-fn build_images(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/images.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(dir)
-        .args(names)
-        .output()
-        .expect("run scripts/images.sh");
-    assert!(
-        out.status.success(),
-        "scripts/images.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .collect()
-}
-
 /// The containerd shims serving the containerd at `socket` (their `-address` argument).
 pub fn shim_pids(socket: &Path) -> Vec<u32> {
     let sock = socket.to_string_lossy();
-    crate::node::pids_with_cmdline("containerd-shim")
+    pids_with_cmdline("containerd-shim")
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|raw| raw.split(|b| *b == 0).any(|a| a == sock.as_bytes()))
         })
         .collect()
-}
-
-/// The directories of cgroup `path` in every mounted hierarchy.
-fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    let rel = path.trim_start_matches('/');
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
-    };
-    let mut roots: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    roots.push("/sys/fs/cgroup".into());
-    roots
-        .into_iter()
-        .map(|r| r.join(rel))
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
-/// Remove a cgroup directory and its children, deepest first.
-fn remove_cgroup(dir: &Path) {
-    if let Ok(children) = std::fs::read_dir(dir) {
-        for c in children.filter_map(Result::ok) {
-            if c.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&c.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }

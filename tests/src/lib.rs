@@ -1,8 +1,10 @@
 //! Shared helpers of minik's integration and end-to-end tests.
 
 pub mod api;
+pub mod cni;
 pub mod containerd;
 pub mod grpc_health;
+pub mod host;
 pub mod node;
 pub mod registry;
 pub mod server;
@@ -10,6 +12,7 @@ pub mod store_contract;
 pub mod tls_server;
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// The `minik` binary built with these tests (`target/<profile>/minik`), or `$MINIK_BIN`.
 pub fn minik_bin() -> PathBuf {
@@ -29,4 +32,14 @@ pub fn minik_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Run `minik ARGS` (without RUST_LOG, so that its output is only what it prints) to its
+/// end; its output.
+pub fn minik(args: &[&str]) -> Output {
+    Command::new(minik_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run minik")
 }

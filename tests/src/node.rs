@@ -1,23 +1,36 @@
-//! Helpers for tests of the real node: the test images (scripts/images.sh), processes and
-//! CRI log files as the machine shows them, and cleaning up after a server that ran
+//! Helpers for tests of the real node: the test images (scripts/images.sh), processes (see
+//! host.rs) and CRI log files as the machine shows them, and cleaning up after a server that ran
 //! containers (its pods deleted and their containers stopped through the API; whatever is
-//! left — processes in the pods' cgroups, shims, mounts — killed and unmounted).
+//! left — processes in the pods' cgroups, shims, mounts — killed and unmounted); and the
+//! pod helpers the node tests share: waiting for the node to be Ready, making, creating and
+//! reading pods, their conditions and events.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
+pub use crate::host::pids_with_cmdline;
+use crate::host::{cgroup_dirs, kill, remove_cgroup, unmount_under};
 use crate::server::Server;
 
 /// Build the test images with scripts/images.sh into `dir`: docker.io/library/busybox:latest
 /// and docker.io/minik/httpd:latest, each as an OCI-layout and a docker-archive tarball;
 /// their paths.
 pub fn build_images(dir: &Path) -> Vec<PathBuf> {
+    build_named_images(dir, &[])
+}
+
+/// Build scripts/images.sh's images `names` (busybox, httpd, pause; its default set when
+/// empty) into `dir`; the tarballs' paths.
+pub fn build_named_images(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("images dir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/images.sh");
     let out = Command::new("bash")
         .arg(&script)
         .arg(dir)
+        .args(names)
         .output()
         .expect("run scripts/images.sh");
     assert!(
@@ -32,35 +45,13 @@ pub fn build_images(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The command line of process `pid`, arguments joined by spaces.
-fn cmdline(pid: u32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = raw
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    Some(args.join(" "))
-}
-
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The processes whose command line contains `needle`.
-pub fn pids_with_cmdline(needle: &str) -> Vec<u32> {
-    let me = std::process::id();
-    all_pids()
-        .into_iter()
-        .filter(|p| *p != me)
-        .filter(|p| cmdline(*p).is_some_and(|c| c.contains(needle)))
-        .collect()
+/// The tarball named `name` (`busybox.oci.tar`) among `images`, as `build_images` lists them.
+pub fn image_tarball(images: &[PathBuf], name: &str) -> PathBuf {
+    images
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("scripts/images.sh made no {name}: {images:?}"))
 }
 
 /// The lines a container wrote, from its CRI-format log file
@@ -77,7 +68,7 @@ pub fn cri_log_lines(text: &str) -> Vec<String> {
 
 /// The log file kubelet keeps for a container's first run:
 /// /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log.
-pub fn log_path(pod: &serde_json::Value, container: &str) -> PathBuf {
+pub fn log_path(pod: &Value, container: &str) -> PathBuf {
     let m = &pod["metadata"];
     let dir = format!(
         "{}_{}_{}",
@@ -89,6 +80,18 @@ pub fn log_path(pod: &serde_json::Value, container: &str) -> PathBuf {
         .join(dir)
         .join(container)
         .join("0.log")
+}
+
+/// The names of the files in `dir`, sorted (none when it cannot be read).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The ids of the sandboxes the runtime under `data` records (`.../sandboxes/<id>.json`).
@@ -148,22 +151,7 @@ pub fn drain(s: &mut Server) -> Vec<String> {
 
 /// The cgroup directories of pod sandbox `id` in every mounted hierarchy.
 fn pod_cgroups(id: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
-    };
-    let mut roots: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    roots.push("/sys/fs/cgroup".into());
-    roots
-        .into_iter()
-        .map(|r| r.join("kubepods").join(format!("pod{id}")))
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
-fn kill(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
+    cgroup_dirs(&format!("kubepods/pod{id}"))
 }
 
 /// After the server stopped: kill what is left of the containers the runtime under `dir`
@@ -198,17 +186,7 @@ pub fn reap(dir: &Path, pods: &[String]) {
     std::thread::sleep(Duration::from_millis(200));
     let mut prefixes = vec![needle];
     prefixes.extend(ids.iter().map(|id| format!("/run/minik/sandboxes/{id}")));
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mounts: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| prefixes.iter().any(|p| m.starts_with(p.as_str())))
-        .map(str::to_string)
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let _ = Command::new("umount").args(["-l", &m]).status();
-    }
+    unmount_under(&prefixes);
     for id in &ids {
         let _ = std::fs::remove_dir_all(format!("/run/minik/sandboxes/{id}"));
         for cg in pod_cgroups(id) {
@@ -233,22 +211,9 @@ pub fn reap(dir: &Path, pods: &[String]) {
     }
 }
 
-/// Remove a cgroup directory and its children, deepest first (cgroups are removed with
-/// rmdir, their files being virtual).
-fn remove_cgroup(dir: &Path) {
-    if let Ok(children) = std::fs::read_dir(dir) {
-        for c in children.filter_map(Result::ok) {
-            if c.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&c.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
 /// Create `obj` with `kubectl apply` (retrying while the namespace's default service account
 /// is not there yet).
-pub fn create(s: &Server, obj: &serde_json::Value) {
+pub fn create(s: &Server, obj: &Value) {
     s.eventually("creating an object", || {
         let out = s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string());
         out.status.success().then_some(())
@@ -256,13 +221,86 @@ pub fn create(s: &Server, obj: &serde_json::Value) {
 }
 
 /// The pod `name` as JSON, if it exists.
-pub fn pod(s: &Server, name: &str) -> Option<serde_json::Value> {
+pub fn pod(s: &Server, name: &str) -> Option<Value> {
     s.json_opt(&["get", "pod", name])
 }
 
 /// The status of a pod's first container.
-pub fn container(pod: &serde_json::Value) -> &serde_json::Value {
+pub fn container(pod: &Value) -> &Value {
     &pod["status"]["containerStatuses"][0]
+}
+
+/// A pod of one container "main" of `image` (imagePullPolicy IfNotPresent), with the fields
+/// of `container` merged into the container and those of `spec` into the pod's spec.
+pub fn pod_of(name: &str, image: &str, container: Value, spec: Value) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": image,
+            "imagePullPolicy": "IfNotPresent"}]}});
+    if let (Some(c), Some(extra)) = (
+        pod["spec"]["containers"][0].as_object_mut(),
+        container.as_object(),
+    ) {
+        for (k, v) in extra {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    if let (Some(p), Some(extra)) = (pod["spec"].as_object_mut(), spec.as_object()) {
+        for (k, v) in extra {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    pod
+}
+
+/// The server's only node, once it is Ready.
+pub fn ready_node(s: &Server) -> Value {
+    let list = s.until(&["get", "nodes"], "the node to be Ready", |l| {
+        l.as_ref()
+            .and_then(|l| l["items"].as_array())
+            .is_some_and(|items| items.len() == 1 && condition(&items[0], "Ready") == "True")
+    });
+    list.expect("nodes")["items"][0].clone()
+}
+
+/// The status of the object's condition `type_` ("True", "False"), "" without it.
+pub fn condition(obj: &Value, type_: &str) -> String {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The (reason, message) of the events about pod `name`.
+pub fn events(s: &Server, name: &str) -> Vec<(String, String)> {
+    s.json_opt(&["get", "events"])
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == name && e["involvedObject"]["kind"] == "Pod")
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Wait for an event about pod `name` of `reason` whose message has `part`; its message.
+pub fn event_with(s: &Server, name: &str, reason: &str, part: &str) -> String {
+    s.eventually(
+        &format!("a {reason} event with {part:?} about {name}"),
+        || {
+            events(s, name)
+                .into_iter()
+                .find(|(r, m)| r == reason && m.contains(part))
+                .map(|(_, m)| m)
+        },
+    )
 }
 
 #[cfg(test)]

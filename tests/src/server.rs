@@ -150,14 +150,7 @@ impl Server {
         } else {
             self.stop();
         }
-        self.child = spawn(
-            &self.dir,
-            self.port,
-            &self.kubeconfig,
-            &self.extra,
-            self.node,
-        );
-        self.wait_ready();
+        self.resume();
     }
 
     /// Start the stopped server again (after `stop`).
@@ -174,17 +167,7 @@ impl Server {
 
     /// Stop the server: SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::host::stop(&mut self.child);
     }
 
     /// Poll `f` every 200 ms until it gives a value, for at most 90 s; the test fails
@@ -397,6 +380,18 @@ impl<'a> Kubectl<'a> {
 /// Run `minik server` with `extra` flags in a fresh directory holding `files`, expecting it
 /// to refuse to start; its output.
 pub fn start_fails(extra: &[&str], files: &[(&str, &str)]) -> String {
+    let mut args = vec!["--disable-agent"];
+    args.extend_from_slice(extra);
+    fails(&args, files)
+}
+
+/// Run `minik server` with its node (as root) and `extra` flags, expecting it to stop with
+/// an error; its output.
+pub fn node_start_fails(extra: &[&str]) -> String {
+    fails(extra, &[])
+}
+
+fn fails(extra: &[&str], files: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     for (name, body) in files {
         std::fs::write(dir.path().join(name), body).unwrap();
@@ -413,7 +408,6 @@ pub fn start_fails(extra: &[&str], files: &[(&str, &str)]) -> String {
             "--write-kubeconfig",
         ])
         .arg(dir.path().join("kc.yaml"))
-        .arg("--disable-agent")
         .args(extra)
         .output()
         .unwrap();

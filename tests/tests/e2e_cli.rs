@@ -2,15 +2,7 @@
 
 use std::process::{Command, Output};
 
-use minik_tests::minik_bin;
-
-fn minik(args: &[&str]) -> Output {
-    Command::new(minik_bin())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run minik")
-}
+use minik_tests::{minik, minik_bin};
 
 fn text(out: &Output) -> String {
     format!(

@@ -5,58 +5,12 @@
 //! (Unhealthy "Liveness probe failed: ...", then Killing) once it says NOT_SERVING.
 
 use minik_tests::grpc_health::{HealthServer, NOT_SERVING, SERVING};
-use minik_tests::node::{container, create, pod};
+use minik_tests::node::{condition, container, create, event_with, pod, ready_node};
 use minik_tests::server::Server;
 use serde_json::{Value, json};
 
-fn ready_node(s: &Server) {
-    s.until(&["get", "nodes"], "the node to be Ready", |l| {
-        l.as_ref()
-            .and_then(|l| l["items"].as_array())
-            .is_some_and(|items| {
-                items.len() == 1
-                    && items[0]["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-    });
-}
-
 fn restarts(pod: &Value) -> i64 {
     container(pod)["restartCount"].as_i64().unwrap_or(-1)
-}
-
-/// The status of the pod's condition `type_` ("True", "False"), "" without it.
-fn condition(pod: &Value, type_: &str) -> String {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_)
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Wait for an event about pod `name` of `reason` whose message has `part`.
-fn event_with(s: &Server, name: &str, reason: &str, part: &str) -> String {
-    s.eventually(
-        &format!("a {reason} event with {part:?} about {name}"),
-        || {
-            s.json_opt(&["get", "events"])?["items"]
-                .as_array()?
-                .iter()
-                .filter(|e| {
-                    e["involvedObject"]["name"] == name && e["involvedObject"]["kind"] == "Pod"
-                })
-                .find(|e| {
-                    e["reason"] == reason && e["message"].as_str().is_some_and(|m| m.contains(part))
-                })
-                .and_then(|e| e["message"].as_str().map(str::to_string))
-        },
-    )
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use minik_tests::node::{cri_log_lines, log_path};
+use minik_tests::node::{cri_log_lines, file_names, log_path};
 use minik_tests::server::{Server, eventually};
 use serde_json::{Value, json};
 
@@ -20,17 +20,6 @@ const LINES: u32 = 6000;
 fn base(name: &str) -> &str {
     let name = name.strip_suffix(".tmp").unwrap_or(name);
     name.strip_suffix(".gz").unwrap_or(name)
-}
-
-fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn read(path: &Path) -> String {
@@ -73,7 +62,7 @@ fn logs_are_rotated_gzipped_and_capped_without_losing_lines() {
     // Until every line was written and at least 3 rotations were seen, never more than 3
     // files; then the state settles (the ticks are well under 10Ki).
     eventually("three rotations and every line written", 180, || {
-        let names = files(&dir);
+        let names = file_names(&dir);
         let kept: BTreeSet<&str> = names.iter().map(|n| base(n)).collect();
         assert!(kept.len() <= 3, "more than 3 log files: {names:?}");
         rotations.extend(
@@ -93,7 +82,7 @@ fn logs_are_rotated_gzipped_and_capped_without_losing_lines() {
     }
     // Rotated files but the newest are gzipped.
     let names = eventually("a settled log directory", 60, || {
-        let names = files(&dir);
+        let names = file_names(&dir);
         let rotated: Vec<&String> = names.iter().filter(|n| n.starts_with("0.log.")).collect();
         // Under the size, the current file is not rotated again for minutes (ticks only).
         let small = std::fs::metadata(&current).is_ok_and(|m| m.len() < 10 << 10);

@@ -6,11 +6,11 @@
 //! air-gap images stay, and the Node gets a FreeDiskSpaceFailed warning since usage cannot
 //! go down to 0%.
 
-use minik_tests::node::{create, pod};
+use minik_tests::node::{create, file_names, log_path, pod};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use minik_tests::minik_bin;
+use minik_tests::minik;
 use minik_tests::node::build_images;
 use minik_tests::server::{Server, eventually};
 use serde_json::{Value, json};
@@ -43,23 +43,8 @@ fn containers_on_disk(data: &Path, uid: &str) -> Vec<(u64, bool)> {
 
 /// The names of the files in a container's log directory.
 fn log_files(pod: &Value, container: &str) -> Vec<String> {
-    let m = &pod["metadata"];
-    let dir = Path::new("/var/log/pods")
-        .join(format!(
-            "{}_{}_{}",
-            m["namespace"].as_str().unwrap_or("default"),
-            m["name"].as_str().unwrap_or(""),
-            m["uid"].as_str().unwrap_or("")
-        ))
-        .join(container);
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    let log = log_path(pod, container);
+    log.parent().map(file_names).unwrap_or_default()
 }
 
 #[test]
@@ -98,14 +83,6 @@ fn a_crash_looping_container_keeps_one_dead_run() {
         p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1,
         "{p}"
     );
-}
-
-fn minik(args: &[&str]) -> Output {
-    Command::new(minik_bin())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run minik")
 }
 
 fn sha256_hex(data: &[u8]) -> String {

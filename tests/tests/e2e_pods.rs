@@ -6,7 +6,7 @@
 //! restart of minik (even a kill -9) and are not started twice; exited containers of
 //! restartPolicy Always pods restart with CrashLoopBackOff between.
 
-use minik_tests::node::{container, create, pod};
+use minik_tests::node::{condition, container, create, pod, pod_of, ready_node};
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -37,38 +37,18 @@ fn read(path: &str) -> String {
         .unwrap_or_default()
 }
 
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
 fn ready(node: &Value) -> bool {
-    condition(node, "Ready").is_some_and(|c| c["status"] == "True")
-}
-
-/// The server's only node, once it is Ready.
-fn ready_node(s: &Server) -> Value {
-    let list = s.until(&["get", "nodes"], "the node to be Ready", |l| {
-        l.as_ref()
-            .and_then(|l| l["items"].as_array())
-            .is_some_and(|items| items.len() == 1 && ready(&items[0]))
-    });
-    list.expect("nodes")["items"][0].clone()
+    condition(node, "Ready") == "True"
 }
 
 /// A busybox pod running `script` with `sh -c`, with more of its spec merged in.
 fn busybox(name: &str, script: &str, spec: Value) -> Value {
-    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"containers": [{"name": "main", "image": "busybox",
-            "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", script]}]}});
-    if let (Some(p), Some(extra)) = (pod["spec"].as_object_mut(), spec.as_object()) {
-        for (k, v) in extra {
-            p.insert(k.clone(), v.clone());
-        }
-    }
-    pod
+    pod_of(
+        name,
+        "busybox",
+        json!({"command": ["sh", "-c", script]}),
+        spec,
+    )
 }
 
 /// Wait until pod `name` satisfies `check`; the pod then.

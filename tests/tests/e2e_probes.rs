@@ -4,91 +4,14 @@
 //! keeps it not Ready (Unhealthy with the 404); tcpSocket readiness; a postStart hook runs
 //! before the container goes on, and a preStop hook runs before the container gets TERM.
 
-use minik_tests::node::{container, create, pod};
+use minik_tests::node::{condition, container, create, event_with, pod, pod_of, ready_node};
 use minik_tests::node::{cri_log_lines, log_path};
 use minik_tests::server::{Server, ok};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A server with a node whose kubelet server takes any free port (tests run in parallel).
 fn node() -> Server {
     Server::start_node(&["--kubelet-arg", "port=0"])
-}
-
-fn ready_node(s: &Server) {
-    s.until(&["get", "nodes"], "the node to be Ready", |l| {
-        l.as_ref()
-            .and_then(|l| l["items"].as_array())
-            .is_some_and(|items| {
-                items.len() == 1
-                    && items[0]["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-    });
-}
-
-/// A pod of one container "main" of `image`, with more of the container merged in.
-fn pod_of(name: &str, image: &str, container: Value, spec: Value) -> Value {
-    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"containers": [{"name": "main", "image": image,
-            "imagePullPolicy": "IfNotPresent"}]}});
-    if let (Some(c), Some(extra)) = (
-        pod["spec"]["containers"][0].as_object_mut(),
-        container.as_object(),
-    ) {
-        for (k, v) in extra {
-            c.insert(k.clone(), v.clone());
-        }
-    }
-    if let (Some(p), Some(extra)) = (pod["spec"].as_object_mut(), spec.as_object()) {
-        for (k, v) in extra {
-            p.insert(k.clone(), v.clone());
-        }
-    }
-    pod
-}
-
-/// The status of the pod's condition `type_` ("True", "False"), "" without it.
-fn condition(pod: &Value, type_: &str) -> String {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_)
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// The (reason, message) of the events about pod `name`.
-fn events(s: &Server, name: &str) -> Vec<(String, String)> {
-    s.json_opt(&["get", "events"])
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| e["involvedObject"]["name"] == name && e["involvedObject"]["kind"] == "Pod")
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or_default().to_string(),
-                e["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Wait for an event about pod `name` of `reason` whose message has `part`.
-fn event_with(s: &Server, name: &str, reason: &str, part: &str) -> String {
-    s.eventually(
-        &format!("a {reason} event with {part:?} about {name}"),
-        || {
-            events(s, name)
-                .into_iter()
-                .find(|(r, m)| r == reason && m.contains(part))
-                .map(|(_, m)| m)
-        },
-    )
 }
 
 #[test]

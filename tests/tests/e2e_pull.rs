@@ -5,28 +5,23 @@
 //! that does not answer to ours; a tag the registry lacks gives ErrImagePull, then
 //! ImagePullBackOff.
 
-use minik_tests::node::{container, create};
+use minik_tests::node::{container, create, events};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use minik_tests::node::build_images;
+use minik_tests::node::{build_images, image_tarball};
 use minik_tests::registry::Registry;
 use minik_tests::server::Server;
 use serde_json::{Value, json};
 
 /// The registry with the test httpd image pushed as minik/httpd:latest.
 fn registry_with_httpd(dir: &std::path::Path) -> Registry {
-    let images = build_images(dir);
-    let tarball = images
-        .iter()
-        .find(|p| p.file_name().is_some_and(|n| n == "httpd.oci.tar"))
-        .and_then(|p| p.to_str())
-        .unwrap_or_else(|| panic!("scripts/images.sh made no httpd.oci.tar: {images:?}"))
-        .to_string();
+    let tarball = image_tarball(&build_images(dir), "httpd.oci.tar");
+    let tarball = tarball.to_str().expect("a UTF-8 path");
     let registry = Registry::start();
-    registry.push(&tarball, "minik/httpd:latest");
+    registry.push(tarball, "minik/httpd:latest");
     registry
 }
 
@@ -39,22 +34,6 @@ fn pod(name: &str, image: &str) -> Value {
 
 fn running(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running" && container(pod)["state"]["running"].is_object()
-}
-
-/// The (reason, message) of the events about pod `name`.
-fn events(s: &Server, name: &str) -> Vec<(String, String)> {
-    s.json_opt(&["get", "events"])
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| e["involvedObject"]["name"] == name && e["involvedObject"]["kind"] == "Pod")
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or_default().to_string(),
-                e["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Every name of every image in the node's status.

@@ -98,6 +98,16 @@ fn static_pods_run_from_manifests_with_mirror_pods() {
     assert_eq!(container["restartCount"], 0);
     assert!(!pids_with_cmdline(v1).is_empty());
 
+    // The static pod's usage shows under its mirror pod in the metrics API (`kubectl top`).
+    let metrics = format!("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/{mirror_name}");
+    let usage: Value = s.eventually("the static pod's metrics", || {
+        let out = s.kubectl(&["get", "--raw", &metrics]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())?
+    });
+    assert_eq!(usage["containers"][0]["name"], "main", "{usage}");
+
     // A deleted mirror pod comes back; the containers keep running.
     ok(s.kubectl(&["delete", "pod", &mirror_name, "--wait=false"]));
     let again = s

@@ -45,7 +45,11 @@ impl Harness {
         .unwrap();
         for tarball in build_images(&dir.path().join("images")) {
             if tarball.to_string_lossy().ends_with(".oci.tar") {
-                rt.images().import(&tarball).unwrap();
+                rt.backend()
+                    .image_store()
+                    .unwrap()
+                    .import(&tarball)
+                    .unwrap();
             }
         }
         // Pods run as the namespace's default service account.

@@ -4,21 +4,12 @@
 //! 127.0.0.1, the image pushed with skopeo), directly and through a registries.yaml mirror.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use minik_runtime::ImageStore;
 use minik_runtime::images::store_root;
-use minik_tests::minik_bin;
+use minik_tests::minik;
 use minik_tests::node::build_images;
 use minik_tests::registry::Registry;
-
-fn minik(args: &[&str]) -> Output {
-    Command::new(minik_bin())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run minik")
-}
 
 fn ok(args: &[&str]) -> String {
     let out = minik(args);

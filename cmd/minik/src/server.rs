@@ -50,6 +50,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
             log_dir: "/var/log/pods".into(),
             run_dir: "/run/minik".into(),
             registries: args.node.private_registry.clone(),
+            container_runtime_endpoint: args.node.container_runtime_endpoint.clone(),
         })
     };
     Ok(minik_server::Config {

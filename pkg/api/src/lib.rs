@@ -4,6 +4,7 @@
 
 pub mod custom;
 mod names;
+pub mod pod_log;
 pub mod quantity;
 pub mod quota;
 pub mod schema;

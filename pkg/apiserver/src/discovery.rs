@@ -28,6 +28,7 @@ const SERVED_SUBRESOURCES: &[Served] = &[
     ("binding", &["create"], Some(("", "v1", "Binding"))),
     ("eviction", &["create"], Some(("policy", "v1", "Eviction"))),
     ("ephemeralcontainers", &["get", "patch", "update"], None),
+    ("log", &["get"], None),
     ("finalize", &["update"], None),
     ("approval", &["get", "update"], None),
     (

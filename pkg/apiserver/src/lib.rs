@@ -18,6 +18,7 @@ mod openapi;
 pub mod overload;
 mod owners;
 mod path;
+pub mod pod_logs;
 pub mod resource_metrics;
 mod status;
 mod table;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// /metrics: each gives Prometheus text.
     pub more_metrics: Vec<Arc<dyn Fn() -> String + Send + Sync>>,
     pub aggregator: aggregator::Aggregator,
+    /// How pods/log reaches kubelets.
+    pub kubelet: pod_logs::KubeletClient,
     pub authenticator: authn::Authenticator,
     pub authorization: authz::Mode,
     pub limits: overload::Limits,
@@ -62,6 +65,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             more_metrics: Vec::new(),
             aggregator: aggregator::Aggregator::default(),
+            kubelet: pod_logs::KubeletClient::default(),
             authenticator: authn::Authenticator::default(),
             authorization: authz::Mode::default(),
             limits: overload::Limits::default(),

@@ -32,6 +32,9 @@ pub struct Pki {
     pub request_header_ca: CertPair,
     /// The client certificate the API server proxies aggregated requests with.
     pub proxy_client: CertPair,
+    /// The client certificate the API server reaches kubelets with (pods/log and the
+    /// streaming subresources), as kubeadm's `apiserver-kubelet-client`.
+    pub kubelet_client: CertPair,
     /// The service-account token signing key (ECDSA P-256, PKCS#8 PEM).
     pub service_key_pem: String,
 }
@@ -197,6 +200,12 @@ impl Pki {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             sign(&request_header_ca, p, "auth-proxy")
         })?;
+        let kubelet_client =
+            load_or_renew(dir, "client-kube-apiserver-kubelet", &[], true, || {
+                let mut p = params("kube-apiserver-kubelet-client", Some("system:masters"), 365)?;
+                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                sign(&client_ca, p, "kube-apiserver-kubelet-client")
+            })?;
         let service_key_pem = match std::fs::read_to_string(dir.join("service.key")) {
             Ok(pem) => pem,
             Err(_) => {
@@ -216,6 +225,7 @@ impl Pki {
             admin,
             request_header_ca,
             proxy_client,
+            kubelet_client,
         })
     }
 }

@@ -77,6 +77,11 @@ where
         let _ = ready.wait_for(|r| *r).await;
     }
 
+    /// Whether the first list is in the cache.
+    pub fn is_synced(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Call `f` on every change from now on (handlers are added before `run`).
     pub fn on(&self, f: impl Fn(&K, Change) + Send + Sync + 'static) {
         self.handlers

@@ -4,7 +4,8 @@ use crate::client::{CriClient, call, request};
 use crate::error::{Error, Result};
 use crate::proto::{
     AuthConfig, Image, ImageFilter, ImageFsInfoRequest, ImageFsInfoResponse, ImageSpec,
-    ImageStatusRequest, ListImagesRequest, PodSandboxConfig, PullImageRequest, RemoveImageRequest,
+    ImageStatusRequest, ImageStatusResponse, ListImagesRequest, PodSandboxConfig, PullImageRequest,
+    RemoveImageRequest,
 };
 
 /// An image spec naming `image` (a reference or an image id).
@@ -39,6 +40,20 @@ impl CriClient {
         let mut img = self.image.clone();
         let fut = img.image_status(request(req, t));
         Ok(call("ImageStatus", t, fut).await?.image)
+    }
+
+    /// The verbose status of the image `image` names: the image (None when the runtime
+    /// does not have it) and the runtime's extra `info` (containerd: the OCI image config
+    /// as JSON under "info").
+    pub async fn image_status_verbose(&self, image: &str) -> Result<ImageStatusResponse> {
+        let t = Some(self.options.request_timeout);
+        let req = ImageStatusRequest {
+            image: Some(image_spec(image)),
+            verbose: true,
+        };
+        let mut img = self.image.clone();
+        let fut = img.image_status(request(req, t));
+        call("ImageStatus", t, fut).await
     }
 
     /// Pull `image` with optional registry credentials, in the context of a sandbox when

@@ -7,6 +7,7 @@
 //! `--kubelet-arg`s (kubelet_args.rs) it was given, and the kubelet's HTTPS server on
 //! :10250 (server/).
 
+pub mod backend;
 pub mod conditions;
 pub mod embedded;
 pub mod eviction;
@@ -15,6 +16,7 @@ pub mod gc;
 pub mod kubelet_args;
 pub mod labels;
 pub mod local;
+pub mod logs;
 pub mod machine;
 pub mod node;
 pub mod pods;

@@ -118,7 +118,8 @@ impl Collector {
     }
 }
 
-/// The pods bound to each node: (uid, namespace, name).
+/// The pods bound to each node: (uid, namespace, name). A mirror pod stands for its static
+/// pod, whose runtime uid is the hash the mirror carries.
 fn pods_by_node(pods: &Store<Pod>) -> HashMap<String, Vec<(String, String, String)>> {
     let mut out: HashMap<String, Vec<_>> = HashMap::new();
     for p in pods.state() {
@@ -126,7 +127,7 @@ fn pods_by_node(pods: &Store<Pod>) -> HashMap<String, Vec<(String, String, Strin
             continue;
         };
         let pod = (
-            p.uid().unwrap_or_default(),
+            crate::local::static_pods::mirror::runtime_uid(&p),
             p.namespace().unwrap_or_default(),
             p.name_any(),
         );

@@ -56,26 +56,34 @@ impl Registry {
         }
     }
 
-    /// One pass over terminating claims and volumes.
+    /// One pass over terminating claims and volumes. Pods are read only when a claim waits
+    /// for its finalizer: the pass runs on every pod event, and decoding every pod each time
+    /// made a burst of pod writes cost O(pods²).
     async fn protect(&self) {
-        let pods = self.objects("pods", None).await;
-        let used = |ns: &str, claim: &str| {
-            pods.iter().any(|p| {
-                p["metadata"]["namespace"] == ns
-                    && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-                    && p["spec"]["volumes"].as_array().is_some_and(|v| {
-                        v.iter()
-                            .any(|v| v["persistentVolumeClaim"]["claimName"] == claim)
-                    })
-            })
-        };
         let claims = self.objects("persistentvolumeclaims", None).await;
-        for pvc in claims.iter().filter(|c| terminating_with(c, PVC_FINALIZER)) {
-            let ns = pvc["metadata"]["namespace"].as_str().unwrap_or("");
-            let name = pvc["metadata"]["name"].as_str().unwrap_or("");
-            if !used(ns, name) {
-                self.release("persistentvolumeclaims", pvc.clone(), PVC_FINALIZER)
-                    .await;
+        let waiting: Vec<&Value> = claims
+            .iter()
+            .filter(|c| terminating_with(c, PVC_FINALIZER))
+            .collect();
+        if !waiting.is_empty() {
+            let pods = self.objects("pods", None).await;
+            let used = |ns: &str, claim: &str| {
+                pods.iter().any(|p| {
+                    p["metadata"]["namespace"] == ns
+                        && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+                        && p["spec"]["volumes"].as_array().is_some_and(|v| {
+                            v.iter()
+                                .any(|v| v["persistentVolumeClaim"]["claimName"] == claim)
+                        })
+                })
+            };
+            for pvc in waiting {
+                let ns = pvc["metadata"]["namespace"].as_str().unwrap_or("");
+                let name = pvc["metadata"]["name"].as_str().unwrap_or("");
+                if !used(ns, name) {
+                    self.release("persistentvolumeclaims", pvc.clone(), PVC_FINALIZER)
+                        .await;
+                }
             }
         }
         for pv in self.objects("persistentvolumes", None).await {
@@ -111,7 +119,24 @@ impl Registry {
                 e = volumes.recv() => if e.is_none() { return },
                 _ = tick.tick() => {}
             }
+            // One pass covers every event already queued (a burst of pod writes).
+            for w in [&mut pods, &mut claims, &mut volumes] {
+                if !drain(w).await {
+                    return;
+                }
+            }
             self.protect().await;
+        }
+    }
+}
+
+/// Take the events `watch` has ready without waiting; false once the store is closed.
+async fn drain(watch: &mut minik_store::WatchStream) -> bool {
+    loop {
+        tokio::select! {
+            biased;
+            e = watch.recv() => if e.is_none() { return false },
+            () = std::future::ready(()) => return true,
         }
     }
 }

@@ -20,6 +20,6 @@ mod sandbox;
 mod shim;
 pub mod types;
 
-pub use container::{Runtime, shim_main};
+pub use container::{ExecResult, Runtime, shim_main};
 pub use images::{ImageStore, Registries, normalize};
 pub use types::*;

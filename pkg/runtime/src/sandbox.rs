@@ -126,6 +126,7 @@ impl Sandboxes {
             config: config.clone(),
             netns,
             created: SystemTime::now(),
+            ip: None,
         };
         if let Err(e) = write_json(&self.record(&config.id), &sandbox) {
             tear_down(&dir);

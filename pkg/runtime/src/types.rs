@@ -93,6 +93,10 @@ pub struct Sandbox {
     /// The bind-mounted network namespace file (None with host_network).
     pub netns: Option<PathBuf>,
     pub created: SystemTime,
+    /// The pod's address, when the runtime's own network gave it one (a CRI runtime's
+    /// CNI plugins); None when the kubelet assigns it, and with host_network.
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 /// A bind mount into a container.

@@ -180,6 +180,15 @@ fn taint_text(t: &Taint) -> String {
 
 /// The first taint with `effects` the pod does not tolerate.
 pub fn untolerated<'a>(pod: &Pod, taints: &'a [Taint], effects: &[&str]) -> Option<&'a Taint> {
+    untolerated_all(pod, taints, effects).next()
+}
+
+/// The taints with `effects` the pod does not tolerate.
+pub fn untolerated_all<'a>(
+    pod: &Pod,
+    taints: &'a [Taint],
+    effects: &[&str],
+) -> impl Iterator<Item = &'a Taint> {
     let tolerations = pod
         .spec
         .as_ref()
@@ -188,7 +197,7 @@ pub fn untolerated<'a>(pod: &Pod, taints: &'a [Taint], effects: &[&str]) -> Opti
     taints
         .iter()
         .filter(|t| effects.contains(&t.effect.as_str()))
-        .find(|t| !tolerations.iter().any(|tol| util::tolerates(tol, t)))
+        .filter(|t| !tolerations.iter().any(|tol| util::tolerates(tol, t)))
 }
 
 /// Run every filter; the first reason the node does not fit.

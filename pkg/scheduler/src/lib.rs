@@ -9,6 +9,7 @@
 mod affinity;
 mod cache;
 pub mod filters;
+mod fit;
 pub mod metrics;
 mod preempt;
 pub mod queue;
@@ -16,13 +17,12 @@ pub mod resources;
 mod scores;
 pub mod volumes;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use minik_controllers::events::{Kind, Recorder};
 use minik_controllers::{Change, Informer};
@@ -30,7 +30,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use cache::Cache;
+pub use fit::FitError;
 pub use metrics::Metrics;
+use preempt::Nominations;
 use queue::{Outcome, SchedulingQueue};
 
 pub const NAME: &str = "default-scheduler";
@@ -43,55 +45,6 @@ pub fn nodes_to_find(total: usize) -> usize {
     }
     let pct = 50usize.saturating_sub(total / 125).max(5);
     (total * pct / 100).max(100)
-}
-
-/// Why no node was chosen: each node's reason.
-pub struct FitError {
-    pub total: usize,
-    pub failed: Vec<(String, filters::Reason)>,
-}
-
-/// "3 Insufficient cpu, 1 node(s) were unschedulable" (sorted, as kube-scheduler writes it).
-fn histogram(reasons: impl Iterator<Item = String>) -> String {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for r in reasons {
-        *counts.entry(r).or_default() += 1;
-    }
-    let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    parts.sort();
-    parts.join(", ")
-}
-
-impl FitError {
-    /// kube-scheduler's FailedScheduling message.
-    pub fn message(&self, preemption: Option<&str>) -> String {
-        if self.total == 0 {
-            return "no nodes available to schedule pods".into();
-        }
-        let mut m = format!(
-            "0/{} nodes are available: {}.",
-            self.total,
-            histogram(self.failed.iter().map(|(_, r)| r.text()))
-        );
-        match preemption {
-            Some(p) => m.push_str(&format!(" preemption: {p}")),
-            None => {
-                let why = self.failed.iter().map(|(_, r)| {
-                    if r.preemptable() {
-                        "No preemption victims found for incoming pod.".to_string()
-                    } else {
-                        "Preemption is not helpful for scheduling.".to_string()
-                    }
-                });
-                m.push_str(&format!(
-                    " preemption: 0/{} nodes are available: {}",
-                    self.total,
-                    histogram(why)
-                ));
-            }
-        }
-        m
-    }
 }
 
 /// Filter (a rotating sample of) the nodes, score the feasible ones, pick the best.
@@ -160,8 +113,6 @@ fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
-type Nominations = std::collections::HashMap<String, (String, Vec<String>)>;
-
 /// One leader's scheduler.
 struct Scheduler {
     client: kube::Client,
@@ -177,11 +128,6 @@ struct Scheduler {
 impl Scheduler {
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Pods that preempted: uid -> (nominated node, victims' uids).
-    fn nominations(&self) -> std::sync::MutexGuard<'_, Nominations> {
-        self.nominated.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Schedule one pod; the queue hears how it went.
@@ -233,80 +179,6 @@ impl Scheduler {
                     .done(&key, Outcome::Unschedulable, priority(&pod));
             }
         }
-    }
-
-    /// Try preemption for a pod that fits nowhere; the FailedScheduling message.
-    fn preempt(self: &Arc<Self>, p: &filters::Prepared, cache: &Cache, fit: FitError) -> String {
-        if !preempt::allowed(&p.info.pod) {
-            return fit.message(Some("not eligible due to preemptionPolicy=Never."));
-        }
-        let uid = p.info.uid();
-        let waiting = self.nominations().get(&uid).is_some_and(|(node, victims)| {
-            victims
-                .iter()
-                .any(|v| cache.node_of(v) == Some(node.as_str()))
-        });
-        if waiting || preempt::terminating_on_nominated(p, cache) {
-            // Its victims are still going: wait for them rather than preempt again.
-            return fit.message(Some(
-                "not eligible due to a terminating pod on the nominated node.",
-            ));
-        }
-        let Some(candidate) = preempt::find(p, cache, &fit.failed) else {
-            return fit.message(None);
-        };
-        self.metrics.0.preemptions.inc();
-        tracing::info!(
-            pod = preempt::name_of(&p.info.pod),
-            node = candidate.node,
-            victims = ?candidate.victims.iter().map(|v| preempt::name_of(v)).collect::<Vec<_>>(),
-            "preempting"
-        );
-        let victims = candidate.victims.iter().filter_map(|v| v.uid()).collect();
-        self.nominations()
-            .insert(uid, (candidate.node.clone(), victims));
-        let this = self.clone();
-        let pod = p.info.pod.clone();
-        let node = candidate.node.clone();
-        tokio::spawn(async move { this.evict(pod, candidate).await });
-        fit.message(Some(&format!(
-            "0/{} nodes are available: 1 preempting pods on node {node}.",
-            fit.total
-        )))
-    }
-
-    async fn evict(&self, pod: Arc<Pod>, c: preempt::Candidate) {
-        let uid = pod.uid().unwrap_or_default();
-        for v in &c.victims {
-            let api: Api<Pod> =
-                Api::namespaced(self.client.clone(), &v.namespace().unwrap_or_default());
-            let params = DeleteParams {
-                preconditions: Some(kube::api::Preconditions {
-                    uid: v.uid(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            match api.delete(&v.name_any(), &params).await {
-                Ok(_) => self.recorder.event(
-                    v.as_ref(),
-                    Kind::Normal,
-                    "Preempted",
-                    &format!("Preempted by pod {uid} on node {}", c.node),
-                ),
-                Err(e) => tracing::debug!(victim = preempt::name_of(v), error = %e, "preempting"),
-            }
-        }
-        let api: Api<Pod> =
-            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-        let patch = json!({"status": {"nominatedNodeName": c.node}});
-        let _ = api
-            .patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await;
     }
 
     async fn bind(&self, key: String, pod: Arc<Pod>, node: String, plan: volumes::Plan) {
@@ -491,24 +363,5 @@ mod tests {
         assert_eq!(nodes_to_find(5000), 500);
         // 50% - 150/125 = 49% of 150 is 73: at least 100.
         assert_eq!(nodes_to_find(150), 100);
-    }
-
-    #[test]
-    fn messages_read_like_kube_schedulers() {
-        let fit = FitError {
-            total: 3,
-            failed: vec![
-                ("a".into(), filters::Reason::Insufficient("cpu".into())),
-                ("b".into(), filters::Reason::Insufficient("cpu".into())),
-                (
-                    "c".into(),
-                    filters::Reason::Taint("{node-role.kubernetes.io/control-plane: }".into()),
-                ),
-            ],
-        };
-        assert_eq!(
-            fit.message(None),
-            "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling., 2 No preemption victims found for incoming pod."
-        );
     }
 }

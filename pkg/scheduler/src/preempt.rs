@@ -1,13 +1,23 @@
 //! Preemption: when no node fits a pod, find the node where evicting the fewest and
 //! least important lower-priority pods makes it fit, evict them, and nominate the node.
+//! The scheduler remembers the pods that preempted (their nominations) so that they wait
+//! for their victims to go rather than preempt again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use minik_controllers::events::Kind;
+use serde_json::json;
 
 use crate::cache::{Cache, NodeState, PodInfo};
 use crate::filters::{self, Prepared, Reason};
+use crate::{FitError, Scheduler};
+
+/// Pods that preempted: uid -> (nominated node, victims' uids).
+pub(crate) type Nominations = HashMap<String, (String, Vec<String>)>;
 
 /// A node and the pods to evict from it.
 #[derive(Debug)]
@@ -109,4 +119,85 @@ fn victims_on(p: &Prepared, state: &NodeState, priority: i32) -> Option<Vec<PodI
 /// "ns/name" of a pod.
 pub fn name_of(pod: &Pod) -> String {
     format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+impl Scheduler {
+    /// Pods that preempted: uid -> (nominated node, victims' uids).
+    pub(crate) fn nominations(&self) -> MutexGuard<'_, Nominations> {
+        self.nominated.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Try preemption for a pod that fits nowhere; the FailedScheduling message.
+    pub(crate) fn preempt(self: &Arc<Self>, p: &Prepared, cache: &Cache, fit: FitError) -> String {
+        if !allowed(&p.info.pod) {
+            return fit.message(Some("not eligible due to preemptionPolicy=Never."));
+        }
+        let uid = p.info.uid();
+        let waiting = self.nominations().get(&uid).is_some_and(|(node, victims)| {
+            victims
+                .iter()
+                .any(|v| cache.node_of(v) == Some(node.as_str()))
+        });
+        if waiting || terminating_on_nominated(p, cache) {
+            // Its victims are still going: wait for them rather than preempt again.
+            return fit.message(Some(
+                "not eligible due to a terminating pod on the nominated node.",
+            ));
+        }
+        let Some(candidate) = find(p, cache, &fit.failed) else {
+            return fit.message(None);
+        };
+        self.metrics.0.preemptions.inc();
+        tracing::info!(
+            pod = name_of(&p.info.pod),
+            node = candidate.node,
+            victims = ?candidate.victims.iter().map(|v| name_of(v)).collect::<Vec<_>>(),
+            "preempting"
+        );
+        let victims = candidate.victims.iter().filter_map(|v| v.uid()).collect();
+        self.nominations()
+            .insert(uid, (candidate.node.clone(), victims));
+        let this = self.clone();
+        let pod = p.info.pod.clone();
+        let node = candidate.node.clone();
+        tokio::spawn(async move { this.evict(pod, candidate).await });
+        fit.message(Some(&format!(
+            "0/{} nodes are available: 1 preempting pods on node {node}.",
+            fit.total
+        )))
+    }
+
+    async fn evict(&self, pod: Arc<Pod>, c: Candidate) {
+        let uid = pod.uid().unwrap_or_default();
+        for v in &c.victims {
+            let api: Api<Pod> =
+                Api::namespaced(self.client.clone(), &v.namespace().unwrap_or_default());
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: v.uid(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&v.name_any(), &params).await {
+                Ok(_) => self.recorder.event(
+                    v.as_ref(),
+                    Kind::Normal,
+                    "Preempted",
+                    &format!("Preempted by pod {uid} on node {}", c.node),
+                ),
+                Err(e) => tracing::debug!(victim = name_of(v), error = %e, "preempting"),
+            }
+        }
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let patch = json!({"status": {"nominatedNodeName": c.node}});
+        let _ = api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await;
+    }
 }

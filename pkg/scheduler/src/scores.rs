@@ -8,7 +8,7 @@ use minik_controllers::util;
 
 use crate::affinity::{self, term_selects};
 use crate::cache::{Cache, NodeState};
-use crate::filters::Prepared;
+use crate::filters::{self, Prepared};
 
 const MB: i64 = 1024 * 1024;
 
@@ -94,16 +94,7 @@ fn prefer_no_schedule(pod: &Pod, n: &NodeState) -> i64 {
         .as_ref()
         .and_then(|s| s.taints.as_deref())
         .unwrap_or_default();
-    let tolerations = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or_default();
-    taints
-        .iter()
-        .filter(|t| t.effect == "PreferNoSchedule")
-        .filter(|t| !tolerations.iter().any(|tol| util::tolerates(tol, t)))
-        .count() as i64
+    filters::untolerated_all(pod, taints, &["PreferNoSchedule"]).count() as i64
 }
 
 fn preferred_terms(pod: &Pod, anti: bool) -> Vec<WeightedPodAffinityTerm> {

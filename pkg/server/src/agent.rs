@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub run_dir: PathBuf,
     /// Registry mirrors and credentials (/etc/minik/registries.yaml).
     pub registries: PathBuf,
+    /// An external CRI runtime's endpoint (`--container-runtime-endpoint`); None runs
+    /// containers with minik's own runtime.
+    pub container_runtime_endpoint: Option<String>,
 }
 
 /// Why the node cannot run.
@@ -135,6 +138,7 @@ pub fn start(
         run_dir: agent.run_dir.clone(),
         shim: agent.shim.clone(),
         registries: agent.registries.clone(),
+        runtime_endpoint: agent.container_runtime_endpoint.clone(),
         cluster_dns: Some(agent.cluster_dns.to_string()),
         cluster_domain: agent.cluster_domain.clone(),
         // The kubelet server's certificate comes from the server CA this process holds.
@@ -216,6 +220,7 @@ mod tests {
             log_dir: "/var/log/pods".into(),
             run_dir: "/run/minik".into(),
             registries: "/etc/minik/registries.yaml".into(),
+            container_runtime_endpoint: None,
         }
     }
 

@@ -350,6 +350,14 @@ async fn serve(
             user: "system:admin".into(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
         });
+    // pods/log and the streaming subresources reach kubelets with their own certificate.
+    state
+        .kubelet
+        .set(minik_apiserver::pod_logs::KubeletIdentity {
+            cert_pem: pki.kubelet_client.cert_pem.clone(),
+            key_pem: pki.kubelet_client.key_pem.clone(),
+            ca_pem: pki.server_ca.cert_pem.clone(),
+        });
     let aggregation = state.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {

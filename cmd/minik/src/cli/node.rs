@@ -54,6 +54,12 @@ pub struct NodeArgs {
     )]
     pub private_registry: PathBuf,
 
+    /// Run containers through this external CRI runtime instead of minik's own, e.g.
+    /// unix:///run/containerd/containerd.sock (containerd, CRI-O). The runtime's CNI
+    /// configuration gives pods their network.
+    #[arg(long, env = "MINIK_CONTAINER_RUNTIME_ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+
     /// A YAML file with the same keys as these flags.
     #[arg(
         long,

@@ -56,6 +56,9 @@ pub(super) async fn subresource(
             .await?;
             Ok(success(StatusCode::CREATED))
         }
+        ("log", &Method::GET) => {
+            crate::pod_logs::logs(state, ns.unwrap_or_default(), name, &req.params).await
+        }
         ("ephemeralcontainers", &Method::GET) => {
             let pod = reg.get(t.info, ns, name).await?;
             Ok(respond_object(t, req, StatusCode::OK, pod, &[]))

@@ -134,7 +134,7 @@ pub(crate) async fn pre_stop_of(
     };
     let endpoint = endpoint(rt, &uid);
     let target = Target {
-        runtime: &rt.runtime,
+        runtime: rt.runtime.as_ref(),
         container_id: &c.config.id,
         spec,
         endpoint: &endpoint,

@@ -30,6 +30,7 @@ pub mod pull;
 pub mod resources;
 mod sandbox;
 pub mod security;
+mod services;
 mod start;
 mod state;
 mod sync;
@@ -44,6 +45,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use minik_controllers::events::Recorder;
 
+use crate::backend::{Backend, Embedded};
 use crate::runtime::{ContainerRuntime, ContainerStats, PodState, RuntimeError};
 use layout::Layout;
 
@@ -131,13 +133,13 @@ impl Entry {
 /// The kubelet's side of the embedded runtime.
 pub struct EmbeddedRuntime {
     layout: Layout,
-    runtime: minik_runtime::Runtime,
-    images: minik_runtime::ImageStore,
-    registries: minik_runtime::Registries,
+    /// The containers and images under it: minik's own runtime or a CRI runtime.
+    runtime: Arc<dyn Backend>,
     client: kube::Client,
     cluster_dns: Option<String>,
     cluster_domain: String,
     node: api::NodeCache,
+    services: services::ServiceCache,
     recorder: Recorder,
     pods: Mutex<HashMap<String, Arc<Entry>>>,
     /// Pod uid -> its containers' ids, so a pod's state reads only its own containers.
@@ -157,6 +159,7 @@ fn timestamp(t: std::time::SystemTime) -> Timestamp {
 }
 
 impl EmbeddedRuntime {
+    /// Over minik's own runtime: its image store and containers under the data dir.
     pub fn new(opts: EmbeddedOptions) -> Result<Self, RuntimeError> {
         let agent = opts.data_dir.join("agent");
         let images =
@@ -170,6 +173,19 @@ impl EmbeddedRuntime {
         .map_err(failed("opening the container runtime"))?;
         let registries = minik_runtime::Registries::load(&opts.registries)
             .map_err(failed(&format!("reading {}", opts.registries.display())))?;
+        let backend = Embedded {
+            runtime,
+            images,
+            registries,
+        };
+        Self::with_backend(opts, Arc::new(backend))
+    }
+
+    /// Over `runtime` (a CRI runtime, or minik's own).
+    pub fn with_backend(
+        opts: EmbeddedOptions,
+        runtime: Arc<dyn Backend>,
+    ) -> Result<Self, RuntimeError> {
         let layout = Layout::new(&opts.data_dir, &opts.log_dir);
         std::fs::create_dir_all(&layout.pods).map_err(|e| {
             RuntimeError::Failed(format!("creating {}: {e}", layout.pods.display()))
@@ -184,9 +200,8 @@ impl EmbeddedRuntime {
         Ok(EmbeddedRuntime {
             layout,
             runtime,
-            images,
-            registries,
             node: api::NodeCache::new(opts.client.clone(), &opts.node_name),
+            services: services::ServiceCache::new(opts.client.clone()),
             recorder: Recorder::new(opts.client.clone(), "kubelet"),
             client: opts.client,
             cluster_dns: opts.cluster_dns,
@@ -198,13 +213,8 @@ impl EmbeddedRuntime {
         })
     }
 
-    /// The node's image store.
-    pub fn images(&self) -> &minik_runtime::ImageStore {
-        &self.images
-    }
-
-    /// The container runtime under it.
-    pub fn containers(&self) -> &minik_runtime::Runtime {
+    /// The containers and images under it.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.runtime
     }
 
@@ -286,8 +296,9 @@ impl EmbeddedRuntime {
             .map_err(failed("stopping a container"))?;
         self.runtime
             .remove_container(id)
+            .await
             .map_err(failed("removing a container"))?;
-        if let Err(e) = self.images.release(id) {
+        if let Err(e) = self.runtime.release(id) {
             tracing::debug!(container = id, error = %e, "releasing an image lease");
         }
         let _ = std::fs::remove_file(&c.config.log_path);
@@ -337,8 +348,8 @@ impl ContainerRuntime for EmbeddedRuntime {
             .all(|c| {
                 pull::policy(c) != "Always"
                     && self
-                        .images
-                        .get(c.image.as_deref().unwrap_or_default())
+                        .runtime
+                        .image(c.image.as_deref().unwrap_or_default())
                         .is_some()
             })
     }

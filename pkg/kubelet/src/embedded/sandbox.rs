@@ -71,9 +71,17 @@ pub(super) async fn create(
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
     let entry = rt.entry_for(pod, ip.clone());
-    if rt.runtime.sandbox(&uid).is_some() {
-        tracing::info!(uid, "adopting a running pod");
-        return Ok(());
+    match rt.runtime.sandbox_ready(&uid) {
+        Some(true) => {
+            tracing::info!(uid, "adopting a running pod");
+            let mut shared = entry.shared();
+            if shared.ip.is_none() {
+                shared.ip = rt.runtime.sandbox(&uid).and_then(|s| s.ip);
+            }
+            return Ok(());
+        }
+        Some(false) => tracing::info!(uid, "the pod's sandbox stopped; making it again"),
+        None => {}
     }
     let pod_dir = rt.layout.pod(&uid);
     fs::create_dir_all(rt.layout.volumes(&uid)).map_err(io("creating the pod directory"))?;
@@ -113,9 +121,16 @@ pub(super) async fn create(
         host_pid: spec.host_pid.unwrap_or(false),
         labels: sandbox_labels,
     };
-    rt.runtime
+    let sandbox = rt
+        .runtime
         .create_sandbox(&config)
+        .await
         .map_err(failed("creating the pod sandbox"))?;
+    // A CRI runtime's network gives the address itself.
+    let ip = ip.or(sandbox.ip);
+    if ip.is_some() && !host_network {
+        write_files(rt, pod, &ip.clone().into_iter().collect::<Vec<_>>())?;
+    }
     entry.shared().ip = ip;
     tracing::info!(uid, pod = ?meta.name, namespace = ?meta.namespace, "pod sandbox created");
     Ok(())
@@ -222,6 +237,7 @@ pub(super) async fn remove(
     if rt.runtime.sandbox(uid).is_some() {
         rt.runtime
             .remove_sandbox(uid)
+            .await
             .map_err(failed("removing the pod sandbox"))?;
     }
     let pod_dir = rt.layout.pod(uid);

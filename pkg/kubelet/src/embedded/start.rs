@@ -14,7 +14,7 @@ use super::api::Lookups;
 use super::env::{self, Inputs};
 use super::fieldpath::Addresses;
 use super::volumes::Volumes;
-use super::{EmbeddedRuntime, api, expand, labels, links, mounts, pull, resources, security};
+use super::{EmbeddedRuntime, expand, labels, links, mounts, pull, resources, security};
 use crate::probes::action::Target;
 
 /// Why a container could not start: its Waiting reason and message, and when to retry.
@@ -67,7 +67,7 @@ async fn ensure_image(
     let requested = spec.image.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let policy = pull::policy(spec);
-    let present = rt.images.get(&requested);
+    let present = rt.runtime.image(&requested);
     let event = |kind, reason: &str, message: &str| rt.recorder.event(pod, kind, reason, message);
     match (policy.as_str(), present) {
         ("Never", Some(image)) | ("IfNotPresent", Some(image)) => {
@@ -124,7 +124,7 @@ async fn ensure_image(
         credentials.iter().map(Some).collect()
     };
     for auth in attempts {
-        result = rt.images.pull(&requested, auth, &rt.registries).await;
+        result = rt.runtime.pull(&requested, auth).await;
         if result.is_ok() {
             break;
         }
@@ -171,7 +171,7 @@ async fn ensure_image(
 async fn post_start(rt: &EmbeddedRuntime, pod: &Pod, spec: &Spec, uid: &str, id: &str) {
     let endpoint = super::hooks::endpoint(rt, uid);
     let target = Target {
-        runtime: &rt.runtime,
+        runtime: rt.runtime.as_ref(),
         container_id: id,
         spec,
         endpoint: &endpoint,
@@ -224,14 +224,12 @@ pub(super) async fn start(
         },
     };
     let links = pod_spec.enable_service_links.unwrap_or(true);
-    let services = api::services(&rt.client, &namespace, links)
-        .await
-        .map_err(|e| {
-            failure(
-                "CreateContainerConfigError",
-                format!("failed to list services when setting up env vars: {e}"),
-            )
-        })?;
+    let services = rt.services.services(&namespace, links).await.map_err(|e| {
+        failure(
+            "CreateContainerConfigError",
+            format!("failed to list services when setting up env vars: {e}"),
+        )
+    })?;
     let services = links::service_env(&services);
     let input = Inputs {
         pod,
@@ -254,11 +252,12 @@ pub(super) async fn start(
         failure("CreateContainerError", e)
     };
     let image_config = rt
-        .images
-        .config(&image.id)
+        .runtime
+        .image_config(&image.id)
+        .await
         .map_err(|e| create_error(e.to_string()))?;
     let layers = rt
-        .images
+        .runtime
         .layers(&image.id)
         .map_err(|e| create_error(e.to_string()))?;
     let security = security::resolve(pod, spec, image_config.user.as_deref(), &layers)
@@ -329,13 +328,13 @@ pub(super) async fn start(
         attempt,
         labels: container_labels,
     };
-    if let Err(e) = rt.images.lease(&id, &image.id) {
+    if let Err(e) = rt.runtime.lease(&id, &image.id) {
         tracing::warn!(container = id, error = %e, "leasing the container's image");
     }
     let started = match rt.runtime.start_container(config).await {
         Ok(c) => c,
         Err(e) => {
-            let _ = rt.images.release(&id);
+            let _ = rt.runtime.release(&id);
             return Err(create_error(e.to_string()));
         }
     };

@@ -154,14 +154,14 @@ fn container(
     );
     let previous = runs.len().checked_sub(2).map(|i| runs[i]);
     let mut last_id = previous
-        .map(|c| format!("minik://{}", c.config.id))
+        .map(|c| rt.runtime.container_uri(&c.config.id))
         .unwrap_or_default();
     let mut last = previous.map(|c| state_of(rt, uid, c, shared));
     if let Some(w) = shared.waiting.get(&spec.name) {
         if matches!(state, State::Terminated { .. }) {
             last = Some(state);
             last_id = latest
-                .map(|c| format!("minik://{}", c.config.id))
+                .map(|c| rt.runtime.container_uri(&c.config.id))
                 .unwrap_or_default();
         }
         state = State::Waiting {
@@ -175,7 +175,7 @@ fn container(
         image: label(labels::IMAGE).unwrap_or_else(|| spec.image.clone().unwrap_or_default()),
         image_id: label(labels::IMAGE_REF).unwrap_or_default(),
         id: latest
-            .map(|c| format!("minik://{}", c.config.id))
+            .map(|c| rt.runtime.container_uri(&c.config.id))
             .unwrap_or_default(),
         state,
         last,

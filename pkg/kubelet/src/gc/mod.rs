@@ -133,7 +133,7 @@ impl Gc {
     /// the periodic collection removes them, then every unused image old enough, whatever
     /// the thresholds. The bytes the image filesystem gained.
     pub async fn reclaim(&self) -> u64 {
-        let root = self.runtime.images().root().to_path_buf();
+        let root = self.runtime.backend().image_root();
         let before = images::Usage::of(&root).map(|u| u.available).unwrap_or(0);
         self.collect_containers().await;
         let _turn = self.collecting.lock().await;
@@ -145,7 +145,7 @@ impl Gc {
 
     /// One container collection; how many containers were removed.
     pub async fn collect_containers(&self) -> usize {
-        let all = self.runtime.containers().containers();
+        let all = self.runtime.backend().containers();
         let live: HashSet<String> = self.pods.state().iter().filter_map(|p| p.uid()).collect();
         let sandboxes: HashSet<String> = self.runtime.pods().into_iter().collect();
         let candidates: Vec<containers::Candidate> =
@@ -168,7 +168,7 @@ impl Gc {
                     );
                 }
                 // Removed meanwhile (by the pod's own sync).
-                Err(_) if self.runtime.containers().container(&c.config.id).is_none() => {}
+                Err(_) if self.runtime.backend().container(&c.config.id).is_none() => {}
                 Err(e) => {
                     tracing::warn!(container = c.config.id, error = %e, "removing a dead container")
                 }
@@ -183,7 +183,7 @@ impl Gc {
     fn remove_pod_log_dirs(&self, live: &HashSet<String>, sandboxes: &HashSet<String>) {
         let owners: HashSet<String> = self
             .runtime
-            .containers()
+            .backend()
             .containers()
             .into_iter()
             .map(|c| c.config.sandbox_id)
@@ -223,7 +223,7 @@ impl Gc {
     pub async fn collect_images(&self) -> Result<u64, String> {
         let _turn = self.collecting.lock().await;
         let policy = self.policy.images;
-        let root = self.runtime.images().root().to_path_buf();
+        let root = self.runtime.backend().image_root();
         let result = match images::Usage::of(&root) {
             Err(e) => Err(format!("reading the image filesystem's usage: {e}")),
             Ok(usage) if !usage.over(&policy) => {
@@ -271,23 +271,21 @@ impl Gc {
 
     /// The store's images as candidates now (noting which are in use).
     fn candidates(&self) -> Vec<images::Candidate> {
-        let store = self.runtime.images();
-        let list = match store.list() {
+        let backend = self.runtime.backend();
+        let list = match backend.images() {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "listing images");
                 return Vec::new();
             }
         };
-        let pinned = store.pinned().unwrap_or_default();
-        let mut in_use: BTreeSet<String> = self
-            .runtime
-            .containers()
+        let pinned = backend.pinned_images();
+        let mut in_use: BTreeSet<String> = backend
             .containers()
             .into_iter()
             .map(|c| c.config.image_id)
             .collect();
-        in_use.extend(store.leased().unwrap_or_default());
+        in_use.extend(backend.leased_images());
         let images: Vec<(String, u64, bool)> = list
             .into_iter()
             .map(|i| {
@@ -313,15 +311,12 @@ impl Gc {
         );
         let mut freed = 0u64;
         for id in ids {
-            let store = self.runtime.images().clone();
             let size = candidates.iter().find(|c| c.id == id).map_or(0, |c| c.size);
-            let what = id.clone();
-            match tokio::task::spawn_blocking(move || store.remove(&what)).await {
-                Ok(Ok(())) => {
+            match self.runtime.backend().remove_image(&id).await {
+                Ok(()) => {
                     freed = freed.saturating_add(size);
                     tracing::info!(image = id, size, "garbage collected an unused image");
                 }
-                Ok(Err(e)) => tracing::warn!(image = id, error = %e, "removing an unused image"),
                 Err(e) => tracing::warn!(image = id, error = %e, "removing an unused image"),
             }
         }
@@ -332,7 +327,7 @@ impl Gc {
     pub async fn rotate_logs(&self) {
         let logs: Vec<(String, PathBuf)> = self
             .runtime
-            .containers()
+            .backend()
             .containers()
             .into_iter()
             .filter(|c| matches!(c.state, ContainerState::Running { .. }))

@@ -40,8 +40,10 @@ use crate::runtime::{ContainerRuntime, PodState, RuntimeError};
 
 /// How often the runtime is relisted for changed containers and orphaned pods.
 const RELIST: Duration = Duration::from_secs(1);
-/// Pod workers running at once.
-const WORKERS: usize = 16;
+/// Pod workers running at once beyond max-pods (for static pods and pods being deleted).
+/// kubelet runs one worker per pod: a pod starting or stopping (for its whole grace
+/// period) never waits for another.
+const SPARE_WORKERS: usize = 16;
 
 /// Where the node keeps things and what it says about itself.
 #[derive(Debug, Clone)]
@@ -59,6 +61,9 @@ pub struct Options {
     pub shim: Vec<String>,
     /// registries.yaml (mirrors and credentials).
     pub registries: PathBuf,
+    /// An external CRI runtime (`--container-runtime-endpoint`) to run containers with
+    /// instead of minik's own.
+    pub runtime_endpoint: Option<String>,
     /// The cluster DNS service's address, for pods of dnsPolicy ClusterFirst.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
@@ -121,7 +126,7 @@ pub async fn run(
         }
         None => None,
     };
-    let runtime = Arc::new(EmbeddedRuntime::new(EmbeddedOptions {
+    let embedded_options = EmbeddedOptions {
         data_dir: options.data_dir.clone(),
         log_dir: options.log_dir.clone(),
         run_dir: options.run_dir.clone(),
@@ -131,12 +136,27 @@ pub async fn run(
         node_name: name.clone(),
         cluster_dns: options.cluster_dns.clone(),
         cluster_domain: options.cluster_domain.clone(),
-    })?);
+    };
+    let runtime = Arc::new(match &options.runtime_endpoint {
+        None => EmbeddedRuntime::new(embedded_options)?,
+        Some(endpoint) => {
+            let cri = crate::backend::cri::Cri::connect(endpoint, options.log_dir.clone())
+                .await
+                .map_err(|e| RuntimeError::Failed(format!("connecting to {endpoint}: {e}")))?;
+            if let Some(version) = crate::backend::Backend::runtime_version(cri.as_ref()) {
+                machine.node_info.container_runtime_version = version;
+            }
+            EmbeddedRuntime::with_backend(embedded_options, cri)?
+        }
+    });
     let airgap = options.data_dir.join("agent").join("images");
     let rt = runtime.clone();
-    let imported = tokio::task::spawn_blocking(move || images::import_dir(rt.images(), &airgap))
-        .await
-        .map_err(|e| Error::Join(e.to_string()))?;
+    let imported = tokio::task::spawn_blocking(move || match rt.backend().image_store() {
+        Some(store) => images::import_dir(store, &airgap),
+        None => 0,
+    })
+    .await
+    .map_err(|e| Error::Join(e.to_string()))?;
     tracing::info!(node = name, address = %machine.address, imported, "starting the node");
     let nodes: Api<Node> = Api::all(client.clone());
     status::register(&nodes, &machine)
@@ -199,7 +219,7 @@ pub async fn run(
             data_dir: options.data_dir.clone(),
             log_dir: options.log_dir.clone(),
             image_bytes: Box::new(move || {
-                let list = images.images().list().unwrap_or_default();
+                let list = images.backend().images().unwrap_or_default();
                 list.iter().map(|i| i.size).sum()
             }),
             started: k8s_openapi::jiff::Timestamp::now(),
@@ -240,7 +260,7 @@ pub async fn run(
         thresholds: kubelet_args.eviction.clone(),
         data_dir: options.data_dir.clone(),
         log_dir: options.log_dir.clone(),
-        image_dir: runtime.images().root().to_path_buf(),
+        image_dir: runtime.backend().image_root(),
         client: client.clone(),
         recorder: minik_controllers::events::Recorder::new(client.clone(), "kubelet"),
         admission,
@@ -254,7 +274,9 @@ pub async fn run(
         queue.clone(),
         stop.clone(),
     ));
-    minik_controllers::spawn_workers("kubelet", &queue, WORKERS, Arc::new(workers), &metrics);
+    let count = usize::try_from(kubelet_args.max_pods).unwrap_or(usize::MAX);
+    let count = count.saturating_add(SPARE_WORKERS);
+    minik_controllers::spawn_workers("kubelet", &queue, count, Arc::new(workers), &metrics);
     stop.cancelled().await;
     queue.shut_down();
     tracing::info!(node = name, "node stopped; its containers keep running");
@@ -289,7 +311,7 @@ async fn heartbeat(
             Ok(node) => node,
             Err(_) => None,
         };
-        let images = runtime.images().list().unwrap_or_default();
+        let images = runtime.backend().images().unwrap_or_default();
         if let Err(e) = reporter
             .tick(&nodes, &machine, status::images(images), current.as_ref())
             .await
@@ -324,7 +346,9 @@ async fn relist<R: ContainerRuntime>(
         for pod in pods.state() {
             let uid = pod.uid().unwrap_or_default();
             let state = runtime.pod_state(&uid);
-            if seen.get(&uid).is_some_and(|before| *before != state) {
+            // A pod seen for the first time is synced too: its state may have changed (a
+            // probe passed) between its last sync and this look.
+            if seen.get(&uid).is_none_or(|before| *before != state) {
                 queue.add(minik_controllers::util::key(pod.as_ref()));
             }
             uids.insert(uid.clone());

@@ -66,7 +66,7 @@ pub enum Ran {
 
 /// The container a handler runs against.
 pub struct Target<'a> {
-    pub runtime: &'a minik_runtime::Runtime,
+    pub runtime: &'a dyn crate::backend::Backend,
     pub container_id: &'a str,
     pub spec: &'a Container,
     pub endpoint: &'a Endpoint,

@@ -82,7 +82,7 @@ impl Manager {
     /// running end by themselves; their results go here.
     pub fn sync(
         &self,
-        runtime: &minik_runtime::Runtime,
+        runtime: &std::sync::Arc<dyn crate::backend::Backend>,
         recorder: &Recorder,
         pod: &Pod,
         running: &HashMap<String, String>,

@@ -18,7 +18,7 @@ pub(super) struct Worker {
     pub kind: Kind,
     pub probe: Probe,
     pub has_startup: bool,
-    pub runtime: minik_runtime::Runtime,
+    pub runtime: std::sync::Arc<dyn crate::backend::Backend>,
     pub recorder: Recorder,
     pub pod: Pod,
     pub spec: Container,
@@ -85,7 +85,7 @@ impl Worker {
             }
             if due && running_for >= timing.initial_delay {
                 let target = Target {
-                    runtime: &self.runtime,
+                    runtime: self.runtime.as_ref(),
                     container_id: &self.id,
                     spec: &self.spec,
                     endpoint: &self.endpoint,
@@ -138,7 +138,7 @@ impl Worker {
         );
         let grace = timing.grace.unwrap_or_else(|| pod_grace(&self.pod));
         let target = Target {
-            runtime: &self.runtime,
+            runtime: self.runtime.as_ref(),
             container_id: &self.id,
             spec: &self.spec,
             endpoint: &self.endpoint,

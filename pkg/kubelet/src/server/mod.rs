@@ -2,11 +2,12 @@
 //! for the node (tls.rs), every request authenticated and authorized as kubelet does in
 //! webhook mode (auth.rs), serving `/healthz`, `/pods` (the pods bound to the node),
 //! `/stats/summary` (summary.rs, with the node's counters from host.rs), and
-//! `/metrics/resource` and `/metrics` (metrics.rs). Container logs, exec, attach and
-//! port-forward come with streaming.
+//! `/metrics/resource` and `/metrics` (metrics.rs), and `/containerLogs` (logs.rs).
+//! Exec, attach and port-forward come with streaming.
 
 pub mod auth;
 pub mod host;
+pub mod logs;
 pub mod metrics;
 pub mod summary;
 pub mod tls;
@@ -121,7 +122,8 @@ impl<R: ContainerRuntime> Context<R> {
         let usage = self.usage.pods(None);
         let mut entries = Vec::new();
         for pod in &pods {
-            let Some(stats) = self.runtime.container_stats(&pod.uid().unwrap_or_default()) else {
+            let uid = crate::local::static_pods::mirror::runtime_uid(pod);
+            let Some(stats) = self.runtime.container_stats(&uid) else {
                 continue;
             };
             let key = (pod.namespace().unwrap_or_default(), pod.name_any());
@@ -170,6 +172,10 @@ pub fn router<R: ContainerRuntime>(ctx: Arc<Context<R>>) -> Router {
         )
         .route("/metrics/resource", get(resource_metrics::<R>))
         .route("/metrics", get(kubelet_metrics::<R>))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(logs::container_logs::<R>),
+        )
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             authorize::<R>,

@@ -111,6 +111,35 @@ fn container(c: &mut Value) {
     default(c, "terminationMessagePolicy", json!("File"));
     default(c, "resources", json!({}));
     each(c, "/ports", |p| default(p, "protocol", json!("TCP")));
+    for name in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(name).filter(|p| p.is_object()) {
+            probe(p);
+        }
+    }
+    for hook in ["postStart", "preStop"] {
+        if let Some(h) = c.pointer_mut(&format!("/lifecycle/{hook}/httpGet")) {
+            http_get(h);
+        }
+    }
+}
+
+/// SetDefaults_Probe: a probe's timings and thresholds.
+fn probe(p: &mut Value) {
+    default(p, "timeoutSeconds", json!(1));
+    default(p, "periodSeconds", json!(10));
+    default(p, "successThreshold", json!(1));
+    default(p, "failureThreshold", json!(3));
+    if let Some(h) = p.get_mut("httpGet") {
+        http_get(h);
+    }
+}
+
+/// SetDefaults_HTTPGetAction.
+fn http_get(h: &mut Value) {
+    if h.is_object() {
+        default(h, "path", json!("/"));
+        default(h, "scheme", json!("HTTP"));
+    }
 }
 
 /// Defaults of a PodSpec (also inside templates).
@@ -358,6 +387,27 @@ mod tests {
         );
         assert_eq!(p["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(p["status"]["phase"], "Pending");
+        let mut probed = json!({"spec": {"containers": [{"name": "a", "image": "x:1",
+            "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 2},
+            "lifecycle": {"preStop": {"httpGet": {"port": 80, "path": "/stop"}}}}]}});
+        pod(&mut probed);
+        let c = &probed["spec"]["containers"][0];
+        let r = &c["readinessProbe"];
+        assert_eq!(
+            (
+                &r["timeoutSeconds"],
+                &r["periodSeconds"],
+                &r["successThreshold"],
+                &r["failureThreshold"]
+            ),
+            (&json!(1), &json!(2), &json!(1), &json!(3))
+        );
+        assert_eq!(
+            (&r["httpGet"]["path"], &r["httpGet"]["scheme"]),
+            (&json!("/"), &json!("HTTP"))
+        );
+        assert_eq!(c["lifecycle"]["preStop"]["httpGet"]["path"], "/stop");
+        assert_eq!(c["lifecycle"]["preStop"]["httpGet"]["scheme"], "HTTP");
         assert_eq!(p["status"]["qosClass"], "Burstable");
     }
 

@@ -53,9 +53,18 @@ pub(super) async fn start(runtime: &Runtime, config: ContainerConfig) -> Result<
         }
         Err(e) => return Err(Error::io(format!("creating {}", dir.dir.display()))(e)),
     }
-    let prepared = write_json(&dir.record(), &record)
-        .and_then(|()| rootfs::mount_rootfs(&dir, &record.config.layers))
-        .and_then(|()| write_json(&dir.spec(), &spec));
+    // Mounting the overlay and writing the bundle block for milliseconds: off the async
+    // workers, which serve the API server and the kubelet meanwhile.
+    let prepared = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || {
+            write_json(&dir.record(), &record)
+                .and_then(|()| rootfs::mount_rootfs(&dir, &record.config.layers))
+                .and_then(|()| write_json(&dir.spec(), &spec))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Failed(format!("preparing the container: {e}"))));
     if let Err(e) = prepared {
         discard(&dir);
         return Err(e);

@@ -23,6 +23,14 @@ pub fn mirror_hash(pod: &Pod) -> Option<&str> {
     pod.annotations().get(MIRROR).map(String::as_str)
 }
 
+/// The uid the runtime knows `pod` by: a mirror pod's static pod's hash, else its own.
+pub fn runtime_uid(pod: &Pod) -> String {
+    mirror_hash(pod)
+        .map(str::to_string)
+        .or_else(|| pod.metadata.uid.clone())
+        .unwrap_or_default()
+}
+
 /// Whether `mirror` is the current mirror of `static_pod`.
 pub fn mirrors(mirror: &Pod, static_pod: &Pod) -> bool {
     mirror.metadata.deletion_timestamp.is_none()

@@ -1,0 +1,135 @@
+//! minik's own runtime as a [`Backend`]: containers run by `minik shim`s through
+//! libcontainer (minik-runtime's `Runtime`) and images in its content store with overlay
+//! snapshots (`ImageStore`), pulled with the registries.yaml mirrors and credentials.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use minik_runtime::{
+    Auth, Container, ContainerConfig, ExecResult, Image, ImageConfig, ImageStore, Registries,
+    Result, Runtime, Sandbox, SandboxConfig, Stats,
+};
+
+use super::{Backend, BoxFuture};
+
+/// The embedded runtime: its containers, image store and registry settings.
+pub struct Embedded {
+    pub runtime: Runtime,
+    pub images: ImageStore,
+    pub registries: Registries,
+}
+
+impl Backend for Embedded {
+    fn create_sandbox<'a>(&'a self, config: &'a SandboxConfig) -> BoxFuture<'a, Result<Sandbox>> {
+        Box::pin(async move { self.runtime.create_sandbox(config) })
+    }
+
+    fn sandbox(&self, id: &str) -> Option<Sandbox> {
+        self.runtime.sandbox(id)
+    }
+
+    fn sandboxes(&self) -> Vec<Sandbox> {
+        self.runtime.sandboxes()
+    }
+
+    fn remove_sandbox<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.runtime.remove_sandbox(id) })
+    }
+
+    fn start_container(&self, config: ContainerConfig) -> BoxFuture<'_, Result<Container>> {
+        Box::pin(self.runtime.start_container(config))
+    }
+
+    fn container(&self, id: &str) -> Option<Container> {
+        self.runtime.container(id)
+    }
+
+    fn containers(&self) -> Vec<Container> {
+        self.runtime.containers()
+    }
+
+    fn stop_container<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.runtime.stop_container(id, grace))
+    }
+
+    fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.runtime.remove_container(id) })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        env: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecResult>> {
+        Box::pin(self.runtime.exec(id, argv, env, timeout))
+    }
+
+    fn stats(&self, id: &str) -> Option<Stats> {
+        self.runtime.stats(id)
+    }
+
+    fn image(&self, reference: &str) -> Option<Image> {
+        self.images.get(reference)
+    }
+
+    fn images(&self) -> Result<Vec<Image>> {
+        self.images.list()
+    }
+
+    fn pull<'a>(
+        &'a self,
+        reference: &'a str,
+        auth: Option<&'a Auth>,
+    ) -> BoxFuture<'a, Result<Image>> {
+        Box::pin(self.images.pull(reference, auth, &self.registries))
+    }
+
+    fn image_config<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ImageConfig>> {
+        Box::pin(async move { self.images.config(id) })
+    }
+
+    fn layers(&self, id: &str) -> Result<Vec<PathBuf>> {
+        self.images.layers(id)
+    }
+
+    fn remove_image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        let store = self.images.clone();
+        let id = id.to_string();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.remove(&id))
+                .await
+                .map_err(|e| minik_runtime::Error::Failed(format!("removing an image: {e}")))?
+        })
+    }
+
+    fn pinned_images(&self) -> BTreeSet<String> {
+        self.images.pinned().unwrap_or_default()
+    }
+
+    fn leased_images(&self) -> BTreeSet<String> {
+        self.images.leased().unwrap_or_default()
+    }
+
+    fn lease(&self, holder: &str, id: &str) -> Result<()> {
+        self.images.lease(holder, id)
+    }
+
+    fn release(&self, holder: &str) -> Result<()> {
+        self.images.release(holder)
+    }
+
+    fn image_root(&self) -> PathBuf {
+        self.images.root().to_path_buf()
+    }
+
+    fn image_store(&self) -> Option<&ImageStore> {
+        Some(&self.images)
+    }
+
+    fn embedded(&self) -> Option<&Runtime> {
+        Some(&self.runtime)
+    }
+}

@@ -1,0 +1,117 @@
+//! What the kubelet's runtime layer (embedded/) needs of a container runtime: pod
+//! sandboxes, containers, exec and images, behind one object-safe trait, so the same pod
+//! logic (volumes, env, security, probes, hooks, init containers, restarts, GC) drives
+//! either minik's own runtime or an external CRI runtime (`--container-runtime-endpoint`),
+//! as kubelet's kuberuntime drives any CRI runtime.
+//!
+//! - embedded.rs: [`Embedded`], minik-runtime's containers (a shim each) and image store.
+//! - cri/: [`cri::Cri`], a CRI runtime.v1 server (containerd, CRI-O) through `minik-cri`.
+//!
+//! Ids are the kubelet's: a sandbox is named by its pod's uid and a container by the id the
+//! kubelet chose for it; a backend whose runtime names things itself keeps the mapping.
+//! Reads (`sandbox`, `container`, `containers`, `image`, ...) are synchronous: the pod
+//! workers ask them on every sync, so a remote backend answers from a cache it keeps fresh.
+
+pub mod cri;
+mod embedded;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use embedded::Embedded;
+use minik_runtime::{
+    Auth, Container, ContainerConfig, ExecResult, Image, ImageConfig, Result, Sandbox,
+    SandboxConfig, Stats,
+};
+
+/// A boxed future, as an object-safe trait returns one.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A container runtime as the kubelet's pod logic drives it.
+pub trait Backend: Send + Sync + 'static {
+    /// Create the pod's sandbox (its namespaces); `config.id` is the pod's uid.
+    fn create_sandbox<'a>(&'a self, config: &'a SandboxConfig) -> BoxFuture<'a, Result<Sandbox>>;
+    fn sandbox(&self, id: &str) -> Option<Sandbox>;
+    fn sandboxes(&self) -> Vec<Sandbox>;
+    /// Whether the pod's sandbox can run containers (None: there is none). A stopped one
+    /// (its runtime lost it, after a reboot) is made again by `create_sandbox`.
+    fn sandbox_ready(&self, id: &str) -> Option<bool> {
+        self.sandbox(id).map(|_| true)
+    }
+    /// Remove a sandbox whose containers are all removed.
+    fn remove_sandbox<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Create and start a container; returns once its process runs (or failed to start:
+    /// then it is Exited with reason "StartError").
+    fn start_container(&self, config: ContainerConfig) -> BoxFuture<'_, Result<Container>>;
+    fn container(&self, id: &str) -> Option<Container>;
+    /// Every container, oldest first.
+    fn containers(&self) -> Vec<Container>;
+    /// SIGTERM, then SIGKILL after `grace`; returns once the process is gone.
+    fn stop_container<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFuture<'a, Result<()>>;
+    /// Remove a stopped container (its log file stays).
+    fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Run `argv` in a running container (probes, hooks), killed past `timeout`.
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        env: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecResult>>;
+    /// CPU and memory use of a running container.
+    fn stats(&self, id: &str) -> Option<Stats>;
+
+    /// An image by reference or id, if present.
+    fn image(&self, reference: &str) -> Option<Image>;
+    /// Every image present.
+    fn images(&self) -> Result<Vec<Image>>;
+    /// Pull `reference` (with `auth` when given).
+    fn pull<'a>(
+        &'a self,
+        reference: &'a str,
+        auth: Option<&'a Auth>,
+    ) -> BoxFuture<'a, Result<Image>>;
+    /// What the image's config says about running it.
+    fn image_config<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ImageConfig>>;
+    /// The image's unpacked layers, lowest first, where the kubelet can read them (the
+    /// image's /etc/passwd and /etc/group); empty when the runtime keeps them to itself.
+    fn layers(&self, id: &str) -> Result<Vec<PathBuf>>;
+    /// Remove an image.
+    fn remove_image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Ids of images image GC must keep (air-gap images, the runtime's pinned ones).
+    fn pinned_images(&self) -> BTreeSet<String>;
+    /// Ids of images held for containers being created.
+    fn leased_images(&self) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+    /// Hold image `id` for container `holder` while it is created.
+    fn lease(&self, _holder: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
+    fn release(&self, _holder: &str) -> Result<()> {
+        Ok(())
+    }
+    /// The directory on the filesystem images live on (imagefs for stats and eviction).
+    fn image_root(&self) -> PathBuf;
+    /// nodeInfo.containerRuntimeVersion ("containerd://1.6.20"); None: minik's own.
+    fn runtime_version(&self) -> Option<String> {
+        None
+    }
+    /// A container as containerStatuses[].containerID names it ("<runtime>://<its id>").
+    fn container_uri(&self, id: &str) -> String {
+        format!("minik://{id}")
+    }
+    /// minik's own image store, when this is the embedded runtime (air-gap imports).
+    fn image_store(&self) -> Option<&minik_runtime::ImageStore> {
+        None
+    }
+    /// minik's own container runtime, when this is the embedded runtime (the streaming
+    /// parts that read a container's stdin pipe).
+    fn embedded(&self) -> Option<&minik_runtime::Runtime> {
+        None
+    }
+}
