@@ -67,10 +67,15 @@ async fn run(
             }
             match tokio::fs::metadata(path).await {
                 Ok(m) if m.ino() != inode => {
-                    // Rotated: the old file is drained; go on with the new one.
+                    // Rotated: what the old file got since the last read first (written
+                    // before the new file was made), then the new one.
+                    file.read_to_end(&mut pending).await?;
                     file = tokio::fs::File::open(path).await?;
                     inode = m.ino();
                     file.seek(SeekFrom::Start(0)).await?;
+                    if pending.len() > before {
+                        break;
+                    }
                     continue;
                 }
                 _ => {}
