@@ -71,7 +71,7 @@ pub(crate) async fn post_start(
         return Ok(());
     };
     // Hooks have no timeout of their own; the pod's grace period bounds a stuck one.
-    let limit = crate::probes::worker_grace(pod).max(Duration::from_secs(30));
+    let limit = crate::runtime::termination_grace(pod).max(Duration::from_secs(30));
     match target.run(&action, limit).await {
         Ran::Success | Ran::Warning(_) => Ok(()),
         Ran::Failure(why) => {

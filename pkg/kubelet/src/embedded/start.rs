@@ -180,7 +180,7 @@ async fn post_start(rt: &EmbeddedRuntime, pod: &Pod, spec: &Spec, uid: &str, id:
         return;
     };
     tracing::info!(pod = ?pod.metadata.name, container = spec.name, message, "postStart hook failed");
-    let grace = crate::probes::worker_grace(pod);
+    let grace = crate::runtime::termination_grace(pod);
     let left = super::hooks::pre_stop(&target, pod, &rt.recorder, grace).await;
     if let Err(e) = rt.runtime.stop_container(id, left).await {
         tracing::warn!(container = id, error = %e, "stopping a container whose postStart hook failed");

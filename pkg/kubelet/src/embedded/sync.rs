@@ -30,15 +30,6 @@ fn soonest(a: Option<Duration>, b: Duration) -> Option<Duration> {
     Some(a.map_or(b, |a| a.min(b)))
 }
 
-fn grace(pod: &Pod) -> Duration {
-    let secs = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30);
-    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
-}
-
 /// Each container name's latest run.
 fn latest(rt: &EmbeddedRuntime, uid: &str) -> HashMap<String, minik_runtime::Container> {
     let mut out: HashMap<String, minik_runtime::Container> = HashMap::new();
@@ -130,7 +121,11 @@ fn stop_running(rt: &EmbeddedRuntime, entry: &Arc<Entry>, pod: &Pod, only: Optio
             &format!("Stopping container {}", c.config.name),
         );
     }
-    let (runtime, entry, grace) = (rt.runtime.clone(), entry.clone(), grace(pod));
+    let (runtime, entry, grace) = (
+        rt.runtime.clone(),
+        entry.clone(),
+        crate::runtime::termination_grace(pod),
+    );
     tokio::spawn(async move {
         for c in running {
             if let Err(e) = runtime.stop_container(&c.config.id, grace).await {

@@ -17,8 +17,6 @@ pub mod net;
 pub mod spec;
 mod worker;
 
-pub use worker::pod_grace as worker_grace;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -3,7 +3,7 @@
 //! startup only until it passed), count outcomes against the thresholds, record
 //! "Unhealthy" events, and kill the container when liveness or startup fails.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use minik_controllers::events::{Kind as EventKind, Recorder};
@@ -25,16 +25,6 @@ pub(super) struct Worker {
     pub id: String,
     pub endpoint: Endpoint,
     pub results: Results,
-}
-
-/// The pod's terminationGracePeriodSeconds (30 by default).
-pub fn pod_grace(pod: &Pod) -> Duration {
-    let secs = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30);
-    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
 impl Worker {
@@ -136,7 +126,9 @@ impl Worker {
                 self.spec.name
             ),
         );
-        let grace = timing.grace.unwrap_or_else(|| pod_grace(&self.pod));
+        let grace = timing
+            .grace
+            .unwrap_or_else(|| crate::runtime::termination_grace(&self.pod));
         let target = Target {
             runtime: self.runtime.as_ref(),
             container_id: &self.id,

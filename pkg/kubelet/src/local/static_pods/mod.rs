@@ -70,15 +70,6 @@ fn key(pod: &Pod) -> String {
     format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
 }
 
-fn grace(pod: &Pod) -> Duration {
-    let secs = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30);
-    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
-}
-
 /// Run the static pods of `dir` on `node` until `stop`. `informer` is the node's informer
 /// of its API pods (its mirror pods' changes queue their static pod; it is given before it
 /// runs). Returns the store of the static pods being run, whose uids the node's relist
@@ -210,7 +201,12 @@ impl<R: ContainerRuntime> StaticPods<R> {
                 uid,
                 "stopping a static pod whose manifest changed or went"
             );
-            if let Err(e) = self.workers.runtime.stop_pod(&uid, grace(&old)).await {
+            if let Err(e) = self
+                .workers
+                .runtime
+                .stop_pod(&uid, crate::runtime::termination_grace(&old))
+                .await
+            {
                 tracing::warn!(pod = key, uid, error = %e, "stopping a static pod");
             }
             lock(&self.workers.known).remove(key);
