@@ -110,6 +110,7 @@ fn container_config(
         log_path: log_path(c, sandbox, name),
         attempt: 0,
         labels,
+        target_pid_ns: None,
     }
 }
 

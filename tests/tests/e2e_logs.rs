@@ -136,6 +136,10 @@ fn kubectl_logs_serves_tail_since_limits_follow_and_previous() {
             text(&never)
         );
     }
+    // By label: kubectl finds the pods, then asks each one's log.
+    ok(s.kubectl(&["label", "pod", "counter", "app=counter"]));
+    let labelled = ok(s.kubectl(&["logs", "-l", "app=counter", "--tail=1"]));
+    assert!(labelled.starts_with("line "), "{labelled}");
     // The run before the current one (a restarted container).
     let previous = s.eventually("crash restarted", || {
         let out = s.kubectl(&["logs", "crash", "--previous"]);

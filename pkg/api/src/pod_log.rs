@@ -1,5 +1,5 @@
 //! PodLogOptions (pods/log, and kubelet's containerLogs) as query parameters (`follow`, `previous`, `timestamps`, `tailLines`,
-//! `sinceSeconds`, `sinceTime`, `limitBytes`, `container`), checked with the API's messages.
+//! `sinceSeconds`, `sinceTime`, `limitBytes`, `container`, `stream`), checked with the API's messages.
 
 use std::collections::HashMap;
 
@@ -16,6 +16,8 @@ pub struct Options {
     /// Entries before this are left out (sinceTime, or now minus sinceSeconds).
     pub since: Option<DateTime<Utc>>,
     pub limit_bytes: Option<u64>,
+    /// Only this stream's entries ("stdout" or "stderr"; `stream=Stdout|Stderr`); None: all.
+    pub stream: Option<&'static str>,
 }
 
 /// Go's strconv.ParseBool.
@@ -64,6 +66,19 @@ impl Options {
             ),
             None => None,
         };
+        let stream = match q.get("stream").map(String::as_str) {
+            None | Some("All") => None,
+            Some("Stdout") => Some("stdout"),
+            Some("Stderr") => Some("stderr"),
+            Some(other) => {
+                return Err(format!(
+                    "stream: Unsupported value: {other:?}: supported values: \"All\", \"Stderr\", \"Stdout\""
+                ));
+            }
+        };
+        if stream.is_some() && tail.is_some() {
+            errors.push("tailLines: Forbidden: tailLines is not supported when specific stream is requested".into());
+        }
         if since_seconds.is_some() && since_time.is_some() {
             errors.push("at most one of `sinceTime` or `sinceSeconds` may be specified".into());
         }
@@ -81,6 +96,7 @@ impl Options {
             tail_lines: tail.map(|t| t.unsigned_abs()),
             since,
             limit_bytes: limit.map(|l| l.unsigned_abs()),
+            stream,
         })
     }
 }

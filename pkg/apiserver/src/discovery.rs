@@ -29,6 +29,26 @@ const SERVED_SUBRESOURCES: &[Served] = &[
     ("eviction", &["create"], Some(("policy", "v1", "Eviction"))),
     ("ephemeralcontainers", &["get", "patch", "update"], None),
     ("log", &["get"], None),
+    (
+        "exec",
+        &["create", "get"],
+        Some(("", "v1", "PodExecOptions")),
+    ),
+    (
+        "attach",
+        &["create", "get"],
+        Some(("", "v1", "PodAttachOptions")),
+    ),
+    (
+        "portforward",
+        &["create", "get"],
+        Some(("", "v1", "PodPortForwardOptions")),
+    ),
+    (
+        "proxy",
+        &["create", "delete", "get", "patch", "update"],
+        None,
+    ),
     ("finalize", &["update"], None),
     ("approval", &["get", "update"], None),
     (
@@ -235,7 +255,16 @@ fn served_subresources(r: &ResourceInfo) -> impl Iterator<Item = &'static Served
 
 /// (group, version, kind) a subresource answers with.
 fn sub_kind<'a>(r: &'a ResourceInfo, served: &'a Served) -> (&'a str, &'a str, &'a str) {
-    served.2.unwrap_or((r.group, r.version, r.kind))
+    let proxy = match (served.0, r.kind) {
+        ("proxy", "Pod") => Some("PodProxyOptions"),
+        ("proxy", "Service") => Some("ServiceProxyOptions"),
+        ("proxy", "Node") => Some("NodeProxyOptions"),
+        _ => None,
+    };
+    match proxy {
+        Some(kind) => ("", "v1", kind),
+        None => served.2.unwrap_or((r.group, r.version, r.kind)),
+    }
 }
 
 pub async fn core_resources(

@@ -19,6 +19,7 @@ pub mod overload;
 mod owners;
 mod path;
 pub mod pod_logs;
+pub mod proxy;
 pub mod resource_metrics;
 mod status;
 mod table;
@@ -45,7 +46,7 @@ pub struct AppState {
     pub more_metrics: Vec<Arc<dyn Fn() -> String + Send + Sync>>,
     pub aggregator: aggregator::Aggregator,
     /// How pods/log reaches kubelets.
-    pub kubelet: pod_logs::KubeletClient,
+    pub kubelet: proxy::kubelet::KubeletClient,
     pub authenticator: authn::Authenticator,
     pub authorization: authz::Mode,
     pub limits: overload::Limits,
@@ -65,7 +66,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             more_metrics: Vec::new(),
             aggregator: aggregator::Aggregator::default(),
-            kubelet: pod_logs::KubeletClient::default(),
+            kubelet: proxy::kubelet::KubeletClient::default(),
             authenticator: authn::Authenticator::default(),
             authorization: authz::Mode::default(),
             limits: overload::Limits::default(),

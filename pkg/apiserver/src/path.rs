@@ -55,7 +55,8 @@ fn build(
     namespace: Option<&str>,
     rest: &[&str],
 ) -> Option<Target> {
-    if rest.len() > 2 {
+    // Only a proxy subresource has a path of its own after it.
+    if rest.len() > 2 && rest[1] != "proxy" {
         return None;
     }
     Some(Target {
@@ -92,5 +93,8 @@ mod tests {
         assert_eq!(all.namespace, None);
         assert!(parse("", "v1", "nothings").is_none());
         assert!(parse("", "v1", "namespaces/a/pods/b/c/d").is_none());
+        let proxy = parse("", "v1", "namespaces/a/pods/b:80/proxy/x/y").unwrap();
+        assert_eq!(proxy.subresource.as_deref(), Some("proxy"));
+        assert_eq!(proxy.name.as_deref(), Some("b:80"));
     }
 }

@@ -8,47 +8,19 @@
 //! Statuses with their code.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
 use minik_registry::ApiError;
-use minik_registry::client::{self, ClientCert, TlsTarget};
 use serde_json::Value;
 
 use crate::AppState;
+use crate::proxy::kubelet::{self, encode};
 
-/// How long reaching a kubelet may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The annotation naming the container `kubectl logs` and `exec` default to.
 const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
-
-/// Who the API server is to kubelets, and how it knows them.
-#[derive(Debug, Clone)]
-pub struct KubeletIdentity {
-    pub cert_pem: String,
-    pub key_pem: String,
-    /// The CA that signs kubelets' serving certificates.
-    pub ca_pem: String,
-}
-
-/// The kubelet client's identity, set once the PKI is loaded.
-#[derive(Debug, Clone, Default)]
-pub struct KubeletClient(Arc<RwLock<Option<KubeletIdentity>>>);
-
-impl KubeletClient {
-    pub fn set(&self, id: KubeletIdentity) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(id);
-    }
-
-    fn get(&self) -> Option<KubeletIdentity> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 fn names(pod: &Value, field: &str) -> Vec<String> {
     pod["spec"][field]
@@ -101,18 +73,6 @@ pub fn container(pod: &Value, name: &str, asked: Option<&str>) -> Result<String,
     Err(ApiError::BadRequest(message))
 }
 
-/// Where a node's kubelet listens: its InternalIP (else any address that is an IP) and its
-/// daemonEndpoints port.
-pub fn kubelet_address(node: &Value) -> Option<SocketAddr> {
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64()?;
-    let addresses = node["status"]["addresses"].as_array()?;
-    let ip = ["InternalIP", "ExternalIP", "Hostname"]
-        .iter()
-        .flat_map(|kind| addresses.iter().filter(move |a| a["type"] == *kind))
-        .find_map(|a| a["address"].as_str()?.parse::<IpAddr>().ok())?;
-    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
-}
-
 fn text_response(status: StatusCode, body: Body) -> Response {
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -138,15 +98,6 @@ pub async fn logs(
         // Not scheduled: nothing has run, and there is nothing to show.
         return Ok(text_response(StatusCode::OK, Body::empty()));
     };
-    let nodes = minik_api::builtin("", "v1", "nodes");
-    let node = state.registry.get(nodes, None, node_name).await?;
-    let addr = kubelet_address(&node).ok_or_else(|| {
-        ApiError::Internal(format!("node {node_name:?} has no address for its kubelet"))
-    })?;
-    let id = state
-        .kubelet
-        .get()
-        .ok_or_else(|| ApiError::Internal("the API server has no kubelet client".into()))?;
     let mut forwarded: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| k != "container")
@@ -164,25 +115,9 @@ pub async fn logs(
         encode(name),
         encode(&container)
     );
-    let url = format!("https://{addr}{path}");
-    let target = TlsTarget {
-        addr,
-        server_name: addr.ip().to_string(),
-        ca_bundle: Some(id.ca_pem.into_bytes()),
-        insecure: false,
-    };
-    let cert = ClientCert {
-        cert_pem: id.cert_pem,
-        key_pem: id.key_pem,
-    };
-    let failed = |e: String| ApiError::Internal(format!("Get {url:?}: {e}"));
-    let mut sender = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        client::connect::<http_body_util::Empty<bytes::Bytes>>(&target, Some(&cert)),
-    )
-    .await
-    .map_err(|_| failed("timed out connecting to the kubelet".into()))?
-    .map_err(failed)?;
+    let (mut sender, addr) =
+        kubelet::connect::<http_body_util::Empty<bytes::Bytes>>(state, node_name).await?;
+    let failed = |e: String| ApiError::Internal(format!("Get \"https://{addr}{path}\": {e}"));
     let req = http::Request::get(&path)
         .header(header::HOST, addr.to_string())
         .body(http_body_util::Empty::new())
@@ -208,18 +143,6 @@ pub async fn logs(
             message: body,
         },
     })
-}
-
-/// Percent-encoding of a path segment or query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -255,24 +178,5 @@ mod tests {
         );
         let wrong = container(&pod(None, &["a"], &[]), "p", Some("x")).unwrap_err();
         assert_eq!(wrong.to_string(), "container x is not valid for pod p");
-    }
-
-    #[test]
-    fn the_kubelet_is_found_at_the_nodes_internal_ip_and_port() {
-        let node = json!({"status": {"addresses": [
-            {"type": "Hostname", "address": "box"},
-            {"type": "InternalIP", "address": "10.0.0.5"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}});
-        assert_eq!(
-            kubelet_address(&node),
-            Some("10.0.0.5:10250".parse().unwrap())
-        );
-        assert_eq!(kubelet_address(&json!({"status": {}})), None);
-    }
-
-    #[test]
-    fn values_are_percent_encoded() {
-        assert_eq!(encode("2024-01-01T00:00:00Z"), "2024-01-01T00:00:00Z");
-        assert_eq!(encode("a b/c+d"), "a%20b%2Fc%2Bd");
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use minik_streaming::{CommandOptions, Duplex, Streams};
 
 /// The pod's terminationGracePeriodSeconds (30 by default): how long its containers get
 /// between SIGTERM and SIGKILL.
@@ -93,6 +94,8 @@ pub struct PodState {
     /// spec.initContainers, in order (sidecars included).
     pub init_containers: Vec<Container>,
     pub containers: Vec<Container>,
+    /// spec.ephemeralContainers, in order (runtimes that run them).
+    pub ephemeral_containers: Vec<Container>,
     /// Probe results of running containers, by container name (runtimes that probe).
     pub probes: std::collections::BTreeMap<String, Probed>,
 }
@@ -178,5 +181,34 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The counters of the pod's running containers; None when the runtime keeps none.
     fn container_stats(&self, _uid: &str) -> Option<Vec<ContainerStats>> {
         None
+    }
+
+    /// Run `opts.command` in the running container `name` of pod `uid` (`kubectl exec`).
+    fn exec(
+        &self,
+        _uid: &str,
+        _name: &str,
+        _opts: CommandOptions,
+    ) -> impl Future<Output = Result<Streams, String>> + Send {
+        async { Err("this runtime does not run commands in containers".to_string()) }
+    }
+
+    /// Attach to the running container `name` of pod `uid` (`kubectl attach`).
+    fn attach(
+        &self,
+        _uid: &str,
+        _name: &str,
+        _opts: CommandOptions,
+    ) -> impl Future<Output = Result<Streams, String>> + Send {
+        async { Err("this runtime does not attach to containers".to_string()) }
+    }
+
+    /// Connect to `port` on the loopback of pod `uid`'s network (`kubectl port-forward`).
+    fn port_forward(
+        &self,
+        _uid: &str,
+        _port: u16,
+    ) -> impl Future<Output = std::io::Result<Box<dyn Duplex>>> + Send {
+        async { Err(std::io::Error::other("this runtime does not forward ports")) }
     }
 }

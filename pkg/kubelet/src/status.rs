@@ -1,6 +1,6 @@
 //! Pod status as the kubelet writes it, from what the runtime reports: phase (kubelet's
-//! getPhase), container and init container statuses, IPs, QoS class; the conditions are in
-//! conditions.rs.
+//! getPhase), container, init container and ephemeral container statuses, IPs, QoS class;
+//! the conditions are in conditions.rs.
 
 use k8s_openapi::api::core::v1::{
     Container as Spec, ContainerState, ContainerStateRunning, ContainerStateTerminated,
@@ -80,24 +80,33 @@ fn volume_mounts(spec: Option<&Spec>) -> Option<Vec<VolumeMountStatus>> {
     )
 }
 
-/// The status of container `c`; `spec` is its spec, `init` says it is an init container.
+/// Which of the pod's lists a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    Init,
+    App,
+    Ephemeral,
+}
+
+/// The status of container `c`; `spec` is its spec, `list` the list it is in.
 /// A running container is started once its startup probe passed (at once without one),
 /// and ready once started and its readiness probe passes (at once without one); a regular
-/// init container is ready once it exited 0.
+/// init container is ready once it exited 0. An ephemeral container is never ready and
+/// says nothing of being started (the kubelet's prober sets neither for them).
 fn container_status(
     c: &Container,
     spec: Option<&Spec>,
-    init: bool,
+    list: List,
     probed: Option<&Probed>,
 ) -> ContainerStatus {
     let running = matches!(c.state, State::Running { .. });
     let sidecar = spec.is_some_and(is_sidecar);
     let probed = probed.copied().unwrap_or_default();
     let started = running && probed.started.unwrap_or(true);
-    let ready = if init && !sidecar {
-        matches!(c.state, State::Terminated { exit_code: 0, .. })
-    } else {
-        started && probed.ready.unwrap_or(true)
+    let ready = match list {
+        List::Init if !sidecar => matches!(c.state, State::Terminated { exit_code: 0, .. }),
+        List::Init | List::App => started && probed.ready.unwrap_or(true),
+        List::Ephemeral => false,
     };
     ContainerStatus {
         name: c.name.clone(),
@@ -112,7 +121,7 @@ fn container_status(
                 .unwrap_or_default(),
         ),
         ready,
-        started: Some(started),
+        started: (list != List::Ephemeral).then_some(started),
         restart_count: c.restart_count,
         volume_mounts: volume_mounts(spec),
         ..Default::default()
@@ -249,14 +258,14 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 fn statuses(
     containers: &[Container],
     specs: &[Spec],
-    init: bool,
+    list: List,
     probes: &std::collections::BTreeMap<String, Probed>,
 ) -> Vec<ContainerStatus> {
     containers
         .iter()
         .map(|c| {
             let spec = specs.iter().find(|s| s.name == c.name);
-            container_status(c, spec, init, probes.get(&c.name))
+            container_status(c, spec, list, probes.get(&c.name))
         })
         .collect()
 }
@@ -279,8 +288,20 @@ pub fn pod_status(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
             &s.containers[..],
         )
     });
-    let init_statuses = statuses(&state.init_containers, init_specs, true, &state.probes);
-    let container_statuses = statuses(&state.containers, specs, false, &state.probes);
+    let init_statuses = statuses(
+        &state.init_containers,
+        init_specs,
+        List::Init,
+        &state.probes,
+    );
+    let container_statuses = statuses(&state.containers, specs, List::App, &state.probes);
+    let ephemeral_specs = crate::ephemeral::specs(pod);
+    let ephemeral_statuses = statuses(
+        &state.ephemeral_containers,
+        &ephemeral_specs,
+        List::Ephemeral,
+        &state.probes,
+    );
     let ips = state.ip.iter().map(|ip| PodIP { ip: ip.clone() }).collect();
     let conditions = conditions::generate(
         pod,
@@ -294,6 +315,9 @@ pub fn pod_status(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
         conditions: Some(conditions),
         init_container_statuses: (!init_specs.is_empty()).then_some(init_statuses),
         container_statuses: Some(container_statuses),
+        // Runtimes that do not run ephemeral containers report none.
+        ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
+            .then_some(ephemeral_statuses),
         host_ip: Some(host_ip.into()),
         host_ips: Some(vec![HostIP { ip: host_ip.into() }]),
         pod_ip: state.ip.clone(),
@@ -346,6 +370,9 @@ pub fn same(a: &PodStatus, b: &PodStatus) -> bool {
             conditions,
             s.container_statuses.clone(),
             s.init_container_statuses.clone().filter(|i| !i.is_empty()),
+            s.ephemeral_container_statuses
+                .clone()
+                .filter(|e| !e.is_empty()),
             s.host_ip.clone(),
             s.pod_ip.clone(),
             s.qos_class.clone(),

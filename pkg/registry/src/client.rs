@@ -60,7 +60,7 @@ fn tls_config(t: &TlsTarget, client: Option<&ClientCert>) -> Result<rustls::Clie
         .map_err(|e| e.to_string())
 }
 
-/// An HTTP/1.1 connection to `t`, ready for requests.
+/// An HTTP/1.1 connection to `t`, ready for requests (upgrades too).
 pub async fn connect<B>(
     t: &TlsTarget,
     client: Option<&ClientCert>,
@@ -82,7 +82,7 @@ where
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    tokio::spawn(conn.with_upgrades());
     Ok(sender)
 }
 

@@ -125,6 +125,7 @@ impl ApiError {
                     422 => "Invalid",
                     429 => "TooManyRequests",
                     500 => "InternalError",
+                    503 => "ServiceUnavailable",
                     _ => "",
                 },
             ),

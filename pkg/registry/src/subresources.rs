@@ -287,7 +287,8 @@ impl Registry {
     }
 
     /// PUT pods/<name>/ephemeralcontainers: only spec.ephemeralContainers changes, and
-    /// containers may be added, never changed or removed.
+    /// containers may be added, never changed or removed; they are defaulted and validated
+    /// as kube-apiserver does (strategy/ephemeral.rs).
     pub async fn update_ephemeral_containers(
         &self,
         ns: &str,
@@ -309,12 +310,14 @@ impl Registry {
             name,
             Change::by(params, "ephemeralcontainers", rv),
             |pod| {
-                let old = pod
+                let mut old = pod
                     .pointer("/spec/ephemeralContainers")
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
-                let new = wanted.as_array().cloned().unwrap_or_default();
+                crate::strategy::ephemeral::default(&mut old);
+                let mut new = wanted.as_array().cloned().unwrap_or_default();
+                crate::strategy::ephemeral::default(&mut new);
                 if new.len() < old.len() || old.iter().zip(&new).any(|(a, b)| a != b) {
                     return Err(ApiError::invalid(
                         pods,
@@ -329,6 +332,10 @@ impl Registry {
                     ));
                 }
                 pod["spec"]["ephemeralContainers"] = json!(new);
+                let causes = crate::strategy::ephemeral::validate(&pod["spec"]);
+                if !causes.is_empty() {
+                    return Err(ApiError::invalid(pods, name, causes));
+                }
                 Ok(())
             },
         )

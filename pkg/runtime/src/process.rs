@@ -106,7 +106,7 @@ fn stat_start_ticks(pid: i32) -> Option<(bool, u64)> {
     Some((exited, fields.nth(18)?.parse().ok()?))
 }
 
-fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {

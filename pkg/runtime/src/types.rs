@@ -168,6 +168,10 @@ pub struct ContainerConfig {
     /// Restart number of this container in the pod (0 for the first run).
     pub attempt: u32,
     pub labels: BTreeMap<String, String>,
+    /// Join the PID namespace of this container (its id) instead of having one of its own
+    /// (an ephemeral container's targetContainerName, `kubectl debug --target`).
+    #[serde(default)]
+    pub target_pid_ns: Option<String>,
 }
 
 /// A container's state as the runtime knows it.

@@ -353,7 +353,7 @@ async fn serve(
     // pods/log and the streaming subresources reach kubelets with their own certificate.
     state
         .kubelet
-        .set(minik_apiserver::pod_logs::KubeletIdentity {
+        .set(minik_apiserver::proxy::kubelet::KubeletIdentity {
             cert_pem: pki.kubelet_client.cert_pem.clone(),
             key_pem: pki.kubelet_client.key_pem.clone(),
             ca_pem: pki.server_ca.cert_pem.clone(),

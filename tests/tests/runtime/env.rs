@@ -67,6 +67,7 @@ impl Env {
             log_path: self.logs.join(&id).join("0.log"),
             attempt: 0,
             labels: Default::default(),
+            target_pid_ns: None,
         }
     }
 

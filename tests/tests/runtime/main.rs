@@ -5,6 +5,7 @@
 mod env;
 mod exec;
 mod io;
+mod streaming;
 
 use std::time::Duration;
 

@@ -72,7 +72,15 @@ impl Attributes {
             ),
             [] => return Attributes::non_resource(http_verb(req.method()), &path),
         };
-        let verb = crate::path::verb(req.method(), !name.is_empty(), watch);
+        let mut verb = crate::path::verb(req.method(), !name.is_empty(), watch);
+        // As kube-apiserver 1.35+ (AuthorizePodWebsocketUpgradeCreatePermission): exec,
+        // attach and port-forward over a WebSocket (a GET) need create, as over SPDY (POST).
+        if resource == "pods"
+            && matches!(sub, "exec" | "attach" | "portforward")
+            && crate::proxy::is_upgrade(req.headers())
+        {
+            verb = "create";
+        }
         Attributes {
             verb: verb.into(),
             resource_request: true,

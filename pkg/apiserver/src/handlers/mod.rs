@@ -105,20 +105,45 @@ fn request(p: Parts, body: Result<Bytes, axum::extract::rejection::BytesRejectio
 pub async fn core(
     State(state): State<AppState>,
     Path((version, rest)): Path<(String, String)>,
-    parts: Parts,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    req: axum::extract::Request,
 ) -> Response {
-    serve(&state, "", &version, &rest, request(parts, body)).await
+    serve_raw(&state, "", &version, &rest, req).await
 }
 
 /// `/apis/<group>/<version>/...`
 pub async fn grouped(
     State(state): State<AppState>,
     Path((group, version, rest)): Path<(String, String, String)>,
-    parts: Parts,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    req: axum::extract::Request,
 ) -> Response {
-    serve(&state, &group, &version, &rest, request(parts, body)).await
+    serve_raw(&state, &group, &version, &rest, req).await
+}
+
+/// Connect subresources (exec, attach, port-forward, proxy) get the request as it came (its
+/// connection may be upgraded); the rest get its parts and body.
+async fn serve_raw(
+    state: &AppState,
+    group: &str,
+    version: &str,
+    rest: &str,
+    req: axum::extract::Request,
+) -> Response {
+    use axum::extract::{FromRequest, FromRequestParts};
+    if let Some(t) = path::parse(&state.registry, group, version, rest)
+        && t.name.is_some()
+        && let Some(sub) = t.subresource.as_deref()
+        && crate::proxy::is_connect(sub)
+        && crate::discovery::served_subresource(t.info, sub).is_some()
+    {
+        return match crate::proxy::serve(state, &t, rest, req).await {
+            Ok(resp) => resp,
+            Err(e) => Failure(e).into_response(),
+        };
+    }
+    let (mut parts, body) = req.into_parts();
+    let Ok(p) = Parts::from_request_parts(&mut parts, state).await;
+    let body = Bytes::from_request(axum::extract::Request::from_parts(parts, body), state).await;
+    serve(state, group, version, rest, request(p, body)).await
 }
 
 async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Request) -> Response {

@@ -1,17 +1,20 @@
 //! minik's own runtime as a [`Backend`]: containers run by `minik shim`s through
 //! libcontainer (minik-runtime's `Runtime`) and images in its content store with overlay
 //! snapshots (`ImageStore`), pulled with the registries.yaml mirrors and credentials.
+//! exec, attach and port-forward go to the runtime's interactive exec, the container's
+//! stdin and resize pipes, and a connection made in the sandbox's network namespace.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use minik_runtime::{
-    Auth, Container, ContainerConfig, ExecResult, Image, ImageConfig, ImageStore, Registries,
-    Result, Runtime, Sandbox, SandboxConfig, Stats,
+    Auth, Container, ContainerConfig, ExecProcess, ExecResult, FdStream, Image, ImageConfig,
+    ImageStore, Registries, Result, Runtime, Sandbox, SandboxConfig, Stats,
 };
+use minik_streaming::{Duplex, Reader, Streams, TerminalSize, Writer};
 
-use super::{Backend, BoxFuture};
+use super::{Backend, BoxFuture, duplex};
 
 /// The embedded runtime: its containers, image store and registry settings.
 pub struct Embedded {
@@ -69,6 +72,40 @@ impl Backend for Embedded {
 
     fn stats(&self, id: &str) -> Option<Stats> {
         self.runtime.stats(id)
+    }
+
+    fn exec_streams<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        tty: Option<TerminalSize>,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> BoxFuture<'a, Result<Streams>> {
+        Box::pin(async move {
+            let process = self
+                .runtime
+                .exec_interactive(id, argv, &[], tty.map(|s| (s.width, s.height)), stdin)
+                .await?;
+            Ok(streams(process, stdout, stderr))
+        })
+    }
+
+    fn attach_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Writer>> {
+        Box::pin(async move { Ok(Box::pin(self.runtime.attach_stdin(id)?) as Writer) })
+    }
+
+    fn resize<'a>(&'a self, id: &'a str, size: TerminalSize) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.runtime.resize_console(id, size.width, size.height) })
+    }
+
+    fn port_forward<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<Box<dyn Duplex>>> {
+        Box::pin(async move { duplex(self.runtime.dial(sandbox_id, port).await?) })
     }
 
     fn image(&self, reference: &str) -> Option<Image> {
@@ -132,4 +169,40 @@ impl Backend for Embedded {
     fn embedded(&self) -> Option<&Runtime> {
         Some(&self.runtime)
     }
+}
+
+/// An exec'd process as the streaming server's `Streams`; the outputs the client did not
+/// ask for are read and dropped (as if /dev/null), so the process never blocks on them.
+fn streams(mut process: ExecProcess, stdout: bool, stderr: bool) -> Streams {
+    let stdin = process.stdin.take().map(|s| Box::pin(s) as Writer);
+    let stdout = wanted(process.stdout.take(), stdout);
+    let stderr = wanted(process.stderr.take(), stderr);
+    let resize = process.terminal().map(|terminal| {
+        Box::new(move |size: TerminalSize| {
+            if let Err(e) = terminal.resize(size.width, size.height) {
+                tracing::debug!(error = %e, "resizing an exec's terminal");
+            }
+        }) as Box<dyn Fn(TerminalSize) + Send + Sync>
+    });
+    // The future owns the process: dropping it (with the Streams) kills the process.
+    let exit = Box::pin(async move { process.wait().await.map_err(|e| e.to_string()) });
+    Streams {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+        exit,
+    }
+}
+
+/// The stream when the client wants it; else drained in the background until it ends.
+fn wanted(stream: Option<FdStream>, wanted: bool) -> Option<Reader> {
+    let mut stream = stream?;
+    if wanted {
+        return Some(Box::pin(stream));
+    }
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+    });
+    None
 }

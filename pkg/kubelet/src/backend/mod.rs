@@ -11,6 +11,9 @@
 //! kubelet chose for it; a backend whose runtime names things itself keeps the mapping.
 //! Reads (`sandbox`, `container`, `containers`, `image`, ...) are synchronous: the pod
 //! workers ask them on every sync, so a remote backend answers from a cache it keeps fresh.
+//! The streaming calls (`exec_streams`, `attach_input`, `resize`, `port_forward`) give the
+//! kubelet's streaming server (minik-streaming) the process or port side of `kubectl
+//! exec`, `attach` and `port-forward`.
 
 pub mod cri;
 mod embedded;
@@ -29,6 +32,17 @@ use minik_runtime::{
 
 /// A boxed future, as an object-safe trait returns one.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A connection made on a blocking thread (in a pod's network namespace) as a tokio one.
+fn duplex(stream: std::net::TcpStream) -> Result<Box<dyn minik_streaming::Duplex>> {
+    let registered = stream
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpStream::from_std(stream));
+    let stream = registered.map_err(minik_runtime::Error::io(
+        "registering a forwarded connection",
+    ))?;
+    Ok(Box::new(stream))
+}
 
 /// A container runtime as the kubelet's pod logic drives it.
 pub trait Backend: Send + Sync + 'static {
@@ -64,6 +78,36 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<ExecResult>>;
     /// CPU and memory use of a running container.
     fn stats(&self, id: &str) -> Option<Stats>;
+
+    /// Start `argv` in running container `id` with its streams given back (`kubectl
+    /// exec`): its stdin when `stdin`, stdout when `stdout`, stderr when `stderr` (never
+    /// with a `tty`, a terminal of that first size: it has one output), a resize with a
+    /// `tty`; `exit` resolves with its exit code. Dropping the `Streams` kills the process.
+    fn exec_streams<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        tty: Option<minik_streaming::TerminalSize>,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> BoxFuture<'a, Result<minik_streaming::Streams>>;
+    /// Running container `id`'s stdin, to write to (`kubectl attach -i`; the container was
+    /// made with `stdin: true`). Closing it leaves the container's stdin open.
+    fn attach_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<minik_streaming::Writer>>;
+    /// Set the size of container `id`'s terminal (`tty: true`).
+    fn resize<'a>(
+        &'a self,
+        id: &'a str,
+        size: minik_streaming::TerminalSize,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// A connection to localhost:`port` inside sandbox `sandbox_id`'s network namespace
+    /// (`kubectl port-forward`).
+    fn port_forward<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<Box<dyn minik_streaming::Duplex>>>;
 
     /// An image by reference or id, if present.
     fn image(&self, reference: &str) -> Option<Image>;

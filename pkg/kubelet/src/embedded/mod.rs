@@ -3,12 +3,13 @@
 //!
 //! - sandbox.rs: creating a pod (sandbox, pod directory, /etc/hosts, resolv.conf) and
 //!   removing it (containers stopped and removed, volumes unmounted, files gone).
-//! - sync.rs: each sync of a pod: volumes set up and refreshed, init containers one at a
-//!   time (sidecars kept running), then the app containers; sidecars stopped once a
-//!   finished pod's app containers are done.
+//! - sync.rs: each sync of a pod: volumes set up and refreshed, ephemeral containers
+//!   started once each, init containers one at a time (sidecars kept running), then the
+//!   app containers; sidecars stopped once a finished pod's app containers are done.
 //! - start.rs: one container: its image pulled per policy, its config made, started.
 //! - state.rs: the pod's state read back from the runtime for its status.
 //! - probing.rs: the containers' probes (probes/); hooks.rs: postStart and preStop.
+//! - streaming.rs: exec, attach and port-forward (`kubectl exec|attach|port-forward`).
 //! - pure parts: layout, expand ($(VAR), argv), env, fieldpath, resources (cgroups),
 //!   security, dns, mounts, pull (policy, credentials, back-off), atomic (AtomicWriter),
 //!   api (what is read from the API), volumes/.
@@ -20,6 +21,8 @@ pub mod env;
 pub mod expand;
 #[cfg(test)]
 mod fake_api;
+#[cfg(test)]
+mod fake_backend;
 pub mod fieldpath;
 pub(crate) mod hooks;
 pub mod layout;
@@ -33,6 +36,7 @@ pub mod security;
 mod services;
 mod start;
 mod state;
+mod streaming;
 mod sync;
 pub mod volumes;
 
@@ -59,6 +63,8 @@ pub mod labels {
     pub const MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
     /// "true" on init containers (sidecars included).
     pub const INIT: &str = "minik.io/init-container";
+    /// "true" on ephemeral containers.
+    pub const EPHEMERAL: &str = "minik.io/ephemeral-container";
     /// What containerStatuses[].image and imageID show for this run.
     pub const IMAGE: &str = "minik.io/image";
     pub const IMAGE_REF: &str = "minik.io/image-ref";
@@ -376,6 +382,32 @@ impl ContainerRuntime for EmbeddedRuntime {
             .into_iter()
             .map(|s| s.config.id)
             .collect()
+    }
+
+    async fn exec(
+        &self,
+        uid: &str,
+        name: &str,
+        opts: minik_streaming::CommandOptions,
+    ) -> Result<minik_streaming::Streams, String> {
+        streaming::exec(self, uid, name, opts).await
+    }
+
+    async fn attach(
+        &self,
+        uid: &str,
+        name: &str,
+        opts: minik_streaming::CommandOptions,
+    ) -> Result<minik_streaming::Streams, String> {
+        streaming::attach(self, uid, name, opts).await
+    }
+
+    async fn port_forward(
+        &self,
+        uid: &str,
+        port: u16,
+    ) -> std::io::Result<Box<dyn minik_streaming::Duplex>> {
+        streaming::port_forward(self, uid, port).await
     }
 
     fn container_stats(&self, uid: &str) -> Option<Vec<ContainerStats>> {

@@ -1,7 +1,8 @@
 //! Starting one run of a container, as kubelet's startContainer does: make sure its image
 //! is there (per imagePullPolicy, with the pod's pull secrets, backing off after failures),
-//! make its config (argv, environment, mounts, user, cgroup values), create and start it.
-//! A failure says the container's waiting reason and message.
+//! make its config (argv, environment, mounts, user, cgroup values; an ephemeral
+//! container's target PID namespace), create and start it. A failure says the container's
+//! waiting reason and message.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,6 +25,17 @@ pub struct Failure {
     pub reason: String,
     pub message: String,
     pub retry: Duration,
+}
+
+/// What a container is to its pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    App,
+    /// An init container (sidecars too).
+    Init,
+    /// An ephemeral container: it joins the PID namespace of the container its
+    /// targetContainerName names, if any.
+    Ephemeral,
 }
 
 /// CreateContainerConfigError and friends are retried at the pod worker's pace.
@@ -166,6 +178,18 @@ async fn ensure_image(
     }
 }
 
+/// The runtime id of the latest run of `target`, whose PID namespace an ephemeral container
+/// joins: as kubelet's getTargetID, it must have been created (the runtime refuses one
+/// that is not running, and the start is tried again).
+fn target_id(rt: &EmbeddedRuntime, uid: &str, target: &str) -> Result<String, String> {
+    rt.containers_of(uid)
+        .into_iter()
+        .filter(|c| c.config.name == target)
+        .max_by_key(|c| c.config.attempt)
+        .map(|c| c.config.id)
+        .ok_or_else(|| format!("unable to find target container {target}"))
+}
+
 /// Run the container's postStart hook; when it fails, stop the container (its preStop
 /// hook first), as kubelet does, and the pod worker restarts it per restartPolicy.
 async fn post_start(rt: &EmbeddedRuntime, pod: &Pod, spec: &Spec, uid: &str, id: &str) {
@@ -192,7 +216,7 @@ pub(super) async fn start(
     rt: &EmbeddedRuntime,
     pod: &Pod,
     spec: &Spec,
-    init: bool,
+    role: Role,
     attempt: u32,
     volumes: &Volumes,
     pod_ip: Option<String>,
@@ -243,6 +267,12 @@ pub(super) async fn start(
             .event(pod, Kind::Warning, "Failed", &format!("Error: {m}"));
         failure("CreateContainerConfigError", m)
     };
+    let target_pid_ns = match crate::ephemeral::target(pod, &spec.name) {
+        Some(target) if role == Role::Ephemeral => {
+            Some(target_id(rt, &uid, target).map_err(config_error)?)
+        }
+        _ => None,
+    };
     let env = env::build(&mut lookups, &input)
         .await
         .map_err(config_error)?;
@@ -287,7 +317,8 @@ pub(super) async fn start(
         (labels::POD_NAMESPACE, namespace.clone()),
         (labels::POD_UID, uid.clone()),
         (labels::CONTAINER_NAME, spec.name.clone()),
-        (labels::INIT, init.to_string()),
+        (labels::INIT, (role == Role::Init).to_string()),
+        (labels::EPHEMERAL, (role == Role::Ephemeral).to_string()),
         (labels::IMAGE, shown),
         (labels::IMAGE_REF, reference),
         (labels::MESSAGE_PATH, message_path),
@@ -327,6 +358,7 @@ pub(super) async fn start(
             .log_file((&namespace, &name, &uid), &spec.name, attempt),
         attempt,
         labels: container_labels,
+        target_pid_ns,
     };
     if let Err(e) = rt.runtime.lease(&id, &image.id) {
         tracing::warn!(container = id, error = %e, "leasing the container's image");

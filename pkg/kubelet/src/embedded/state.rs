@@ -1,7 +1,8 @@
 //! A pod's state read back from the runtime (files only, no processes): each container's
-//! latest run and the one before it, restart counts, waiting reasons of containers that
-//! could not be created, and termination messages (terminationMessagePath, or the log's
-//! tail with FallbackToLogsOnError), as the kubelet reads them after a container exits.
+//! (init, app and ephemeral) latest run and the one before it, restart counts, waiting
+//! reasons of containers that could not be created, and termination messages
+//! (terminationMessagePath, or the log's tail with FallbackToLogsOnError), as the kubelet
+//! reads them after a container exits.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -203,12 +204,12 @@ pub(super) fn pod_state(rt: &EmbeddedRuntime, uid: &str) -> Option<PodState> {
     let node_ip = || rt.node.known().and_then(|f| f.addresses.first().cloned());
     let Some(entry) = entry else {
         // Found after a restart, before its first sync: what the runtime has.
-        let (init, apps): (Vec<&minik_runtime::Container>, Vec<_>) = runs.iter().partition(|c| {
-            c.config
-                .labels
-                .get(labels::INIT)
-                .is_some_and(|v| v == "true")
-        });
+        let is = |c: &minik_runtime::Container, label: &str| {
+            c.config.labels.get(label).is_some_and(|v| v == "true")
+        };
+        let (ephemeral, others): (Vec<&minik_runtime::Container>, Vec<_>) =
+            runs.iter().partition(|c| is(c, labels::EPHEMERAL));
+        let (init, apps): (Vec<_>, Vec<_>) = others.into_iter().partition(|c| is(c, labels::INIT));
         let mut scratch = Shared {
             pod: Default::default(),
             ip: None,
@@ -239,12 +240,14 @@ pub(super) fn pod_state(rt: &EmbeddedRuntime, uid: &str) -> Option<PodState> {
         };
         let init_containers = list(init);
         let containers = list(apps);
+        let ephemeral_containers = list(ephemeral);
         return Some(PodState {
             probes: Default::default(),
             ip: if host_network { node_ip() } else { None },
             sandbox_ready: sandbox.is_some(),
             init_containers,
             containers,
+            ephemeral_containers,
         });
     };
     let mut shared = entry.shared();
@@ -271,6 +274,10 @@ pub(super) fn pod_state(rt: &EmbeddedRuntime, uid: &str) -> Option<PodState> {
         .iter()
         .map(|s| make(s, &mut shared))
         .collect();
+    let ephemeral_containers = crate::ephemeral::specs(&shared.pod)
+        .iter()
+        .map(|s| make(s, &mut shared))
+        .collect();
     let ip = if host_network || spec.host_network.unwrap_or(false) {
         node_ip()
     } else {
@@ -282,6 +289,7 @@ pub(super) fn pod_state(rt: &EmbeddedRuntime, uid: &str) -> Option<PodState> {
         sandbox_ready: sandbox.is_some(),
         init_containers,
         containers,
+        ephemeral_containers,
     })
 }
 

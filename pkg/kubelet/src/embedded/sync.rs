@@ -1,8 +1,10 @@
 //! One sync of a pod (kubelet's SyncPod over computePodActions): volumes set up, then
-//! refreshed every minute; init containers one at a time, each after the one before exited
-//! 0 (sidecars started in order and left running); then every app container not yet
-//! created. Containers that could not be created are retried when their back-off ends.
-//! A finished pod's remaining containers (sidecars) are stopped.
+//! refreshed every minute; each ephemeral container not yet created (never restarted,
+//! started even while init containers run, not once the pod is finished or terminating);
+//! init containers one at a time, each after the one before exited 0 (sidecars started in
+//! order and left running); then every app container not yet created. Containers that
+//! could not be created are retried when their back-off ends. A finished pod's remaining
+//! containers (sidecars) are stopped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use minik_controllers::events::Kind;
 use minik_runtime::ContainerState;
 
 use super::api::Lookups;
-use super::start::{self, Failure};
+use super::start::{self, Failure, Role};
 use super::volumes::{SetUp, Volumes};
 use super::{EmbeddedRuntime, Entry, Waiting};
 use crate::runtime::RuntimeError;
@@ -67,13 +69,13 @@ async fn launch(
     entry: &Entry,
     pod: &Pod,
     spec: &Spec,
-    init: bool,
+    role: Role,
     attempt: u32,
     volumes: &Volumes,
 ) -> Result<(), Failure> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ip = entry.shared().ip.clone();
-    match start::start(rt, pod, spec, init, attempt, volumes, ip).await {
+    match start::start(rt, pod, spec, role, attempt, volumes, ip).await {
         Ok(()) => {
             entry.shared().waiting.remove(&spec.name);
             prune(rt, &uid, &spec.name).await;
@@ -233,6 +235,16 @@ pub(super) async fn sync(
         stop_running(rt, &entry, pod, Some(&sidecars));
         return Ok(None);
     }
+    let due = Due {
+        entry: &entry,
+        pod,
+        runs: &runs,
+        volumes: &volumes,
+        now,
+    };
+    // Ephemeral containers may start before the pod is initialized.
+    let ephemeral = crate::ephemeral::specs(pod);
+    next = due.start(rt, &ephemeral, Role::Ephemeral, next).await;
     // What is waiting to be retried, and when.
     let waiting = |name: &str| entry.shared().waiting.get(name).map(|w| w.retry);
     let initialized = spec.containers.iter().any(|c| runs.contains_key(&c.name));
@@ -245,7 +257,7 @@ pub(super) async fn sync(
             }
             if run.is_none() || retry.is_some() {
                 let attempt = run.as_ref().map_or(0, |r| r.config.attempt + 1);
-                if let Err(f) = launch(rt, &entry, pod, c, true, attempt, &volumes).await {
+                if let Err(f) = launch(rt, &entry, pod, c, Role::Init, attempt, &volumes).await {
                     return Ok(soonest(next, f.retry));
                 }
                 run = latest(rt, &uid).remove(&c.name);
@@ -259,21 +271,46 @@ pub(super) async fn sync(
             }
         }
     }
-    for c in &spec.containers {
-        let run = runs.get(&c.name);
-        let retry = waiting(&c.name);
-        if let Some(at) = retry.filter(|at| *at > now) {
-            next = soonest(next, at - now);
-            continue;
-        }
-        if run.is_none() || retry.is_some() {
-            let attempt = run.map_or(0, |r| r.config.attempt + 1);
-            if let Err(f) = launch(rt, &entry, pod, c, false, attempt, &volumes).await {
-                next = soonest(next, f.retry);
+    Ok(due.start(rt, &spec.containers, Role::App, next).await)
+}
+
+/// The containers of a list that start whenever they have no run yet, or once the back-off
+/// of their last failed start ends (app containers; ephemeral ones, which never run twice).
+struct Due<'a> {
+    entry: &'a Entry,
+    pod: &'a Pod,
+    runs: &'a HashMap<String, minik_runtime::Container>,
+    volumes: &'a Volumes,
+    now: Instant,
+}
+
+impl Due<'_> {
+    /// Start those of `specs` that are due; `next` made the soonest retry.
+    async fn start(
+        &self,
+        rt: &EmbeddedRuntime,
+        specs: &[Spec],
+        role: Role,
+        mut next: Option<Duration>,
+    ) -> Option<Duration> {
+        for c in specs {
+            let run = self.runs.get(&c.name);
+            let retry = self.entry.shared().waiting.get(&c.name).map(|w| w.retry);
+            if let Some(at) = retry.filter(|at| *at > self.now) {
+                next = soonest(next, at - self.now);
+                continue;
+            }
+            if run.is_none() || retry.is_some() {
+                let attempt = run.map_or(0, |r| r.config.attempt + 1);
+                let launched =
+                    launch(rt, self.entry, self.pod, c, role, attempt, self.volumes).await;
+                if let Err(f) = launched {
+                    next = soonest(next, f.retry);
+                }
             }
         }
+        next
     }
-    Ok(next)
 }
 
 /// Start the next run of container `name` (its restart per restartPolicy).
@@ -288,8 +325,8 @@ pub(super) async fn restart(
     let pod = entry.shared().pod.clone();
     let spec = pod.spec.clone().unwrap_or_default();
     let inits = spec.init_containers.clone().unwrap_or_default();
-    let (c, init) = match inits.iter().find(|c| c.name == name) {
-        Some(c) => (c.clone(), true),
+    let (c, role) = match inits.iter().find(|c| c.name == name) {
+        Some(c) => (c.clone(), Role::Init),
         None => (
             spec.containers
                 .iter()
@@ -298,7 +335,7 @@ pub(super) async fn restart(
                 .ok_or_else(|| {
                     RuntimeError::Failed(format!("pod {uid} has no container {name}"))
                 })?,
-            false,
+            Role::App,
         ),
     };
     let volumes =
@@ -308,7 +345,11 @@ pub(super) async fn restart(
     let attempt = latest(rt, uid)
         .get(name)
         .map_or(0, |r| r.config.attempt + 1);
-    launch(rt, &entry, &pod, &c, init, attempt, &volumes)
+    launch(rt, &entry, &pod, &c, role, attempt, &volumes)
         .await
         .map_err(|f| RuntimeError::Failed(f.to_string()))
 }
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;

@@ -29,13 +29,28 @@ pub async fn stream(
     running: impl Fn() -> bool + Send + 'static,
     tx: mpsc::Sender<Chunk>,
 ) {
-    if let Err(e) = run(&path, &opts, running, &tx).await {
+    if let Err(e) = run(&path, None, &opts, running, &tx).await {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+/// As `stream`, from byte `offset` of the file on (what was there when an attachment
+/// began), whatever `tail_lines` says.
+pub async fn stream_from(
+    path: PathBuf,
+    offset: u64,
+    opts: Options,
+    running: impl Fn() -> bool + Send + 'static,
+    tx: mpsc::Sender<Chunk>,
+) {
+    if let Err(e) = run(&path, Some(offset), &opts, running, &tx).await {
         let _ = tx.send(Err(e)).await;
     }
 }
 
 async fn run(
     path: &PathBuf,
+    offset: Option<u64>,
     opts: &Options,
     running: impl Fn() -> bool,
     tx: &mpsc::Sender<Chunk>,
@@ -45,7 +60,10 @@ async fn run(
     let mut inode = file.metadata().await?.ino();
     let mut data = Vec::new();
     file.read_to_end(&mut data).await?;
-    let start = opts.tail_lines.map_or(0, |n| tail_start(&data, n));
+    let start = match offset {
+        Some(o) => usize::try_from(o).unwrap_or(usize::MAX).min(data.len()),
+        None => opts.tail_lines.map_or(0, |n| tail_start(&data, n)),
+    };
     let mut pending = data.split_off(start);
     loop {
         let mut out = Vec::new();

@@ -13,7 +13,7 @@ mod follow;
 
 use chrono::{DateTime, Utc};
 
-pub use follow::stream;
+pub use follow::{stream, stream_from};
 pub use minik_api::pod_log::Options;
 
 /// One line of a CRI log file.
@@ -89,6 +89,8 @@ pub struct Renderer {
     timestamps: bool,
     /// Bytes still allowed (None: no limit).
     left: Option<u64>,
+    /// Only this stream's entries.
+    stream: Option<&'static str>,
 }
 
 impl Renderer {
@@ -97,6 +99,7 @@ impl Renderer {
             since: opts.since,
             timestamps: opts.timestamps,
             left: opts.limit_bytes,
+            stream: opts.stream,
         }
     }
 
@@ -118,7 +121,9 @@ impl Renderer {
             let Some(entry) = parse(line) else {
                 continue;
             };
-            if self.since.is_some_and(|s| entry.time < s) {
+            if self.since.is_some_and(|s| entry.time < s)
+                || self.stream.is_some_and(|s| s != entry.stream)
+            {
                 continue;
             }
             let mut piece = Vec::with_capacity(entry.content.len() + 40);
@@ -193,6 +198,16 @@ mod tests {
             ..Options::default()
         };
         assert_eq!(render(&limited, LOG), "one\ntw");
+        let stderr = Options {
+            stream: Some("stderr"),
+            ..Options::default()
+        };
+        assert_eq!(render(&stderr, LOG), "two-part\n");
+        let stdout = Options {
+            stream: Some("stdout"),
+            ..Options::default()
+        };
+        assert_eq!(render(&stdout, LOG), "one\nthree\n");
     }
 
     #[test]

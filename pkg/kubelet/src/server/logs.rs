@@ -22,7 +22,7 @@ use crate::logs::{self, Options};
 use crate::runtime::{ContainerRuntime, State as ContainerState};
 
 /// Whether the pod's spec has a container (init and ephemeral ones too) of that name.
-fn has_container(pod: &Pod, name: &str) -> bool {
+pub fn has_container(pod: &Pod, name: &str) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return false;
     };
@@ -47,6 +47,7 @@ fn waiting_reason(pod: &Pod, name: &str) -> Option<String> {
         .iter()
         .flatten()
         .chain(status.init_container_statuses.iter().flatten())
+        .chain(status.ephemeral_container_statuses.iter().flatten())
         .find(|c| c.name == name)?
         .state
         .as_ref()?

@@ -2,13 +2,14 @@
 //! for the node (tls.rs), every request authenticated and authorized as kubelet does in
 //! webhook mode (auth.rs), serving `/healthz`, `/pods` (the pods bound to the node),
 //! `/stats/summary` (summary.rs, with the node's counters from host.rs), and
-//! `/metrics/resource` and `/metrics` (metrics.rs), and `/containerLogs` (logs.rs).
-//! Exec, attach and port-forward come with streaming.
+//! `/metrics/resource` and `/metrics` (metrics.rs), `/containerLogs` (logs.rs), and
+//! `/exec`, `/attach` and `/portForward` (stream.rs).
 
 pub mod auth;
 pub mod host;
 pub mod logs;
 pub mod metrics;
+pub mod stream;
 pub mod summary;
 pub mod tls;
 
@@ -175,6 +176,18 @@ pub fn router<R: ContainerRuntime>(ctx: Arc<Context<R>>) -> Router {
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(logs::container_logs::<R>),
+        )
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            get(stream::exec::<R>).post(stream::exec::<R>),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(stream::attach::<R>).post(stream::attach::<R>),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(stream::port_forward::<R>).post(stream::port_forward::<R>),
         )
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

@@ -98,7 +98,7 @@ fn each(obj: &mut Value, pointer: &str, f: impl Fn(&mut Value)) {
     }
 }
 
-fn container(c: &mut Value) {
+pub(super) fn container(c: &mut Value) {
     let image = c.get("image").and_then(Value::as_str).unwrap_or("");
     let tag = image.rsplit('/').next().unwrap_or("");
     let latest = !image.contains('@') && (!tag.contains(':') || tag.ends_with(":latest"));

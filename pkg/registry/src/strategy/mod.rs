@@ -2,6 +2,7 @@
 //! defaults on create, validation on create and update, status handling.
 
 mod defaults;
+pub(crate) mod ephemeral;
 mod validation;
 
 use serde_json::{Value, json};

@@ -205,6 +205,9 @@ pub(crate) fn validate(group: &str, kind: &str, old: Option<&Value>, new: &Value
     match (group, kind) {
         ("", "Pod") => {
             containers(new.get("spec").unwrap_or(&Value::Null), "spec", &mut out);
+            if old.is_none() {
+                super::ephemeral::on_create(&new["spec"], &mut out);
+            }
             if let Some(old) = old
                 && pod_spec_frozen(&old["spec"]) != pod_spec_frozen(&new["spec"])
             {

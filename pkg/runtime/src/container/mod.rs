@@ -14,6 +14,7 @@
 //! <run>/containers/<id>/             libcontainer's state, while the container runs
 //! ```
 
+mod attach;
 mod exec;
 mod rootfs;
 mod seccomp;
@@ -36,7 +37,7 @@ use crate::types::{
 use state::{ContainerDir, Record, read_json};
 
 pub use crate::shim::shim_main;
-pub use exec::{ExecResult, MAX_OUTPUT};
+pub use exec::{ExecProcess, ExecResult, MAX_OUTPUT, Terminal};
 
 /// The runtime's state: sandboxes and containers on disk, shims running them. Cheap to
 /// clone (shared).

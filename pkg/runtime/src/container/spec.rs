@@ -1,7 +1,9 @@
 //! The OCI runtime spec (the bundle's config.json) of a container, built from its
 //! ContainerConfig the way containerd's CRI plugin builds it: containerd's default
-//! capabilities, mounts, masked and read-only paths; new pid and mount namespaces; the
-//! sandbox's network, IPC and UTS namespaces joined by path; the sandbox's /dev/shm and
+//! capabilities, mounts, masked and read-only paths; new pid and mount namespaces (or the
+//! pid namespace of a target container, joined by path, for an ephemeral container with
+//! targetContainerName); the sandbox's network, IPC and UTS namespaces joined by path; the
+//! sandbox's /dev/shm and
 //! /etc/hostname; cgroup limits at a cgroupfs path under kubepods.
 
 use std::collections::BTreeSet;
@@ -112,6 +114,9 @@ pub(crate) struct SpecInput<'a> {
     pub rootfs: &'a Path,
     pub cgroup: &'a str,
     pub cgroup_v2: bool,
+    /// The host pid of the init of the container whose pid namespace this one joins
+    /// (`config.target_pid_ns`, resolved by the caller).
+    pub target_pid: Option<i32>,
 }
 
 /// The config.json of a container.
@@ -166,7 +171,8 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
     }))
 }
 
-/// The environment, with containerd's defaults (PATH, HOSTNAME) where it has none.
+/// The environment, with containerd's defaults (PATH, HOSTNAME, and TERM=xterm with a
+/// terminal) where it has none.
 fn environment(config: &ContainerConfig, hostname: &str) -> Vec<String> {
     let mut env = config.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -174,6 +180,9 @@ fn environment(config: &ContainerConfig, hostname: &str) -> Vec<String> {
     }
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.push(format!("HOSTNAME={hostname}"));
+    }
+    if config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_string());
     }
     env
 }
@@ -227,7 +236,12 @@ fn namespaces(input: &SpecInput<'_>) -> Vec<Value> {
     let dir = input.sandbox_dir;
     let mut namespaces = vec![json!({"type": "mount"})];
     if !sandbox.host_pid {
-        namespaces.push(json!({"type": "pid"}));
+        match input.target_pid {
+            Some(pid) => {
+                namespaces.push(json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")}))
+            }
+            None => namespaces.push(json!({"type": "pid"})),
+        }
     }
     if !sandbox.host_network {
         namespaces.push(json!({"type": "network", "path": dir.net()}));

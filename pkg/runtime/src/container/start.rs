@@ -29,10 +29,14 @@ pub(super) async fn start(runtime: &Runtime, config: ContainerConfig) -> Result<
     let sandbox = runtime
         .sandbox(&config.sandbox_id)
         .ok_or_else(|| Error::SandboxNotFound(config.sandbox_id.clone()))?;
+    let target_pid = match &config.target_pid_ns {
+        Some(target) if !sandbox.config.host_pid => Some(target_init(runtime, target)?),
+        _ => None,
+    };
     let dir = runtime.dir(&config.id);
     let record = Record {
         cgroup: cgroups::container_path(&config.sandbox_id, &config.id),
-        host_pid: sandbox.config.host_pid,
+        host_pid: sandbox.config.host_pid || target_pid.is_some(),
         created: SystemTime::now(),
         config,
     };
@@ -44,6 +48,7 @@ pub(super) async fn start(runtime: &Runtime, config: ContainerConfig) -> Result<
         rootfs: &dir.rootfs(),
         cgroup: &record.cgroup,
         cgroup_v2: runtime.inner.cgroups.is_v2(),
+        target_pid,
     })?;
     let id = record.config.id.clone();
     match fs::create_dir(&dir.dir) {
@@ -85,6 +90,20 @@ pub(super) async fn start(runtime: &Runtime, config: ContainerConfig) -> Result<
         ContainerState::Created => {}
     }
     Ok(container)
+}
+
+/// The host pid of the init of running container `target`, whose pid namespace a new
+/// container joins (containerd: the target's task pid, an error when it has none).
+fn target_init(runtime: &Runtime, target: &str) -> Result<i32> {
+    let container = runtime
+        .container(target)
+        .ok_or_else(|| Error::Invalid(format!("target container {target} is not known")))?;
+    match container.state {
+        ContainerState::Running { pid, .. } if pid > 0 => Ok(pid),
+        _ => Err(Error::Invalid(format!(
+            "target container {target} is not running"
+        ))),
+    }
 }
 
 /// Start the shim and wait for its report. A shim that ends without one gets its

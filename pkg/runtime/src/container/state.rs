@@ -8,6 +8,7 @@
 //! - `upper/`, `work/`: the overlay's writable layer;
 //! - `stdin`: a named pipe the container's stdin reads from (with `stdin: true`);
 //! - `console.sock`: where libcontainer hands over a terminal's master (with `tty: true`);
+//! - `resize`: a named pipe the shim reads the terminal's new sizes from (`tty: true`);
 //! - `shim.log`: the shim's (and libcontainer's) own log.
 //!
 //! Files are replaced atomically (write a temporary file, rename), so readers never see half.
@@ -54,6 +55,9 @@ impl ContainerDir {
     pub(crate) fn stdin(&self) -> PathBuf {
         self.dir.join("stdin")
     }
+    pub(crate) fn resize(&self) -> PathBuf {
+        self.dir.join("resize")
+    }
     pub(crate) fn console_socket(&self) -> PathBuf {
         self.dir.join("console.sock")
     }
@@ -69,8 +73,9 @@ pub(crate) struct Record {
     pub created: SystemTime,
     /// The cgroup path libcontainer was given (under kubepods).
     pub cgroup: String,
-    /// Whether the container shares the host's pid namespace (its shim then kills every
-    /// process of its cgroup when the init exits, as containerd's does).
+    /// Whether the container shares a pid namespace it does not own, the host's or a
+    /// target container's (its shim then kills every process of its cgroup when the init
+    /// exits, as runc does when the pid namespace is shared).
     pub host_pid: bool,
 }
 

@@ -5,7 +5,8 @@
 //! the console socket (`console.sock`); everything read from it is logged as stdout. stdin
 //! is `/dev/null`, or with `stdin: true` the named pipe `stdin` in the container's
 //! directory: the shim holds it open read-write so the container never sees end-of-file,
-//! and an attach (a later issue) writes into it.
+//! and an attach writes into it. With a terminal, the named pipe `resize` takes the
+//! terminal's new sizes (see resize.rs).
 
 use std::fs::File;
 use std::io::IoSliceMut;
@@ -34,6 +35,8 @@ pub(super) enum Stdio {
         /// The stdin named pipe, when kept open.
         stdin: Option<OwnedFd>,
         console: UnixListener,
+        /// The resize named pipe.
+        resize: OwnedFd,
     },
 }
 
@@ -46,6 +49,7 @@ pub(super) enum Outputs {
     Terminal {
         stdin: Option<OwnedFd>,
         console: UnixListener,
+        resize: OwnedFd,
     },
 }
 
@@ -68,7 +72,12 @@ impl Stdio {
             let _ = std::fs::remove_file("console.sock");
             let console = UnixListener::bind("console.sock")
                 .map_err(|e| format!("binding the console socket: {e}"))?;
-            return Ok(Stdio::Terminal { stdin, console });
+            let resize = open_fifo(&dir.resize(), "resize")?;
+            return Ok(Stdio::Terminal {
+                stdin,
+                console,
+                resize,
+            });
         }
         let stdin = match stdin {
             Some(fd) => fd,
@@ -105,9 +114,17 @@ impl Stdio {
                     stderr: stderr.0,
                 },
             ),
-            Stdio::Terminal { stdin, console } => (
+            Stdio::Terminal {
+                stdin,
+                console,
+                resize,
+            } => (
                 builder.with_console_socket(Some(dir.console_socket())),
-                Outputs::Terminal { stdin, console },
+                Outputs::Terminal {
+                    stdin,
+                    console,
+                    resize,
+                },
             ),
         }
     }
@@ -134,10 +151,18 @@ impl Outputs {
                 spawn(Stream::Stderr, stderr);
                 Ok(Copiers { done, count: 2 })
             }
-            Outputs::Terminal { stdin, console } => {
+            Outputs::Terminal {
+                stdin,
+                console,
+                resize,
+            } => {
                 let master = receive_terminal(&console)?;
                 drop(console);
                 let _ = std::fs::remove_file("console.sock");
+                let sized = master
+                    .try_clone()
+                    .map_err(|e| format!("duplicating the terminal: {e}"))?;
+                super::resize::apply(resize, sized);
                 if let Some(stdin) = stdin {
                     let input = master
                         .try_clone()
@@ -173,12 +198,17 @@ impl Copiers {
 
 /// Create the stdin named pipe and open it read-write (never end-of-file, never blocking).
 fn open_stdin_fifo(dir: &ContainerDir) -> Result<OwnedFd, String> {
-    let path = dir.stdin();
-    let _ = std::fs::remove_file(&path);
-    nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600))
-        .map_err(|e| format!("creating the stdin pipe: {e}"))?;
-    let fd = nix::fcntl::open(&path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| format!("opening the stdin pipe: {e}"))?;
+    open_fifo(&dir.stdin(), "stdin")
+}
+
+/// Create named pipe `path` (mode 0600) and open it read-write: it never reads
+/// end-of-file, and writers can open it (without blocking) as long as the shim lives.
+fn open_fifo(path: &std::path::Path, what: &str) -> Result<OwnedFd, String> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("creating the {what} pipe: {e}"))?;
+    let fd = nix::fcntl::open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| format!("opening the {what} pipe: {e}"))?;
     Ok(fd)
 }
 
@@ -194,7 +224,8 @@ fn receive_terminal(console: &UnixListener) -> Result<OwnedFd, String> {
     receive_fd(&stream)
 }
 
-fn receive_fd(stream: &UnixStream) -> Result<OwnedFd, String> {
+/// Receive one descriptor (SCM_RIGHTS) on `stream`.
+pub(crate) fn receive_fd(stream: &UnixStream) -> Result<OwnedFd, String> {
     stream
         .set_nonblocking(false)
         .map_err(|e| format!("console socket: {e}"))?;

@@ -11,7 +11,10 @@
 //! cgroup, and exits.
 
 mod io;
+mod resize;
 mod run;
+
+pub(crate) use io::receive_fd;
 
 use std::path::PathBuf;
 

@@ -58,7 +58,11 @@ impl Cri {
             .sandbox(&config.sandbox_id)
             .map(|(cri_id, e)| (cri_id.clone(), e.sandbox.config.clone(), e.config.clone()))
             .ok_or_else(|| Error::SandboxNotFound(config.sandbox_id.clone()))?;
-        let cri_config = convert::container_config(&config, &sandbox, &self.layout);
+        let mut cri_config = convert::container_config(&config, &sandbox, &self.layout);
+        if let Some(target) = &config.target_pid_ns {
+            let target = self.cri_id(target)?;
+            convert::target_pid_namespace(&mut cri_config, &target);
+        }
         let sandbox_config = convert::for_container(sandbox_config, &config);
         let (id, name) = (&config.id, &config.name);
         tracing::debug!(container = %id, name = %name, "CRI CreateContainer");

@@ -228,6 +228,23 @@ pub(super) fn container_config(
     }
 }
 
+/// Make `config` join the pid namespace of the runtime's container `target` (an ephemeral
+/// container's targetContainerName), as kubelet does: only when the container would have
+/// had a pid namespace of its own (not with the node's).
+pub(super) fn target_pid_namespace(config: &mut CriContainerConfig, target: &str) {
+    let options = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut());
+    if let Some(options) = options
+        && options.pid == NamespaceMode::Container as i32
+    {
+        options.pid = NamespaceMode::Target as i32;
+        options.target_id = target.to_string();
+    }
+}
+
 /// The sandbox config given with a container's CreateContainer: the sandbox's, marked
 /// privileged for a privileged container. kubelet makes the whole sandbox privileged when
 /// any container of the pod is; the kubelet's `SandboxConfig` does not say, and containerd

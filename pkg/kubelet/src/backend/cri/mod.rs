@@ -13,6 +13,8 @@
 //! - cache.rs: the cache, and how a relist merges with concurrent changes.
 //! - relist.rs: the relist (ListPodSandbox, ListContainers, ListContainerStats, ListImages).
 //! - sandboxes.rs, containers.rs, images.rs: the calls that change things.
+//! - streaming.rs: port-forward (a connection made in the sandbox's network namespace);
+//!   exec and attach through the runtime's own streaming server are not done yet.
 
 mod cache;
 mod containers;
@@ -22,6 +24,7 @@ mod info;
 mod relist;
 mod sandboxes;
 mod status;
+mod streaming;
 #[cfg(test)]
 mod tests;
 
@@ -220,6 +223,38 @@ impl Backend for Cri {
 
     fn stats(&self, id: &str) -> Option<Stats> {
         self.lock().stats.get(id).copied()
+    }
+
+    fn exec_streams<'a>(
+        &'a self,
+        id: &'a str,
+        _argv: &'a [String],
+        _tty: Option<minik_streaming::TerminalSize>,
+        _stdin: bool,
+        _stdout: bool,
+        _stderr: bool,
+    ) -> BoxFuture<'a, Result<minik_streaming::Streams>> {
+        Box::pin(async move { Err(streaming::unsupported("exec", id)) })
+    }
+
+    fn attach_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<minik_streaming::Writer>> {
+        Box::pin(async move { Err(streaming::unsupported("attach", id)) })
+    }
+
+    fn resize<'a>(
+        &'a self,
+        id: &'a str,
+        _size: minik_streaming::TerminalSize,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Err(streaming::unsupported("attach", id)) })
+    }
+
+    fn port_forward<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<Box<dyn minik_streaming::Duplex>>> {
+        Box::pin(self.forward(sandbox_id, port))
     }
 
     fn image(&self, reference: &str) -> Option<Image> {

@@ -129,6 +129,7 @@ pub(super) fn container(s: &ContainerStatus, images: &[Image]) -> Option<Contain
         log_path: s.log_path.clone().into(),
         attempt: metadata.attempt,
         labels,
+        target_pid_ns: None,
     };
     Some(Container {
         config,

@@ -7,8 +7,13 @@
 //! A forked helper moves itself into the cgroup and joins the namespaces, then forks the
 //! process itself (so it is inside the container's pid namespace); the helper waits for it
 //! and exits with its status. Everything the children need is prepared before the fork
-//! (they only make system calls). Output (stdout and stderr together) is kept up to a cap;
-//! at the timeout the process is killed and the helper reaps it (process.rs: the forks).
+//! (they only make system calls).
+//!
+//! - process.rs: the forks, shared by both kinds of exec.
+//! - capture.rs: output (stdout and stderr together) kept up to a cap; at the timeout the
+//!   process is killed and the helper reaps it (probes, hooks).
+//! - interactive.rs: `kubectl exec`: the process's pipes or terminal as async streams, its
+//!   exit awaited, killed when dropped.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -20,9 +25,11 @@ use crate::types::{ContainerState, Error, Result};
 
 use super::Runtime;
 
+mod capture;
+mod interactive;
 mod process;
 
-use process::run;
+pub use interactive::{ExecProcess, Terminal};
 
 /// The most output kept (kubelet keeps 10 KiB of a probe's output).
 pub const MAX_OUTPUT: usize = 10 * 1024;
@@ -51,6 +58,8 @@ enum Stage {
     Capabilities,
     NotFound,
     Exec,
+    Terminal,
+    Stdio,
 }
 
 fn stage_name(stage: u8) -> &'static str {
@@ -62,6 +71,8 @@ fn stage_name(stage: u8) -> &'static str {
         5 => "setting the user",
         6 => "setting capabilities",
         7 => "executable file not found in $PATH",
+        9 => "opening a terminal in the container",
+        10 => "setting up the standard streams",
         _ => "exec",
     }
 }
@@ -167,6 +178,21 @@ impl Runtime {
         env: &[String],
         timeout: Duration,
     ) -> Result<ExecResult> {
+        let prepared = self.prepare_exec(id, argv, env)?;
+        let id = id.to_string();
+        let result = tokio::task::spawn_blocking(move || capture::run(&prepared, timeout))
+            .await
+            .map_err(|e| Error::Failed(format!("exec task: {e}")))?;
+        match &result {
+            Ok(r) => tracing::debug!(container = id, exit_code = r.exit_code, "exec finished"),
+            Err(e) => tracing::debug!(container = id, error = %e, "exec failed"),
+        }
+        result
+    }
+
+    /// What the forks need to run `argv` in running container `id` with its environment
+    /// plus `env`.
+    fn prepare_exec(&self, id: &str, argv: &[String], env: &[String]) -> Result<Prepared> {
         let record = self
             .record(id)
             .ok_or_else(|| Error::ContainerNotFound(id.into()))?;
@@ -218,21 +244,13 @@ impl Runtime {
             groups: security.supplemental_groups.clone(),
             privileges: privileges(pid)?,
         };
-        let id = id.to_string();
-        let result = tokio::task::spawn_blocking(move || run(&prepared, timeout))
-            .await
-            .map_err(|e| Error::Failed(format!("exec task: {e}")))?;
-        match &result {
-            Ok(r) => tracing::debug!(container = id, exit_code = r.exit_code, "exec finished"),
-            Err(e) => tracing::debug!(container = id, error = %e, "exec failed"),
-        }
-        result
+        Ok(prepared)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::process::keep;
+    use super::capture::keep;
     use super::*;
 
     #[test]

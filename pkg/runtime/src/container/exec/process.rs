@@ -1,16 +1,37 @@
-//! The forks of an exec: the helper joins the container's cgroup and namespaces and forks
-//! the process, which takes the container's user and capabilities and execs; the caller
-//! collects their output and status, and kills the process at the timeout.
+//! The forks of an exec, shared by the captured (capture.rs) and the interactive
+//! (interactive.rs) kinds: the helper closes every descriptor it was not given, joins the
+//! container's cgroup and namespaces (and, for a terminal, opens a pty in the container's
+//! /dev/pts and sends its master to the caller), then forks the process, which sets its
+//! standard streams up, takes the container's user and capabilities and execs. The helper
+//! waits for it and exits as it did (128 + the signal when one ended it).
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{ExecResult, MAX_OUTPUT, Prepared, Stage, stage_name};
+use super::{Prepared, Stage, stage_name};
 use crate::types::{Error, Result};
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+/// What the process's standard streams are.
+pub(super) enum ChildIo {
+    /// These descriptors on 0, 1 and 2.
+    Fds([RawFd; 3]),
+    /// A new terminal in the container (its session's controlling terminal on 0, 1 and 2),
+    /// whose master the helper sends over this unix socket; of this size.
+    Terminal(RawFd, libc::winsize),
+}
+
+/// A forked helper.
+pub(super) struct Spawned {
+    pub helper: libc::pid_t,
+    /// The process's pid, written by the helper once it forked.
+    pub pid: File,
+    /// The children's failure report; end-of-file with nothing read once the process has
+    /// exec'd (the helper closes its end once forked, the process's closes on exec).
+    pub err: File,
+}
+
+pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -20,12 +41,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Fork the helper, collect its output and status.
-pub(super) fn run(p: &Prepared, timeout: Duration) -> Result<ExecResult> {
-    let (out_r, out_w) = pipe()?;
+/// Fork the helper. The caller closes its copies of the descriptors in `io` afterwards.
+pub(super) fn spawn(p: &Prepared, io: &ChildIo) -> Result<Spawned> {
     let (err_r, err_w) = pipe()?;
     let (pid_r, pid_w) = pipe()?;
-    let null = File::open("/dev/null").map_err(Error::io("opening /dev/null"))?;
     let argv: Vec<*const libc::c_char> = p
         .argv
         .iter()
@@ -38,6 +57,25 @@ pub(super) fn run(p: &Prepared, timeout: Duration) -> Result<ExecResult> {
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
+    // The helper keeps only these (other threads' descriptors, open at the fork, would
+    // otherwise stay open as long as it lives: another exec's pipes among them).
+    let mut keep: Vec<RawFd> = vec![0, 1, 2, err_w.as_raw_fd(), pid_w.as_raw_fd()];
+    keep.extend(p.namespaces.iter().map(|f| f.as_raw_fd()));
+    keep.extend(p.cgroup_procs.iter().map(|f| f.as_raw_fd()));
+    match io {
+        ChildIo::Fds(fds) => keep.extend(fds),
+        ChildIo::Terminal(socket, _) => keep.push(*socket),
+    }
+    keep.sort_unstable();
+    keep.dedup();
+    let forked = Forked {
+        io,
+        err: err_w.as_raw_fd(),
+        pid_pipe: pid_w.as_raw_fd(),
+        keep: &keep,
+        argv: &argv,
+        envp: &envp,
+    };
     // SAFETY: the child only makes async-signal-safe system calls on data prepared above,
     // then execs or exits with _exit.
     let helper = unsafe { libc::fork() };
@@ -46,27 +84,57 @@ pub(super) fn run(p: &Prepared, timeout: Duration) -> Result<ExecResult> {
     }
     if helper == 0 {
         // SAFETY: in the forked child; see child().
-        unsafe {
-            child(
-                p,
-                null.as_raw_fd(),
-                out_w.as_raw_fd(),
-                err_w.as_raw_fd(),
-                pid_w.as_raw_fd(),
-                &argv,
-                &envp,
-            )
-        }
+        unsafe { child(p, &forked) }
     }
-    drop(out_w);
-    drop(err_w);
-    drop(pid_w);
-    let pipes = Pipes {
-        out: File::from(out_r),
-        err: File::from(err_r),
+    Ok(Spawned {
+        helper,
         pid: File::from(pid_r),
-    };
-    collect(helper, pipes, timeout)
+        err: File::from(err_r),
+    })
+}
+
+/// Read the children's failure report to its end: Err when they reported one.
+pub(super) fn report(err: &mut File) -> Result<()> {
+    let mut report = Vec::new();
+    let _ = err.read_to_end(&mut report);
+    if report.len() >= 5 {
+        let errno = i32::from_ne_bytes([report[1], report[2], report[3], report[4]]);
+        let cause = std::io::Error::from_raw_os_error(errno);
+        return Err(Error::Failed(format!(
+            "exec failed: {}: {cause}",
+            stage_name(report[0])
+        )));
+    }
+    Ok(())
+}
+
+/// The process's pid as the helper sent it (None: the helper ended before forking).
+pub(super) fn read_pid(pid: &mut File) -> Option<libc::pid_t> {
+    let mut raw = [0u8; size_of::<libc::pid_t>()];
+    match pid.read(&mut raw) {
+        Ok(n) if n == raw.len() => Some(libc::pid_t::from_ne_bytes(raw)),
+        _ => None,
+    }
+}
+
+/// An exit status as an exit code: 128 + the signal when one ended the process.
+pub(super) fn exit_code(status: i32) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    }
+}
+
+/// What the children use besides `Prepared`, all made before the fork.
+struct Forked<'a> {
+    io: &'a ChildIo,
+    err: RawFd,
+    pid_pipe: RawFd,
+    /// Descriptors the helper keeps, sorted.
+    keep: &'a [RawFd],
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
 }
 
 /// Report a failed stage and errno on the error pipe, then exit.
@@ -83,21 +151,70 @@ unsafe fn fail(err: i32, stage: Stage) -> ! {
     }
 }
 
+/// Close every descriptor but `keep` (sorted).
+unsafe fn close_others(keep: &[RawFd]) {
+    let mut next = 0u32;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd > next {
+            // SAFETY: close_range takes two numbers and flags.
+            unsafe { libc::syscall(libc::SYS_close_range, next, fd - 1, 0) };
+        }
+        next = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0) };
+}
+
+/// Open a new pty in the container's /dev/pts (the helper is in its mount namespace), send
+/// the master over `socket`, return the slave.
+unsafe fn open_terminal(err: RawFd, socket: RawFd, size: &libc::winsize) -> RawFd {
+    // SAFETY: plain system calls on descriptors and buffers owned by this process;
+    // the CMSG macros only compute addresses inside `space`.
+    unsafe {
+        let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+        let master = libc::open(c"/dev/ptmx".as_ptr(), flags);
+        if master < 0 {
+            fail(err, Stage::Terminal);
+        }
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master, libc::TIOCSPTLCK, &unlock) != 0 {
+            fail(err, Stage::Terminal);
+        }
+        let slave = libc::ioctl(master, libc::TIOCGPTPEER, flags);
+        if slave < 0 || libc::ioctl(master, libc::TIOCSWINSZ, size) != 0 {
+            fail(err, Stage::Terminal);
+        }
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut space = [0u64; 4];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), master);
+        if libc::sendmsg(socket, &msg, 0) < 0 {
+            fail(err, Stage::Terminal);
+        }
+        libc::close(master);
+        slave
+    }
+}
+
 /// The helper (and, after its fork, the process): never returns.
-unsafe fn child(
-    p: &Prepared,
-    null: i32,
-    out: i32,
-    err: i32,
-    pid_pipe: i32,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> ! {
+unsafe fn child(p: &Prepared, f: &Forked<'_>) -> ! {
+    let err = f.err;
     // SAFETY: plain system calls on descriptors and buffers owned by this process.
     unsafe {
-        libc::dup2(null, 0);
-        libc::dup2(out, 1);
-        libc::dup2(out, 2);
+        close_others(f.keep);
         for procs in &p.cgroup_procs {
             if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                 fail(err, Stage::Cgroup);
@@ -108,26 +225,95 @@ unsafe fn child(
                 fail(err, Stage::Setns);
             }
         }
+        let slave = match f.io {
+            ChildIo::Terminal(socket, size) => open_terminal(err, *socket, size),
+            ChildIo::Fds(_) => -1,
+        };
         let pid = libc::fork();
         if pid < 0 {
             fail(err, Stage::Fork);
         }
         if pid > 0 {
-            // The helper: tell the caller the process's pid (to kill it on timeout, so
-            // that the helper, not the container's init, reaps it), exit as it did.
-            libc::write(pid_pipe, (&raw const pid).cast(), size_of::<libc::pid_t>());
-            let mut status = 0;
-            while libc::waitpid(pid, &mut status, 0) < 0 {
-                if *libc::__errno_location() != libc::EINTR {
-                    libc::_exit(126);
-                }
-            }
-            if libc::WIFSIGNALED(status) {
-                libc::_exit(128 + libc::WTERMSIG(status));
-            }
-            libc::_exit(libc::WEXITSTATUS(status));
+            helper(f, pid, slave);
         }
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        match f.io {
+            ChildIo::Fds(fds) => {
+                for (target, fd) in fds.iter().enumerate() {
+                    if libc::dup2(*fd, target as i32) < 0 {
+                        fail(err, Stage::Stdio);
+                    }
+                }
+            }
+            ChildIo::Terminal(..) => {
+                if libc::setsid() < 0
+                    || libc::ioctl(slave, libc::TIOCSCTTY, 0) != 0
+                    || libc::dup2(slave, 0) < 0
+                    || libc::dup2(slave, 1) < 0
+                    || libc::dup2(slave, 2) < 0
+                {
+                    fail(err, Stage::Terminal);
+                }
+                // The terminal belongs to the user the process runs as (runc's
+                // fixStdioPermissions); its group stays devpts' tty group.
+                libc::fchown(0, p.uid, u32::MAX);
+            }
+        }
+        become_the_containers_user(p, err);
+        let mut stage = Stage::NotFound;
+        for path in &p.paths {
+            libc::execve(path.as_ptr(), f.argv.as_ptr(), f.envp.as_ptr());
+            let errno = *libc::__errno_location();
+            if errno != libc::ENOENT && errno != libc::ENOTDIR {
+                stage = Stage::Exec;
+                break;
+            }
+        }
+        fail(err, stage)
+    }
+}
+
+/// The helper once forked: close what only the process uses, tell the caller the
+/// process's pid (to kill it, so that the helper, not the container's init, reaps it),
+/// wait for it and exit as it did.
+unsafe fn helper(f: &Forked<'_>, pid: libc::pid_t, slave: RawFd) -> ! {
+    // SAFETY: plain system calls on descriptors this process owns.
+    unsafe {
+        libc::close(f.err);
+        if slave >= 0 {
+            libc::close(slave);
+        }
+        match f.io {
+            ChildIo::Fds(fds) => {
+                for fd in fds {
+                    libc::close(*fd);
+                }
+            }
+            ChildIo::Terminal(socket, _) => {
+                libc::close(*socket);
+            }
+        }
+        libc::write(
+            f.pid_pipe,
+            (&raw const pid).cast(),
+            size_of::<libc::pid_t>(),
+        );
+        libc::close(f.pid_pipe);
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 {
+            if *libc::__errno_location() != libc::EINTR {
+                libc::_exit(126);
+            }
+        }
+        libc::_exit(exit_code(status))
+    }
+}
+
+/// chdir, drop the bounding set to the container's, take its user and groups, then its
+/// capabilities and no_new_privs.
+unsafe fn become_the_containers_user(p: &Prepared, err: RawFd) {
+    // SAFETY: plain system calls on buffers owned by this process.
+    unsafe {
         if libc::chdir(p.cwd.as_ptr()) != 0 {
             fail(err, Stage::Chdir);
         }
@@ -165,120 +351,5 @@ unsafe fn child(
         if privileges.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             fail(err, Stage::Capabilities);
         }
-        let mut stage = Stage::NotFound;
-        for path in &p.paths {
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            let errno = *libc::__errno_location();
-            if errno != libc::ENOENT && errno != libc::ENOTDIR {
-                stage = Stage::Exec;
-                break;
-            }
-        }
-        fail(err, stage)
     }
-}
-
-/// The reading ends of the helper's pipes: output, failure report, the process's pid.
-struct Pipes {
-    out: File,
-    err: File,
-    pid: File,
-}
-
-/// Kill the timed-out process (the helper reaps it and exits), or the helper itself when
-/// it has not forked yet; then reap the helper.
-fn kill_timed_out(helper: i32, pid: &mut File, status: &mut i32) {
-    // SAFETY: setting O_NONBLOCK on our own descriptor.
-    unsafe { libc::fcntl(pid.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let mut raw = [0u8; size_of::<libc::pid_t>()];
-    let target = match pid.read(&mut raw) {
-        Ok(n) if n == raw.len() => libc::pid_t::from_ne_bytes(raw),
-        _ => helper,
-    };
-    // SAFETY: the process is our helper's child, which only the helper reaps (it is
-    // waiting for it), so its pid is not reused before the helper exits; then the helper,
-    // our own child, is reaped here.
-    unsafe {
-        libc::kill(target, libc::SIGKILL);
-        libc::waitpid(helper, status, 0);
-    }
-}
-
-/// Read the helper's output until it exits (or the timeout kills it), then its status.
-fn collect(helper: i32, pipes: Pipes, timeout: Duration) -> Result<ExecResult> {
-    let Pipes {
-        mut out,
-        mut err,
-        mut pid,
-    } = pipes;
-    let deadline = Instant::now() + timeout;
-    let mut output = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut open = true;
-    let mut status = 0;
-    let mut timed_out = false;
-    loop {
-        // SAFETY: waitpid on our own child.
-        let done = unsafe { libc::waitpid(helper, &mut status, libc::WNOHANG) } == helper;
-        if done || !open {
-            if !done {
-                // SAFETY: as above, blocking.
-                let _ = unsafe { libc::waitpid(helper, &mut status, 0) };
-            }
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            kill_timed_out(helper, &mut pid, &mut status);
-            timed_out = true;
-            break;
-        }
-        let wait = left.min(Duration::from_millis(50));
-        let mut fds = [libc::pollfd {
-            fd: out.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis() as i32) };
-        if ready > 0 {
-            match out.read(&mut buf) {
-                Ok(0) | Err(_) => open = false,
-                Ok(n) => keep(&mut output, &buf[..n]),
-            }
-        }
-    }
-    if timed_out {
-        return Err(Error::Timeout(timeout));
-    }
-    // What is left in the pipe (descendants may hold it open: read without blocking).
-    // SAFETY: setting O_NONBLOCK on our own descriptor.
-    unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    while let Ok(n) = out.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        keep(&mut output, &buf[..n]);
-    }
-    let mut report = Vec::new();
-    let _ = err.read_to_end(&mut report);
-    if report.len() >= 5 {
-        let errno = i32::from_ne_bytes([report[1], report[2], report[3], report[4]]);
-        let cause = std::io::Error::from_raw_os_error(errno);
-        return Err(Error::Failed(format!(
-            "exec failed: {}: {cause}",
-            stage_name(report[0])
-        )));
-    }
-    let exit_code = if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        libc::WEXITSTATUS(status)
-    };
-    Ok(ExecResult { exit_code, output })
-}
-
-pub(super) fn keep(output: &mut Vec<u8>, bytes: &[u8]) {
-    let room = MAX_OUTPUT.saturating_sub(output.len());
-    output.extend_from_slice(&bytes[..bytes.len().min(room)]);
 }

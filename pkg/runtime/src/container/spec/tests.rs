@@ -24,6 +24,7 @@ fn config() -> ContainerConfig {
         log_path: "/logs/0.log".into(),
         attempt: 0,
         labels: Default::default(),
+        target_pid_ns: None,
     }
 }
 
@@ -49,8 +50,35 @@ fn spec_of(config: &ContainerConfig, sandbox: &SandboxConfig) -> Value {
         rootfs: Path::new("/state/c1/rootfs"),
         cgroup: "/kubepods/podp1/c1",
         cgroup_v2: false,
+        target_pid: None,
     })
     .unwrap()
+}
+
+#[test]
+fn a_target_container_lends_its_pid_namespace() {
+    let dir = SandboxDir {
+        dir: PathBuf::from("/run/minik/sandboxes/p1"),
+    };
+    let (config, sandbox) = (config(), sandbox(false));
+    let spec = build(&SpecInput {
+        config: &config,
+        sandbox: &sandbox,
+        sandbox_dir: &dir,
+        rootfs: Path::new("/state/c1/rootfs"),
+        cgroup: "/kubepods/podp1/c1",
+        cgroup_v2: false,
+        target_pid: Some(4321),
+    })
+    .unwrap();
+    let pid: Vec<&Value> = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] == "pid")
+        .collect();
+    assert_eq!(pid.len(), 1);
+    assert_eq!(pid[0]["path"], "/proc/4321/ns/pid");
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -135,6 +163,7 @@ fn capabilities_add_and_drop_like_containerd() {
         rootfs: Path::new("/r"),
         cgroup: "/k",
         cgroup_v2: true,
+        target_pid: None,
     });
     assert!(matches!(err, Err(Error::Invalid(_))));
 }
@@ -204,4 +233,15 @@ fn seccomp_and_no_new_privileges_only_when_asked() {
             .get("seccomp")
             .is_none()
     );
+}
+
+#[test]
+fn a_terminal_gets_term_xterm_unless_the_env_sets_term() {
+    let mut c = config();
+    c.tty = true;
+    let env = strings(&spec_of(&c, &sandbox(false))["process"]["env"]);
+    assert!(env.contains(&"TERM=xterm".to_string()), "{env:?}");
+    c.env.push("TERM=vt100".into());
+    let env = strings(&spec_of(&c, &sandbox(false))["process"]["env"]);
+    assert!(!env.contains(&"TERM=xterm".to_string()), "{env:?}");
 }

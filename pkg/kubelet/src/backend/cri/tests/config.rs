@@ -122,3 +122,30 @@ fn a_privileged_container_is_created_with_a_privileged_sandbox_config() {
     assert!(privileged(&marked) && !privileged(&base));
     assert_eq!(marked.log_directory, base.log_directory);
 }
+
+#[test]
+fn a_target_container_lends_its_pid_namespace_unless_the_node_does() {
+    let pid = |c: &proto::ContainerConfig| {
+        let ns = c
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .expect("namespace options");
+        (ns.pid, ns.target_id)
+    };
+    let pod = SandboxConfig {
+        host_pid: false,
+        ..sandbox(false)
+    };
+    let mut own = convert::container_config(&container(), &pod, &layout());
+    convert::target_pid_namespace(&mut own, "cri-target");
+    assert_eq!(
+        pid(&own),
+        (NamespaceMode::Target as i32, "cri-target".into())
+    );
+    // sandbox() shares the node's pid namespace.
+    let mut node = convert::container_config(&container(), &sandbox(false), &layout());
+    convert::target_pid_namespace(&mut node, "cri-target");
+    assert_eq!(pid(&node), (NamespaceMode::Node as i32, String::new()));
+}

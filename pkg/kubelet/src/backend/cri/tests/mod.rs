@@ -80,6 +80,7 @@ pub(super) fn container() -> ContainerConfig {
         log_path: "/var/log/pods/shop_web_u1/app/2.log".into(),
         attempt: 2,
         labels: BTreeMap::from([("io.kubernetes.pod.uid".into(), "u1".into())]),
+        target_pid_ns: None,
     }
 }
 
