@@ -167,12 +167,28 @@ fn spawn_shim(runtime: &Runtime, dir: &ContainerDir) -> Result<tokio::process::C
         root: runtime.inner.libcontainer_root.clone(),
     };
     let program = &runtime.inner.shim;
-    tokio::process::Command::new(&program[0])
+    let mut command = tokio::process::Command::new(&program[0]);
+    command
         .args(&program[1..])
         .args(options.to_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(shim_log)
+        .stderr(shim_log);
+    // The shim outlives minik: it keeps none of minik's descriptors (a lock a parent of
+    // minik holds, its listening sockets), only its own 0, 1 and 2.
+    // SAFETY: close_range(2) is async-signal-safe; it only marks descriptors close-on-exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    command
         .spawn()
         .map_err(Error::io(format!("starting the shim {}", program[0])))
 }
