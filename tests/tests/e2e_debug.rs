@@ -1,7 +1,8 @@
 //! `kubectl debug` against a real node, with the machine's kubectl and PyPI's newest: the
 //! ephemeral container it adds through the pod's ephemeralcontainers subresource runs once
 //! in the PID namespace of its target (its `ps` sees the app's `sleep 3600`), its status is
-//! written to ephemeralContainerStatuses and `kubectl logs -c` reads its output. The API
+//! written to ephemeralContainerStatuses and `kubectl logs -c` reads its output; with `-it`
+//! kubectl attaches to its terminal. The API
 //! refuses ephemeral containers with ports or an unknown target (kube-rs), and deleting the
 //! pod stops an ephemeral container still running.
 
@@ -123,6 +124,48 @@ fn kubectl_debug_runs_an_ephemeral_container_in_its_targets_pid_namespace() {
         );
         assert!(logs.contains("sh -c ps; sleep 1"), "{logs}");
         assert!(!logs.contains("minik"), "host processes seen: {logs}");
+    }
+
+    // `kubectl debug -it`: kubectl attaches to the ephemeral container's terminal (script
+    // gives kubectl one; its stdin stays open, or script would type an end-of-file). The
+    // container keeps printing, so whenever kubectl attaches it sees the target's sleep.
+    for (i, k) in Kubectl::each(&s).iter().enumerate() {
+        let line = format!(
+            "{} debug -it web --image=busybox --image-pull-policy=IfNotPresent --target=app -c it{i} -- sh -c 'while true; do ps; tty; sleep 1; done'",
+            k.bin
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("KUBECONFIG", &s.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("script");
+        let _open = child.stdin.take();
+        let mut out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut said = String::new();
+        while !(said.contains("sleep 3600") && said.contains("/dev/pts/")) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(chunk) = rx.recv_timeout(left) else {
+                break;
+            };
+            said.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(said.contains("sleep 3600"), "{}: {said}", k.bin);
+        assert!(said.contains("/dev/pts/"), "{}: {said}", k.bin);
     }
 
     // The app containers are untouched; the pod stays Running and ready.
