@@ -143,10 +143,20 @@ pub fn encode(frame: &Frame, z: &mut HeaderCompressor) -> Result<Vec<u8>, FrameE
             stream_id,
             flags,
             headers,
+        }
+        | Frame::Headers {
+            stream_id,
+            flags,
+            headers,
         } => {
             put_u32(&mut body, stream_id & 0x7fff_ffff);
             body.extend(z.compress(&encode_headers(headers))?);
-            control(2, *flags, &body)
+            let kind = if matches!(frame, Frame::SynReply { .. }) {
+                2
+            } else {
+                8
+            };
+            control(kind, *flags, &body)
         }
         Frame::RstStream { stream_id, status } => {
             put_u32(&mut body, stream_id & 0x7fff_ffff);
@@ -169,15 +179,6 @@ pub fn encode(frame: &Frame, z: &mut HeaderCompressor) -> Result<Vec<u8>, FrameE
             put_u32(&mut body, last_good_stream_id & 0x7fff_ffff);
             put_u32(&mut body, *status);
             control(7, 0, &body)
-        }
-        Frame::Headers {
-            stream_id,
-            flags,
-            headers,
-        } => {
-            put_u32(&mut body, stream_id & 0x7fff_ffff);
-            body.extend(z.compress(&encode_headers(headers))?);
-            control(8, *flags, &body)
         }
         Frame::WindowUpdate { stream_id, delta } => {
             put_u32(&mut body, stream_id & 0x7fff_ffff);

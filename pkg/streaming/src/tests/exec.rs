@@ -205,14 +205,7 @@ async fn client_disconnect_drops_the_process_and_ends_the_tasks() {
     );
     // SPDY.
     let path = "/exec?stdin=1&stdout=1&command=hang&command=spdy-1";
-    let (status, _, tcp) = upgrade(
-        addr,
-        path,
-        &[("X-Stream-Protocol-Version", "v4.channel.k8s.io")],
-    )
-    .await;
-    assert_eq!(status, 101);
-    let mut c = SpdyClient::new(tcp);
+    let mut c = spdy_v4(addr, path).await;
     c.open(&[("streamType", "error")]).await;
     c.open(&[("streamType", "stdin")]).await;
     c.open(&[("streamType", "stdout")]).await;
@@ -232,14 +225,7 @@ async fn tty_resizes_over_spdy_and_websocket() {
     let size = |width, height| crate::TerminalSize { width, height };
     // SPDY v4: error, stdin, stdout and resize (no stderr with a TTY).
     let path = "/exec?stdin=1&stdout=1&stderr=1&tty=1&command=tty&command=spdy-tty";
-    let (status, _, tcp) = upgrade(
-        addr,
-        path,
-        &[("X-Stream-Protocol-Version", "v4.channel.k8s.io")],
-    )
-    .await;
-    assert_eq!(status, 101);
-    let mut c = SpdyClient::new(tcp);
+    let mut c = spdy_v4(addr, path).await;
     let error = c.open(&[("streamType", "error")]).await;
     let stdin = c.open(&[("streamType", "stdin")]).await;
     let stdout = c.open(&[("streamType", "stdout")]).await;
@@ -269,4 +255,16 @@ async fn tty_resizes_over_spdy_and_websocket() {
         .unwrap();
     let got = read_all(&mut ws).await;
     assert_eq!(got.get(&3).map(Vec::as_slice), Some(OK.as_bytes()));
+}
+
+/// A SPDY v4 exec session on `path`, upgraded.
+async fn spdy_v4(addr: std::net::SocketAddr, path: &str) -> SpdyClient<tokio::net::TcpStream> {
+    let (status, _, tcp) = upgrade(
+        addr,
+        path,
+        &[("X-Stream-Protocol-Version", "v4.channel.k8s.io")],
+    )
+    .await;
+    assert_eq!(status, 101);
+    SpdyClient::new(tcp)
 }
