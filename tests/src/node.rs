@@ -303,6 +303,45 @@ pub fn event_with(s: &Server, name: &str, reason: &str, part: &str) -> String {
     )
 }
 
+/// Run `attach` (a `kubectl attach -i`), write `line` to its stdin and wait (at most 60 s)
+/// for a line `want` on its output; then stop it (kubectl stays attached while the
+/// container runs, as on any cluster). Whether `want` came.
+pub fn attach_answers(mut attach: Command, line: &str, want: &str) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let Ok(mut child) = attach
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return false;
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let written = stdin.write_all(format!("{line}\n").as_bytes()).is_ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = false;
+    while written && !seen {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => seen = l == want,
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //! containerd with a pod network (tests/src/containerd.rs, tests/src/cni.rs; as root):
 //! port-forward connects inside the sandbox's own network namespace (its path from the
 //! sandbox's verbose status), a container with `target_pid_ns` joins its target's pid
-//! namespace (CRI NamespaceMode TARGET), and exec and attach say they are not supported.
+//! namespace (CRI NamespaceMode TARGET), and exec and attach are given containerd's own
+//! streaming server's URL.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -139,10 +140,18 @@ async fn port_forward_and_target_pid_namespaces_through_containerd() {
     let message = refused.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("connection refused"), "{message}");
 
-    let argv = vec!["true".to_string()];
-    let exec = cri
-        .exec_streams(&debug.id, &argv, None, false, true, true)
-        .await;
-    let message = exec.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("not supported yet"), "{message}");
+    // Exec and attach are served by containerd's own streaming server: its URL.
+    let opts = minik_streaming::CommandOptions {
+        stdout: true,
+        command: vec!["true".to_string()],
+        ..Default::default()
+    };
+    for attach in [false, true] {
+        let url = cri
+            .stream_url(&debug.id, &opts, attach)
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    }
 }

@@ -1,10 +1,11 @@
 //! `minik server --container-runtime-endpoint`: the node runs its pods through an external
 //! CRI runtime, a private Debian containerd (tests/src/containerd.rs), instead of minik's
-//! own. Host-network pods only: containerd has no CNI configuration here.
+//! own. Host-network pods only: containerd has no CNI configuration here. kubectl exec
+//! and attach reach containerd's own streaming server.
 
 use minik_tests::containerd::Containerd;
-use minik_tests::node::{create, cri_log_lines, log_path, pod, pod_of, ready_node};
-use minik_tests::server::{Server, ok};
+use minik_tests::node::{attach_answers, create, cri_log_lines, log_path, pod, pod_of, ready_node};
+use minik_tests::server::{Kubectl, Server, ok, text};
 use serde_json::{Value, json};
 
 fn start() -> (Containerd, Server) {
@@ -104,6 +105,55 @@ fn pods_run_through_containerd_and_survive_a_restart() {
     });
     assert_eq!(status(&again)["containerID"], id.as_str());
     assert_eq!(status(&again)["restartCount"], 0);
+
+    // kubectl exec goes through containerd's own streaming server (the URL its Exec
+    // gives), over WebSocket as kubectl tries first (or SPDY after it) and over SPDY.
+    for k in Kubectl::each(&s) {
+        for websockets in ["true", "false"] {
+            let out = k
+                .cmd(&["exec", "web", "--", "sh", "-c", "cat /cfg/greeting; exit 4"])
+                .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+                .output()
+                .expect("kubectl exec");
+            let how = format!("{} websockets={websockets}: {}", k.bin, text(&out));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-cri", "{how}");
+            assert_eq!(out.status.code(), Some(4), "{how}");
+            let mut cat = k
+                .cmd(&["exec", "-i", "web", "--", "cat"])
+                .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("kubectl exec -i");
+            std::io::Write::write_all(&mut cat.stdin.take().expect("stdin"), b"typed\n")
+                .expect("write");
+            let echoed = cat.wait_with_output().expect("kubectl exec -i");
+            assert_eq!(ok(echoed), "typed\n", "{}", k.bin);
+        }
+    }
+
+    // kubectl attach: a line to the container's stdin comes back on its output.
+    create(
+        &s,
+        &host_pod(
+            "talker",
+            json!({"stdin": true, "command": ["sh", "-c", "while read l; do echo got:$l; done"]}),
+        ),
+    );
+    s.eventually("talker running", || {
+        let p = pod(&s, "talker")?;
+        status(&p)["state"]["running"].is_object().then_some(())
+    });
+    for k in Kubectl::each(&s) {
+        let want = format!("got:hi-{}", k.bin.len());
+        let attach = k.cmd(&["attach", "-i", "talker"]);
+        assert!(
+            attach_answers(attach, &format!("hi-{}", k.bin.len()), &want),
+            "{}: no {want}",
+            k.bin
+        );
+    }
 
     // Deleting the pod removes its container from containerd.
     ok(s.kubectl(&["delete", "pod", "web", "--grace-period=1"]));

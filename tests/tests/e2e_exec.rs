@@ -5,14 +5,14 @@
 //! both ways, attaching to a container's stdin and output, no process left behind when the
 //! client goes away; then kube-rs's exec and attach (WebSocket v5/v4).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::AttachParams;
-use minik_tests::node::{container, create, pod, pod_of, ready_node};
+use minik_tests::node::{attach_answers, container, create, pod, pod_of, ready_node};
 use minik_tests::server::{Kubectl, Server, ok, text};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -148,37 +148,10 @@ fn exec_works(s: &Server, k: &Kubectl, websockets: bool, tag: &str) {
 
     // attach: a line to the container's stdin comes back on its output. kubectl stays
     // attached while the container runs, as on any cluster: it is stopped once it showed it.
-    let mut attach = kubectl(k, websockets, &["attach", "-i", "talker"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl attach");
-    let mut stdin = attach.stdin.take().expect("stdin");
-    let lines = BufReader::new(attach.stdout.take().expect("stdout")).lines();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     let want = format!("got:ping-{tag}");
-    stdin
-        .write_all(format!("ping-{tag}\n").as_bytes())
-        .expect("write stdin");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = None;
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if line == want {
-            seen = Some(line);
-            break;
-        }
-    }
-    let _ = attach.kill();
-    let _ = attach.wait();
-    assert!(seen.is_some(), "{how}: no {want}");
+    let attach = kubectl(k, websockets, &["attach", "-i", "talker"]);
+    let seen = attach_answers(attach, &format!("ping-{tag}"), &want);
+    assert!(seen, "{how}: no {want}");
 
     // A client that goes away leaves no process behind.
     let secs = format!("{}", 7000 + tag.len() * 10 + usize::from(websockets));

@@ -1,4 +1,5 @@
-//! The RuntimeService calls: runtime status, pod sandboxes, containers, exec and stats.
+//! The RuntimeService calls: runtime status, pod sandboxes, containers, exec (ExecSync, and
+//! Exec and Attach for the streaming server) and stats.
 //!
 //! Each call gets the client's request deadline; `StopContainer` and `ExecSync` get their
 //! own wait added to it, as kubelet's remote runtime does.
@@ -8,13 +9,13 @@ use std::time::Duration;
 use crate::client::{CriClient, call, request};
 use crate::error::{Error, Result};
 use crate::proto::{
-    Container, ContainerConfig, ContainerFilter, ContainerStats, ContainerStatsFilter,
-    ContainerStatsRequest, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
-    ExecSyncRequest, ExecSyncResponse, ListContainerStatsRequest, ListContainersRequest,
-    ListPodSandboxRequest, PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, RemoveContainerRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StatusRequest, StatusResponse,
-    StopContainerRequest, StopPodSandboxRequest,
+    AttachRequest, Container, ContainerConfig, ContainerFilter, ContainerStats,
+    ContainerStatsFilter, ContainerStatsRequest, ContainerStatusRequest, ContainerStatusResponse,
+    CreateContainerRequest, ExecRequest, ExecSyncRequest, ExecSyncResponse,
+    ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, PodSandbox,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxStatusRequest, PodSandboxStatusResponse,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StatusRequest, StatusResponse, StopContainerRequest, StopPodSandboxRequest,
 };
 
 impl CriClient {
@@ -224,6 +225,21 @@ impl CriClient {
             self.runtime.clone().exec_sync(request(req, t)),
         )
         .await
+    }
+
+    /// Where the runtime's streaming server serves `req` (an exec in a running container):
+    /// the URL the client's upgraded connection is sent on to.
+    pub async fn exec(&self, req: ExecRequest) -> Result<String> {
+        let t = self.deadline();
+        let resp = call("Exec", t, self.runtime.clone().exec(request(req, t))).await?;
+        Ok(resp.url)
+    }
+
+    /// Where the runtime's streaming server serves an attachment to a running container.
+    pub async fn attach(&self, req: AttachRequest) -> Result<String> {
+        let t = self.deadline();
+        let resp = call("Attach", t, self.runtime.clone().attach(request(req, t))).await?;
+        Ok(resp.url)
     }
 
     /// The resource usage of one container.

@@ -193,6 +193,19 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         async { Err("this runtime does not run commands in containers".to_string()) }
     }
 
+    /// Where the runtime's own streaming server serves an exec (`opts.command`) or, with
+    /// `attach`, an attachment to the running container `name` of pod `uid` (a CRI
+    /// runtime's URL); None: `exec` and `attach` serve it here.
+    fn stream_url(
+        &self,
+        _uid: &str,
+        _name: &str,
+        _opts: &CommandOptions,
+        _attach: bool,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send {
+        async { Ok(None) }
+    }
+
     /// Attach to the running container `name` of pod `uid` (`kubectl attach`).
     fn attach(
         &self,

@@ -30,6 +30,7 @@
 mod command;
 pub(crate) mod negotiate;
 mod portforward;
+pub mod proxy;
 pub(crate) mod spdy;
 pub mod status;
 mod task;

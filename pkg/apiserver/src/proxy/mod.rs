@@ -2,14 +2,13 @@
 //!
 //! - pods/exec, pods/attach and pods/portforward go to the kubelet of the pod's node
 //!   (`/exec/<ns>/<pod>/<container>`, `/attach/...`, `/portForward/<ns>/<pod>`), their
-//!   upgraded connection (WebSocket or SPDY) joined through (forward.rs);
+//!   upgraded connection (WebSocket or SPDY) joined through (minik-streaming's proxy);
 //! - pods/proxy goes to the pod's IP, services/proxy to one ready endpoint of the service,
 //!   nodes/proxy to the node's kubelet (targets.rs);
 //! - kubelet.rs: reaching a kubelet.
 //!
 //! A name in a proxy path may carry a scheme and a port: `https:web:8443`.
 
-mod forward;
 pub mod kubelet;
 mod targets;
 
@@ -21,7 +20,7 @@ use serde_json::Value;
 use crate::AppState;
 use crate::path::Target;
 
-pub use forward::is_upgrade;
+pub use minik_streaming::proxy::is_upgrade;
 
 /// Subresources served by sending the request on.
 pub fn is_connect(sub: &str) -> bool {
@@ -102,7 +101,28 @@ async fn pod_stream(
     };
     let query = query_without(&req, "container");
     let (sender, addr) = kubelet::connect(state, &node).await?;
-    forward::forward(sender, req, &format!("{path}?{query}"), &addr.to_string()).await
+    forward(sender, req, &format!("{path}?{query}"), &addr.to_string()).await
+}
+
+/// Send the request on (minik-streaming's proxy), its failures as Statuses: 503 when the
+/// backend cannot be reached, as kube-apiserver.
+pub(crate) async fn forward(
+    sender: hyper::client::conn::http1::SendRequest<axum::body::Body>,
+    req: Request,
+    path_and_query: &str,
+    host: &str,
+) -> Result<Response, ApiError> {
+    use minik_streaming::proxy::{ProxyError, forward};
+    forward(sender, req, path_and_query, host)
+        .await
+        .map_err(|e| match e {
+            ProxyError::Request(m) => ApiError::BadRequest(m),
+            ProxyError::Unreachable(_) => ApiError::Denied {
+                code: 503,
+                message: e.to_string(),
+            },
+            ProxyError::NoUpgrade => ApiError::Internal(e.to_string()),
+        })
 }
 
 /// kube-apiserver's refusal to exec into or attach to a pod that has finished.

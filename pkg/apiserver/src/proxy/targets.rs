@@ -9,12 +9,11 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use minik_registry::ApiError;
 use minik_registry::client::{self, TlsTarget};
 use serde_json::Value;
 
-use super::forward::forward;
+use super::forward;
 use super::kubelet::{self, CONNECT_TIMEOUT, unreachable};
 use crate::AppState;
 
@@ -56,19 +55,13 @@ async fn dial(addr: SocketAddr, https: bool) -> Result<SendRequest<Body>, ApiErr
             .map_err(|_| unreachable(addr, "i/o timeout"))?
             .map_err(|e| unreachable(addr, &e));
     }
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+    tokio::time::timeout(CONNECT_TIMEOUT, minik_streaming::proxy::connect(addr))
         .await
         .map_err(|_| unreachable(addr, "i/o timeout"))?
-        .map_err(|e| unreachable(addr, &format!("connect: {e}")))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| unreachable(addr, &e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "proxied connection ended");
-        }
-    });
-    Ok(sender)
+        .map_err(|e| ApiError::Denied {
+            code: 503,
+            message: format!("error trying to reach service: {e}"),
+        })
 }
 
 fn path_and_query(path: &str, req: &Request) -> String {

@@ -92,6 +92,18 @@ pub trait Backend: Send + Sync + 'static {
         stdout: bool,
         stderr: bool,
     ) -> BoxFuture<'a, Result<minik_streaming::Streams>>;
+    /// Where the runtime's own streaming server serves an exec (`opts.command`) or, with
+    /// `attach`, an attachment to running container `id`: a CRI runtime's Exec or Attach
+    /// URL, where the kubelet sends the client's connection on. None: the kubelet serves
+    /// it itself (`exec_streams`, `attach_input`).
+    fn stream_url<'a>(
+        &'a self,
+        _id: &'a str,
+        _opts: &'a minik_streaming::CommandOptions,
+        _attach: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async { Ok(None) })
+    }
     /// Running container `id`'s stdin, to write to (`kubectl attach -i`; the container was
     /// made with `stdin: true`). Closing it leaves the container's stdin open.
     fn attach_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<minik_streaming::Writer>>;

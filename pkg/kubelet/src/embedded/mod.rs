@@ -393,6 +393,16 @@ impl ContainerRuntime for EmbeddedRuntime {
         streaming::exec(self, uid, name, opts).await
     }
 
+    async fn stream_url(
+        &self,
+        uid: &str,
+        name: &str,
+        opts: &minik_streaming::CommandOptions,
+        attach: bool,
+    ) -> Result<Option<String>, String> {
+        streaming::stream_url(self, uid, name, opts, attach).await
+    }
+
     async fn attach(
         &self,
         uid: &str,

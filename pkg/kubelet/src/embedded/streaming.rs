@@ -7,6 +7,8 @@
 //!   output), and terminal resizes sent to it; the attachment ends when the container does,
 //!   and leaving it leaves the container running.
 //! - port-forward: a connection made inside the pod's network namespace.
+//!
+//! A CRI runtime serves exec and attach from its own streaming server (`stream_url`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,20 @@ fn running(
         .rev()
         .find(|c| c.config.name == name && matches!(c.state, ContainerState::Running { .. }))
         .ok_or_else(|| format!("container {name:?} is not running"))
+}
+
+pub(super) async fn stream_url(
+    rt: &EmbeddedRuntime,
+    uid: &str,
+    name: &str,
+    opts: &CommandOptions,
+    attach: bool,
+) -> Result<Option<String>, String> {
+    let c = running(rt, uid, name)?;
+    rt.runtime
+        .stream_url(&c.config.id, opts, attach)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 pub(super) async fn exec(

@@ -1,7 +1,8 @@
 //! `/exec/{namespace}/{pod}/{container}`, `/attach/...` and `/portForward/{namespace}/{pod}`:
 //! what the API server's pods/exec, pods/attach and pods/portforward reach. The pod is found
 //! among the node's pods, and the wire protocols (WebSocket channels or SPDY) are spoken by
-//! minik-streaming, the container side given by the runtime.
+//! minik-streaming, the container side given by the runtime; a CRI runtime's own streaming
+//! server gets exec and attach connections sent on to it.
 
 use std::sync::Arc;
 
@@ -57,6 +58,16 @@ async fn command<R: ContainerRuntime>(
         );
     }
     let uid = runtime_uid(&pod);
+    let attach = matches!(kind, Kind::Attach);
+    match ctx
+        .runtime
+        .stream_url(&uid, &container, &opts, attach)
+        .await
+    {
+        Ok(Some(url)) => return send_on(req, &url).await,
+        Ok(None) => {}
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
     let runtime = ctx.runtime.clone();
     let start = move |opts: CommandOptions| -> BoxFuture<'static, Result<Streams, String>> {
         Box::pin(async move {
@@ -74,6 +85,32 @@ async fn command<R: ContainerRuntime>(
         })
     };
     minik_streaming::serve_command(req, opts, start).await
+}
+
+/// Send the client's connection on to a runtime's streaming server at `url`
+/// (http://host:port/path).
+async fn send_on(req: Request, url: &str) -> Response {
+    let failed = |e: String| text(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return failed(format!("the runtime's streaming URL {url:?} is not a URL"));
+    };
+    let Some(addr) = uri
+        .authority()
+        .and_then(|a| a.as_str().parse::<std::net::SocketAddr>().ok())
+    else {
+        return failed(format!(
+            "the runtime's streaming URL {url:?} has no address"
+        ));
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let sender = match minik_streaming::proxy::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => return failed(format!("the runtime's streaming server: {e}")),
+    };
+    match minik_streaming::proxy::forward(sender, req, &path, &addr.to_string()).await {
+        Ok(r) => r,
+        Err(e) => failed(e.to_string()),
+    }
 }
 
 pub async fn exec<R: ContainerRuntime>(

@@ -44,7 +44,7 @@ pub(super) fn exec_output(stdout: Vec<u8>, stderr: &[u8]) -> Vec<u8> {
 
 impl Cri {
     /// The runtime's id of the container the kubelet calls `id`.
-    fn cri_id(&self, id: &str) -> Result<String> {
+    pub(super) fn cri_id(&self, id: &str) -> Result<String> {
         self.lock()
             .container(id)
             .map(|(cri_id, _)| cri_id.clone())

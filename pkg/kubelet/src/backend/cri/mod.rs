@@ -225,6 +225,15 @@ impl Backend for Cri {
         self.lock().stats.get(id).copied()
     }
 
+    fn stream_url<'a>(
+        &'a self,
+        id: &'a str,
+        opts: &'a minik_streaming::CommandOptions,
+        attach: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move { self.stream_url(id, opts, attach).await.map(Some) })
+    }
+
     fn exec_streams<'a>(
         &'a self,
         id: &'a str,

@@ -1,12 +1,13 @@
 //! Streaming through a CRI runtime. Port-forward is done as containerd's PortForward does
 //! it, without the runtime's streaming server: a connection to localhost:<port> made in the
 //! sandbox's network namespace, whose path the sandbox's verbose status gave (info.rs;
-//! none with the node's network). Exec and attach would go through the runtime's own
-//! streaming server (the URL its Exec and Attach calls return): not done yet, so they are
-//! refused with an error that says so.
+//! none with the node's network). Exec and attach go through the runtime's own streaming
+//! server: its Exec and Attach calls give the URL the kubelet sends the client's upgraded
+//! connection on, as kubelet does with a CRI runtime.
 
+use minik_cri::proto::{AttachRequest, ExecRequest};
 use minik_runtime::{Error, Result};
-use minik_streaming::Duplex;
+use minik_streaming::{CommandOptions, Duplex};
 
 use super::super::duplex;
 use super::Cri;
@@ -14,12 +15,46 @@ use super::Cri;
 /// The error for a streaming call the CRI backend does not do.
 pub(super) fn unsupported(what: &str, id: &str) -> Error {
     Error::Failed(format!(
-        "{what} into container {id}: streaming through an external CRI runtime \
-         (--container-runtime-endpoint) is not supported yet"
+        "{what} into container {id}: a CRI runtime streams through its own server \
+         (stream_url), not through the kubelet"
     ))
 }
 
 impl Cri {
+    /// The streaming server's URL for an exec (`opts.command`) or, with `attach`, an
+    /// attachment to container `id`.
+    pub(super) async fn stream_url(
+        &self,
+        id: &str,
+        opts: &CommandOptions,
+        attach: bool,
+    ) -> Result<String> {
+        let container_id = self.cri_id(id)?;
+        let stderr = opts.stderr && !opts.tty;
+        let url = if attach {
+            let req = AttachRequest {
+                container_id,
+                stdin: opts.stdin,
+                tty: opts.tty,
+                stdout: opts.stdout,
+                stderr,
+            };
+            self.client.attach(req).await
+        } else {
+            let req = ExecRequest {
+                container_id,
+                cmd: opts.command.clone(),
+                tty: opts.tty,
+                stdin: opts.stdin,
+                stdout: opts.stdout,
+                stderr,
+            };
+            self.client.exec(req).await
+        };
+        let what = if attach { "attach to" } else { "exec in" };
+        url.map_err(|e| super::cri_error(format!("{what} container {id}"), e))
+    }
+
     /// A connection to localhost:`port` in pod `uid`'s sandbox.
     pub(super) async fn forward(&self, uid: &str, port: u16) -> Result<Box<dyn Duplex>> {
         let (cri_id, sandbox) = self

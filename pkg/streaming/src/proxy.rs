@@ -1,5 +1,6 @@
-//! Sending a client's request on to a backend (a kubelet, a pod, a service's endpoint) and
-//! its answer back, upgrade-aware as kube-apiserver's UpgradeAwareHandler: a request to
+//! Sending a client's request on to a backend (the API server to a kubelet, a pod or a
+//! service's endpoint; the kubelet to a CRI runtime's streaming server) and its answer
+//! back, upgrade-aware as kube-apiserver's UpgradeAwareHandler: a request to
 //! upgrade the connection (WebSocket, SPDY) is sent with its Upgrade headers, and when the
 //! backend answers 101 both upgraded connections are joined byte for byte until either
 //! side closes. Other requests and answers are streamed, hop-by-hop headers dropped.
@@ -11,7 +12,6 @@ use axum::response::Response;
 use hyper::client::conn::http1::SendRequest;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use minik_registry::ApiError;
 
 /// Headers that belong to one connection, not to the request (RFC 9110 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -54,6 +54,35 @@ fn outgoing_headers(headers: &HeaderMap, host: &str, upgrade: bool) -> HeaderMap
     out
 }
 
+/// An HTTP/1.1 connection (upgrades too) over plain TCP to `addr`.
+pub async fn connect(addr: std::net::SocketAddr) -> Result<SendRequest<Body>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("dial tcp {addr}: connect: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "proxied connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Why a request could not be sent on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request could not be made (a bad path).
+    #[error("{0}")]
+    Request(String),
+    /// The backend did not answer.
+    #[error("error trying to reach service: {0}")]
+    Unreachable(String),
+    #[error("the backend upgraded a connection the client cannot")]
+    NoUpgrade,
+}
+
 /// Send `req` to the backend behind `sender` as `path_and_query` (Host `host`); stream or
 /// join back what it answers.
 pub async fn forward(
@@ -61,7 +90,7 @@ pub async fn forward(
     mut req: Request,
     path_and_query: &str,
     host: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ProxyError> {
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade
         .then(|| req.extensions_mut().remove::<OnUpgrade>())
@@ -71,20 +100,15 @@ pub async fn forward(
         .method(parts.method.clone())
         .uri(path_and_query)
         .body(if upgrade { Body::empty() } else { body })
-        .map_err(|e| ApiError::BadRequest(format!("proxying to {path_and_query:?}: {e}")))?;
+        .map_err(|e| ProxyError::Request(format!("proxying to {path_and_query:?}: {e}")))?;
     *out.headers_mut() = outgoing_headers(&parts.headers, host, upgrade);
     let mut resp = sender
         .send_request(out)
         .await
-        .map_err(|e| ApiError::Denied {
-            code: 503,
-            message: format!("error trying to reach service: {e}"),
-        })?;
+        .map_err(|e| ProxyError::Unreachable(e.to_string()))?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client) = client_upgrade else {
-            return Err(ApiError::Internal(
-                "the backend upgraded a connection the client cannot".into(),
-            ));
+            return Err(ProxyError::NoUpgrade);
         };
         let backend = hyper::upgrade::on(&mut resp);
         let mut answer = Response::new(Body::empty());
