@@ -115,7 +115,7 @@ async fn port_forward_and_target_pid_namespaces_through_containerd() {
     let target_id = target.id.clone();
     run(&c, &cri, target).await;
     let debug = ContainerConfig {
-        target_pid_ns: Some(target_id),
+        target_pid_ns: Some(target_id.clone()),
         ..container(&c, &cri, (2, "debugger"), "ps -o args")
     };
     run(&c, &cri, debug.clone()).await;
@@ -140,7 +140,8 @@ async fn port_forward_and_target_pid_namespaces_through_containerd() {
     let message = refused.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("connection refused"), "{message}");
 
-    // Exec and attach are served by containerd's own streaming server: its URL.
+    // Exec and attach (in the running app container) are served by containerd's own
+    // streaming server: its URL.
     let opts = minik_streaming::CommandOptions {
         stdout: true,
         command: vec!["true".to_string()],
@@ -148,7 +149,7 @@ async fn port_forward_and_target_pid_namespaces_through_containerd() {
     };
     for attach in [false, true] {
         let url = cri
-            .stream_url(&debug.id, &opts, attach)
+            .stream_url(&target_id, &opts, attach)
             .await
             .unwrap()
             .unwrap_or_default();
