@@ -129,13 +129,14 @@ async fn serve_raw(
     req: axum::extract::Request,
 ) -> Response {
     use axum::extract::{FromRequest, FromRequestParts};
-    if let Some(t) = path::parse(&state.registry, group, version, rest)
+    let target = path::parse(&state.registry, group, version, rest);
+    if let Some(t) = &target
         && t.name.is_some()
         && let Some(sub) = t.subresource.as_deref()
         && crate::proxy::is_connect(sub)
         && crate::discovery::served_subresource(t.info, sub).is_some()
     {
-        return match crate::proxy::serve(state, &t, rest, req).await {
+        return match crate::proxy::serve(state, t, rest, req).await {
             Ok(resp) => resp,
             Err(e) => Failure(e).into_response(),
         };
@@ -143,11 +144,17 @@ async fn serve_raw(
     let (mut parts, body) = req.into_parts();
     let Ok(p) = Parts::from_request_parts(&mut parts, state).await;
     let body = Bytes::from_request(axum::extract::Request::from_parts(parts, body), state).await;
-    serve(state, group, version, rest, request(p, body)).await
+    serve(state, (group, version, rest), target, request(p, body)).await
 }
 
-async fn serve(state: &AppState, group: &str, version: &str, rest: &str, req: Request) -> Response {
-    let Some(target) = path::parse(&state.registry, group, version, rest) else {
+/// A resource request whose path parsed to `target` (None: no resource there).
+async fn serve(
+    state: &AppState,
+    (group, version, rest): (&str, &str, &str),
+    target: Option<Target>,
+    req: Request,
+) -> Response {
+    let Some(target) = target else {
         let prefix = if group.is_empty() {
             format!("/api/{version}")
         } else {

@@ -30,6 +30,14 @@ use minik_runtime::{
     SandboxConfig, Stats,
 };
 
+/// The error of a backend whose runtime streams exec and attach itself (`stream_url`), or
+/// does not at all, when the kubelet is asked to.
+fn own_streaming(what: &str, id: &str) -> minik_runtime::Error {
+    minik_runtime::Error::Failed(format!(
+        "{what} container {id}: this runtime does not stream through the kubelet"
+    ))
+}
+
 /// A boxed future, as an object-safe trait returns one.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -91,7 +99,10 @@ pub trait Backend: Send + Sync + 'static {
         stdin: bool,
         stdout: bool,
         stderr: bool,
-    ) -> BoxFuture<'a, Result<minik_streaming::Streams>>;
+    ) -> BoxFuture<'a, Result<minik_streaming::Streams>> {
+        let _ = (argv, tty, stdin, stdout, stderr);
+        Box::pin(async move { Err(own_streaming("exec in", id)) })
+    }
     /// Where the runtime's own streaming server serves an exec (`opts.command`) or, with
     /// `attach`, an attachment to running container `id`: a CRI runtime's Exec or Attach
     /// URL, where the kubelet sends the client's connection on. None: the kubelet serves
@@ -106,13 +117,18 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Running container `id`'s stdin, to write to (`kubectl attach -i`; the container was
     /// made with `stdin: true`). Closing it leaves the container's stdin open.
-    fn attach_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<minik_streaming::Writer>>;
+    fn attach_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<minik_streaming::Writer>> {
+        Box::pin(async move { Err(own_streaming("attach to", id)) })
+    }
     /// Set the size of container `id`'s terminal (`tty: true`).
     fn resize<'a>(
         &'a self,
         id: &'a str,
         size: minik_streaming::TerminalSize,
-    ) -> BoxFuture<'a, Result<()>>;
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = size;
+        Box::pin(async move { Err(own_streaming("resize", id)) })
+    }
     /// A connection to localhost:`port` inside sandbox `sandbox_id`'s network namespace
     /// (`kubectl port-forward`).
     fn port_forward<'a>(

@@ -168,30 +168,6 @@ impl Backend for FakeBackend {
         None
     }
 
-    fn exec_streams<'a>(
-        &'a self,
-        _id: &'a str,
-        _argv: &'a [String],
-        _tty: Option<minik_streaming::TerminalSize>,
-        _stdin: bool,
-        _stdout: bool,
-        _stderr: bool,
-    ) -> BoxFuture<'a, Result<minik_streaming::Streams>> {
-        Box::pin(async { Err(unsupported()) })
-    }
-
-    fn attach_input<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<minik_streaming::Writer>> {
-        Box::pin(async { Err(unsupported()) })
-    }
-
-    fn resize<'a>(
-        &'a self,
-        _id: &'a str,
-        _size: minik_streaming::TerminalSize,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async { Err(unsupported()) })
-    }
-
     fn port_forward<'a>(
         &'a self,
         _sandbox_id: &'a str,

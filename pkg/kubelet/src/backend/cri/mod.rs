@@ -234,30 +234,6 @@ impl Backend for Cri {
         Box::pin(async move { self.stream_url(id, opts, attach).await.map(Some) })
     }
 
-    fn exec_streams<'a>(
-        &'a self,
-        id: &'a str,
-        _argv: &'a [String],
-        _tty: Option<minik_streaming::TerminalSize>,
-        _stdin: bool,
-        _stdout: bool,
-        _stderr: bool,
-    ) -> BoxFuture<'a, Result<minik_streaming::Streams>> {
-        Box::pin(async move { Err(streaming::unsupported("exec", id)) })
-    }
-
-    fn attach_input<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<minik_streaming::Writer>> {
-        Box::pin(async move { Err(streaming::unsupported("attach", id)) })
-    }
-
-    fn resize<'a>(
-        &'a self,
-        id: &'a str,
-        _size: minik_streaming::TerminalSize,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { Err(streaming::unsupported("attach", id)) })
-    }
-
     fn port_forward<'a>(
         &'a self,
         sandbox_id: &'a str,

@@ -12,14 +12,6 @@ use minik_streaming::{CommandOptions, Duplex};
 use super::super::duplex;
 use super::Cri;
 
-/// The error for a streaming call the CRI backend does not do.
-pub(super) fn unsupported(what: &str, id: &str) -> Error {
-    Error::Failed(format!(
-        "{what} into container {id}: a CRI runtime streams through its own server \
-         (stream_url), not through the kubelet"
-    ))
-}
-
 impl Cri {
     /// The streaming server's URL for an exec (`opts.command`) or, with `attach`, an
     /// attachment to container `id`.
