@@ -1,5 +1,5 @@
 # Every target calls a script in scripts/; see README.md.
-.PHONY: server test bench bench-store bench-api bench-sched bench-pods lint release e2e deps
+.PHONY: server test bench bench-store bench-api bench-sched bench-pods bench-net lint release e2e deps
 
 server:
 	bash scripts/server.sh
@@ -21,6 +21,9 @@ bench-sched:
 
 bench-pods:
 	bash scripts/bench.sh pods
+
+bench-net:
+	bash scripts/bench.sh net
 
 lint:
 	bash scripts/lint.sh

@@ -3,7 +3,9 @@
 # (minik's store beside etcd 3.4 in the same run); `bench.sh api` only the API server's
 # (a release `minik server` driven over HTTPS by kube-rs clients); `bench.sh sched` the
 # scheduler's (10,000 pods on 1,000 simulated nodes); `bench.sh pods` the real node's (100
-# busybox pods in real containers; needs root).
+# busybox pods in real containers; needs root); `bench.sh net` the network's (service proxy
+# sync of 1,000 services with 10 endpoints each into a scratch network namespace, and
+# cluster DNS queries per second; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -25,6 +27,7 @@ case "$which" in
   api) api ;;
   sched) sched ;;
   pods) pods ;;
-  all) cargo bench --locked -p minik-bench --bench store; api; sched; pods ;;
-  *) echo "bench.sh: unknown benchmark $which (store, api, sched, pods, all)" >&2; exit 2 ;;
+  net) cargo bench --locked -p minik-bench --bench net ;;
+  all) cargo bench --locked -p minik-bench --bench store; api; sched; pods; cargo bench --locked -p minik-bench --bench net ;;
+  *) echo "bench.sh: unknown benchmark $which (store, api, sched, pods, net, all)" >&2; exit 2 ;;
 esac

@@ -20,7 +20,9 @@ PACKAGES=(
   containerd        # containerd 1.6: the external CRI runtime of the CRI client tests
   runc              # containerd's OCI runtime (runc 1.1 works on this machine's cgroups)
   containernetworking-plugins # bridge/host-local/loopback CNI plugins: containerd's pod network in tests
-  iproute2          # ip: the CRI tests delete their CNI bridge
+  iproute2          # ip: the pod network's bridge and veths; the CRI tests delete their CNI bridge
+  nftables          # nft: the service proxy's and NetworkPolicy's rules, one transaction per sync
+  conntrack         # flushes UDP conntrack entries of removed service endpoints
 )
 
 missing=()

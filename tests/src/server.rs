@@ -45,7 +45,7 @@ fn spawn(
         .arg(dir.path().join("data"))
         .arg("--write-kubeconfig")
         .arg(kubeconfig)
-        .args(node_flags(node))
+        .args(node_flags(node, port))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
@@ -59,20 +59,42 @@ fn spawn(
 /// unless a test's own `--kubelet-arg image-gc-high-threshold` (the last wins) turns it on.
 /// Their kubelet servers listen on free ports (tests run in parallel; the Node's
 /// status.daemonEndpoints tells which). Servers without a node run with `--disable-agent`.
-fn node_flags(node: bool) -> Vec<&'static str> {
-    if node {
-        vec![
-            "--kubelet-arg",
-            "eviction-hard=memory.available<100Mi,nodefs.available<1%,nodefs.inodesFree<1%,\
-             imagefs.available<1%,imagefs.inodesFree<1%",
-            "--kubelet-arg",
-            "port=0",
-            "--kubelet-arg",
-            "image-gc-high-threshold=100",
-        ]
-    } else {
-        vec!["--disable-agent"]
+/// Each node's network is its own (`network_flags`).
+fn node_flags(node: bool, port: u16) -> Vec<String> {
+    if !node {
+        return vec!["--disable-agent".into()];
     }
+    let mut flags: Vec<String> = [
+        "--kubelet-arg",
+        "eviction-hard=memory.available<100Mi,nodefs.available<1%,nodefs.inodesFree<1%,\
+         imagefs.available<1%,imagefs.inodesFree<1%",
+        "--kubelet-arg",
+        "port=0",
+        "--kubelet-arg",
+        "image-gc-high-threshold=100",
+    ]
+    .map(String::from)
+    .into();
+    flags.extend(network_flags(port));
+    flags
+}
+
+/// Servers of tests running at once share the host: each gets its own pod and service
+/// ranges, cluster DNS address, bridge, dummy interface and nftables tables, told apart
+/// by its API port.
+pub fn network_flags(port: u16) -> Vec<String> {
+    let k = port % 8192;
+    let (hi, lo) = (k / 256, k % 256);
+    vec![
+        "--network-prefix".into(),
+        format!("mk{k}"),
+        "--cluster-cidr".into(),
+        format!("10.{}.{lo}.0/24", 96 + hi),
+        "--service-cidr".into(),
+        format!("10.{}.{lo}.0/24", 160 + hi),
+        "--cluster-dns".into(),
+        format!("10.{}.{lo}.10", 160 + hi),
+    ]
 }
 
 fn free_port() -> u16 {
@@ -311,7 +333,26 @@ impl Drop for Server {
         self.stop();
         if self.node {
             crate::node::reap(self.dir.path(), &pods);
+            remove_network(self.port);
         }
+    }
+}
+
+/// What a test node's network leaves on the host: its bridge, dummy interface and tables.
+fn remove_network(port: u16) {
+    let prefix = format!("mk{}", port % 8192);
+    for link in [format!("{prefix}0"), format!("{prefix}-dns")] {
+        let _ = Command::new("ip").args(["link", "del", &link]).output();
+    }
+    let dns = network_flags(port).last().cloned().unwrap_or_default();
+    let _ = Command::new("ip")
+        .args(["addr", "del", &format!("{dns}/32"), "dev", "lo"])
+        .output();
+    for (family, table) in [("ip", "proxy"), ("inet", "policy"), ("ip", "hostports")] {
+        let table = format!("{prefix}-{table}");
+        let _ = Command::new("nft")
+            .args(["delete", "table", family, &table])
+            .output();
     }
 }
 
@@ -393,6 +434,8 @@ pub fn node_start_fails(extra: &[&str]) -> String {
 
 fn fails(extra: &[&str], files: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
+    // Its own network names, as a running test server's (the port is only a tag).
+    let port = free_port();
     for (name, body) in files {
         std::fs::write(dir.path().join(name), body).unwrap();
     }
@@ -408,9 +451,12 @@ fn fails(extra: &[&str], files: &[(&str, &str)]) -> String {
             "--write-kubeconfig",
         ])
         .arg(dir.path().join("kc.yaml"))
+        .args(network_flags(port))
         .args(extra)
         .output()
         .unwrap();
+    // A node that got as far as its network leaves it behind.
+    remove_network(port);
     assert!(!out.status.success());
     text(&out)
 }

@@ -54,6 +54,7 @@ fn sandbox_config(pod: &str) -> SandboxConfig {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+        port_mappings: Vec::new(),
     }
 }
 

@@ -32,6 +32,7 @@ fn sandbox_config() -> SandboxConfig {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        port_mappings: Vec::new(),
     }
 }
 

@@ -278,8 +278,13 @@ fn pods_get_config_maps_and_secrets_and_log_what_they_print() {
     ] {
         assert!(lines.iter().any(|l| l == want), "{want:?} in {lines:?}");
     }
-    // Not on the host network: no address until pod networking; on it, the node's.
-    assert!(done["status"]["podIP"].is_null(), "{done}");
+    // Not on the host network: an address of the pod network, kept after the pod
+    // finished; on it, the node's.
+    let pod_ip = done["status"]["podIP"]
+        .as_str()
+        .expect("a pod IP")
+        .to_string();
+    assert_eq!(done["status"]["podIPs"][0]["ip"], pod_ip.as_str(), "{done}");
     let internal = node["status"]["addresses"]
         .as_array()
         .unwrap()
@@ -304,6 +309,7 @@ fn pods_get_config_maps_and_secrets_and_log_what_they_print() {
             .unwrap();
         assert_eq!(internal, ip);
     }
+    assert_ne!(internal, pod_ip.as_str());
     create(
         &s,
         &busybox("on-host", "sleep 3600", json!({"hostNetwork": true})),

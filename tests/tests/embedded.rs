@@ -41,6 +41,7 @@ impl Harness {
             node_name: "embedded-test".into(),
             cluster_dns: Some("10.43.0.10".into()),
             cluster_domain: "cluster.local".into(),
+            network: None,
         })
         .unwrap();
         for tarball in build_images(&dir.path().join("images")) {

@@ -51,6 +51,17 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
             run_dir: "/run/minik".into(),
             registries: args.node.private_registry.clone(),
             container_runtime_endpoint: args.node.container_runtime_endpoint.clone(),
+            network: minik_server::NetworkConfig {
+                embedded: args.node.flannel_backend != "none"
+                    && !args.disable.iter().any(|d| d == "network"),
+                cluster_cidr: args.cluster_cidr.clone(),
+                proxy: !args.node.disable_kube_proxy,
+                dns: !args.disable.iter().any(|d| d == "coredns" || d == "dns"),
+                policy: !args.node.disable_network_policy,
+                prefix: args.node.network_prefix.clone(),
+                cni_conf_dir: args.node.cni_conf_dir.clone(),
+                cni_bin_dir: args.node.cni_bin_dir.clone(),
+            },
         })
     };
     Ok(minik_server::Config {

@@ -184,6 +184,15 @@ impl Sandboxes {
         Ok((!config.host_network).then(|| dir.net()))
     }
 
+    /// Record the sandbox's address (given by the pod network).
+    pub(crate) fn set_ip(&self, id: &str, ip: Option<String>) -> Result<()> {
+        let mut sandbox = self
+            .get(id)
+            .ok_or_else(|| Error::SandboxNotFound(id.into()))?;
+        sandbox.ip = ip;
+        write_json(&self.record(id), &sandbox)
+    }
+
     /// After a host reboot the records remain but the namespaces are gone: set up fresh
     /// ones at the same paths, so the pod's containers can be started again.
     pub(crate) fn restore(&self) {

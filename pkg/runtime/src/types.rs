@@ -84,6 +84,21 @@ pub struct SandboxConfig {
     pub host_pid: bool,
     /// Labels kept with the sandbox (pod namespace, name, uid).
     pub labels: BTreeMap<String, String>,
+    /// Container ports published on the node (hostPort), for the pod network.
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// A container port published on the node's addresses (a pod's hostPort).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// "TCP", "UDP" or "SCTP".
+    pub protocol: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    /// Only this node address ("" for all).
+    #[serde(default)]
+    pub host_ip: String,
 }
 
 /// A sandbox the runtime holds.
@@ -93,8 +108,8 @@ pub struct Sandbox {
     /// The bind-mounted network namespace file (None with host_network).
     pub netns: Option<PathBuf>,
     pub created: SystemTime,
-    /// The pod's address, when the runtime's own network gave it one (a CRI runtime's
-    /// CNI plugins); None when the kubelet assigns it, and with host_network.
+    /// The pod's address from the pod network (minik's bridge, CNI plugins, or a CRI
+    /// runtime's own); None with host_network or no pod network.
     #[serde(default)]
     pub ip: Option<String>,
 }

@@ -51,6 +51,8 @@ pub struct AgentConfig {
     /// An external CRI runtime's endpoint (`--container-runtime-endpoint`); None runs
     /// containers with minik's own runtime.
     pub container_runtime_endpoint: Option<String>,
+    /// The pod network, service proxy, DNS and network policy.
+    pub network: crate::network::NetworkConfig,
 }
 
 /// Why the node cannot run.
@@ -67,6 +69,8 @@ pub enum AgentError {
     Machine(#[from] minik_kubelet::machine::MachineError),
     #[error("{0}")]
     Node(#[from] minik_kubelet::local::Error),
+    #[error("the pod network: {0}")]
+    Network(#[from] minik_network::NetworkError),
 }
 
 impl AgentConfig {
@@ -118,6 +122,7 @@ pub fn start(
         minik_kubelet::labels::parse_taints(&agent.node_taints).map_err(AgentError::Flag)?;
     let kubelet =
         minik_kubelet::kubelet_args::parse(&agent.kubelet_args).map_err(AgentError::Flag)?;
+    let networks = crate::network::pod_network(&agent.network, data_dir)?;
     let client = local::client(
         router,
         "kubelet",
@@ -143,7 +148,9 @@ pub fn start(
         cluster_domain: agent.cluster_domain.clone(),
         // The kubelet server's certificate comes from the server CA this process holds.
         server: Some(shared.cas),
+        network: Some(networks.network.clone()),
     };
+    crate::network::start(agent, &name, &networks, client.clone(), &shutdown);
     let supervisor = local::client(
         router,
         "minik-supervisor",
@@ -221,6 +228,16 @@ mod tests {
             run_dir: "/run/minik".into(),
             registries: "/etc/minik/registries.yaml".into(),
             container_runtime_endpoint: None,
+            network: crate::NetworkConfig {
+                embedded: true,
+                cluster_cidr: "10.42.0.0/16".into(),
+                proxy: true,
+                dns: true,
+                policy: true,
+                prefix: "minik".into(),
+                cni_conf_dir: "/etc/cni/net.d".into(),
+                cni_bin_dir: "/opt/cni/bin".into(),
+            },
         }
     }
 

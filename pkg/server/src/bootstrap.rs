@@ -70,8 +70,14 @@ pub async fn endpoints(registry: &Registry, ip: IpAddr, port: u16) -> Result<(),
     create_or_replace(registry, slices, "default", slice).await
 }
 
-/// Create what is missing; leave what exists.
-pub async fn run(registry: &Registry, cidr: minik_registry::ServiceCidr) -> Result<(), ApiError> {
+/// Create what is missing; leave what exists. `dns`: the cluster DNS address, reserved by
+/// the `kube-dns` service in kube-system (as k3s's CoreDNS manifest has it); each node
+/// answers on it itself, so the service has no selector and the proxy leaves it alone.
+pub async fn run(
+    registry: &Registry,
+    cidr: minik_registry::ServiceCidr,
+    dns: Option<IpAddr>,
+) -> Result<(), ApiError> {
     let namespaces = minik_api::builtin("", "v1", "namespaces");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -94,6 +100,25 @@ pub async fn run(registry: &Registry, cidr: minik_registry::ServiceCidr) -> Resu
     ensure(
         registry
             .create(services, Some("default"), svc, &WriteParams::default())
+            .await,
+    )?;
+    let Some(dns) = dns.map(|ip| ip.to_string()) else {
+        return Ok(());
+    };
+    let family = if dns.contains(':') { "IPv6" } else { "IPv4" };
+    let port = |name: &str, protocol: &str, port: u16| json!({"name": name, "port": port, "protocol": protocol, "targetPort": port});
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS",
+                "kubernetes.io/cluster-service": "true"}},
+        "spec": {"type": "ClusterIP", "clusterIP": dns, "clusterIPs": [dns],
+            "ipFamilies": [family], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
+            "ports": [port("dns", "UDP", 53), port("dns-tcp", "TCP", 53)]},
+    });
+    ensure(
+        registry
+            .create(services, Some("kube-system"), svc, &WriteParams::default())
             .await,
     )
 }

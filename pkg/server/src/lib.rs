@@ -5,6 +5,7 @@ pub mod agent;
 mod bootstrap;
 mod flowcontrol;
 pub mod local;
+pub mod network;
 mod rbac_defaults;
 mod storage;
 
@@ -14,6 +15,7 @@ pub use minik_apiserver::audit::Rotation as AuditRotation;
 pub use minik_apiserver::authn::oidc_config::OidcFlags;
 pub use minik_apiserver::authz::Mode as AuthorizationMode;
 pub use minik_apiserver::webhook::WebhookClient as ApiClient;
+pub use network::NetworkConfig;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -259,7 +261,10 @@ async fn serve(
         .is_some()
         .then(|| std::sync::Arc::new(encryption_config));
     registry.set_encryption(encryption);
-    bootstrap::run(&registry, config.service_cidr).await?;
+    let dns = (config.agent.as_ref())
+        .filter(|a| a.network.dns)
+        .map(|a| a.cluster_dns);
+    bootstrap::run(&registry, config.service_cidr, dns).await?;
     rbac_defaults::ensure(&registry).await?;
     minik_apiserver::resource_metrics::ensure_apiservice(&registry).await?;
     flowcontrol::ensure(&registry).await?;
@@ -410,6 +415,20 @@ async fn serve(
             controller_metrics,
             shutdown.clone(),
         ));
+        // ServiceLB (k3s's klipper-lb without its pods): LoadBalancer services get the
+        // nodes' addresses; each node's service proxy serves their ports.
+        let client = local::client(
+            &router,
+            "minik-servicelb",
+            "system:admin",
+            &["system:masters"],
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = minik_network::proxy::run_servicelb(client, stop).await {
+                tracing::error!(error = %e, "ServiceLB stopped");
+            }
+        });
     }
     if config.scheduler {
         let client = local::client(&router, "kube-scheduler", "system:kube-scheduler", &[]);

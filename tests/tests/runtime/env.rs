@@ -41,6 +41,7 @@ impl Env {
             host_ipc: false,
             host_pid,
             labels: Default::default(),
+            port_mappings: Vec::new(),
         };
         let sandbox = self.runtime.create_sandbox(&config).unwrap();
         assert!(sandbox.netns.as_deref().is_some_and(Path::exists));

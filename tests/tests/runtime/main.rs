@@ -234,6 +234,7 @@ async fn a_host_network_sandbox_shares_the_hosts_network() {
         host_ipc: true,
         host_pid: false,
         labels: Default::default(),
+        port_mappings: Vec::new(),
     };
     let sandbox = env.runtime.create_sandbox(&config).unwrap();
     assert_eq!(sandbox.netns, None);

@@ -285,6 +285,7 @@ async fn the_embedded_backend_streams_execs_and_forwards_ports() {
         runtime: env.runtime.clone(),
         images: ImageStore::open(&env.dir.path().join("images")).unwrap(),
         registries: Default::default(),
+        network: None,
     };
     // stdout not asked for is drained: far more than a pipe holds does not block it.
     let script = "seq 1 200000; echo done >&2";

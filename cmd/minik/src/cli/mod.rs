@@ -31,7 +31,7 @@ pub enum Command {
     /// Run a server: the control plane and a node, writing an admin kubeconfig.
     Server(Box<ServerArgs>),
     /// Run an agent: a node that joins a server with a token.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Run kubectl against this cluster (uses the kubeconfig the server writes).
     #[command(disable_help_flag = true)]
     Kubectl {

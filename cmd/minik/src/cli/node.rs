@@ -60,6 +60,34 @@ pub struct NodeArgs {
     #[arg(long, env = "MINIK_CONTAINER_RUNTIME_ENDPOINT")]
     pub container_runtime_endpoint: Option<String>,
 
+    /// The pod network: host-gw (minik's own bridge, a veth per pod, addresses from the
+    /// node's podCIDR) or none (bring your own: the CNI plugins configured in
+    /// --cni-conf-dir, e.g. Calico, Cilium or flannel; `--disable network` does the same).
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "none"])]
+    pub flannel_backend: String,
+
+    /// Where CNI network configuration is read with --flannel-backend=none.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+
+    /// Where CNI plugins are found with --flannel-backend=none (then Debian's /usr/lib/cni).
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+
+    /// What the node's bridge (<prefix>0), dummy interface (<prefix>-dns) and nftables
+    /// tables (<prefix>-proxy, <prefix>-policy) are named after, so several nodes can
+    /// share one host (tests).
+    #[arg(long, default_value = "minik", hide = true, value_parser = network_prefix)]
+    pub network_prefix: String,
+
+    /// Do not run the service proxy (nftables rules for Services).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+
+    /// Do not enforce NetworkPolicy.
+    #[arg(long)]
+    pub disable_network_policy: bool,
+
     /// A YAML file with the same keys as these flags.
     #[arg(
         long,
@@ -109,7 +137,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub tls_san: Vec<String>,
 
-    /// Do not deploy a packaged component (repeatable), e.g. local-storage.
+    /// Do not deploy a packaged component (repeatable): local-storage, coredns (the
+    /// cluster DNS), network (the pod network: use CNI plugins instead).
     #[arg(long)]
     pub disable: Vec<String>,
 
@@ -287,4 +316,17 @@ pub struct AgentArgs {
     /// The token printed by the server (or a bootstrap token).
     #[arg(long, short = 't', env = "MINIK_TOKEN")]
     pub token: Option<String>,
+}
+
+/// A network prefix short enough for interface names (IFNAMSIZ) and plain.
+fn network_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 10
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?}: 1 to 10 lowercase letters and digits"))
+    }
 }

@@ -1,5 +1,6 @@
 //! The Node authorizer: a kubelet (user `system:node:<name>` in `system:nodes`) may read
-//! what every node needs (nodes, pods, services, endpoints), write its own Node, Lease and
+//! what every node needs (nodes, pods, services, endpoints; namespaces and network policies
+//! for the node's own policy enforcement), write its own Node, Lease and
 //! events, and read only the secrets, config maps, claims, volumes and service accounts of
 //! the pods bound to it. Everything else it leaves to the next authorizer.
 
@@ -135,6 +136,8 @@ pub async fn decide(reg: &Registry, user: &UserInfo, a: &Attributes) -> Decision
         ("", "services" | "endpoints") | ("discovery.k8s.io", "endpointslices") => {
             allow(is(READ, verb))
         }
+        // The node's network policy enforcement (minik-network) runs as the node.
+        ("", "namespaces") | ("networking.k8s.io", "networkpolicies") => allow(is(READ, verb)),
         ("node.k8s.io", "runtimeclasses") | ("storage.k8s.io", "csidrivers" | "storageclasses") => {
             allow(is(READ, verb))
         }

@@ -65,15 +65,18 @@ impl Tracker {
         });
         let (me, q, services) = (self.clone(), queue.clone(), ctx.informers.services.clone());
         ctx.informers.pods.on(move |pod, change| {
-            let now: HashSet<String> = match change {
+            // A service made after the pod's last change selects it without the map
+            // knowing: its deletion concerns that service too.
+            let selecting: HashSet<String> = services
+                .store()
+                .state()
+                .iter()
+                .filter(|s| selects(s, pod))
+                .map(|s| util::key(s.as_ref()))
+                .collect();
+            let now = match change {
                 Change::Deleted => HashSet::new(),
-                Change::Applied => services
-                    .store()
-                    .state()
-                    .iter()
-                    .filter(|s| selects(s, pod))
-                    .map(|s| util::key(s.as_ref()))
-                    .collect(),
+                Change::Applied => selecting.clone(),
             };
             let print = fingerprint(pod);
             let before = {
@@ -90,7 +93,7 @@ impl Tracker {
             }
             let at = pod_trigger_time(pod, change);
             let before = before.map(|b| b.0);
-            for svc in now.iter().chain(before.iter().flatten()) {
+            for svc in selecting.iter().chain(before.iter().flatten()) {
                 me.changed(svc, Some(at));
                 q.add(svc.clone());
             }

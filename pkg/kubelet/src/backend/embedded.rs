@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use minik_runtime::{
@@ -14,18 +15,28 @@ use minik_runtime::{
 };
 use minik_streaming::{Duplex, Reader, Streams, TerminalSize, Writer};
 
-use super::{Backend, BoxFuture, duplex};
+use minik_network::PodNetwork;
+
+use super::{Backend, BoxFuture, duplex, network};
 
 /// The embedded runtime: its containers, image store and registry settings.
 pub struct Embedded {
     pub runtime: Runtime,
     pub images: ImageStore,
     pub registries: Registries,
+    /// The pod network sandboxes join (None: pods have loopback only).
+    pub network: Option<Arc<dyn PodNetwork>>,
 }
 
 impl Backend for Embedded {
     fn create_sandbox<'a>(&'a self, config: &'a SandboxConfig) -> BoxFuture<'a, Result<Sandbox>> {
-        Box::pin(async move { self.runtime.create_sandbox(config) })
+        Box::pin(async move {
+            let sandbox = self.runtime.create_sandbox(config)?;
+            match &self.network {
+                Some(network) => network::attach(network, &self.runtime, sandbox).await,
+                None => Ok(sandbox),
+            }
+        })
     }
 
     fn sandbox(&self, id: &str) -> Option<Sandbox> {
@@ -37,7 +48,12 @@ impl Backend for Embedded {
     }
 
     fn remove_sandbox<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.runtime.remove_sandbox(id) })
+        Box::pin(async move {
+            if let (Some(network), Some(sandbox)) = (&self.network, self.runtime.sandbox(id)) {
+                network::detach(network, &sandbox).await?;
+            }
+            self.runtime.remove_sandbox(id)
+        })
     }
 
     fn start_container(&self, config: ContainerConfig) -> BoxFuture<'_, Result<Container>> {

@@ -17,6 +17,7 @@
 
 pub mod cri;
 mod embedded;
+mod network;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -29,6 +30,7 @@ use minik_runtime::{
     Auth, Container, ContainerConfig, ExecResult, Image, ImageConfig, Result, Sandbox,
     SandboxConfig, Stats,
 };
+pub(crate) use network::collect as collect_network;
 
 /// The error of a backend whose runtime streams exec and attach itself (`stream_url`), or
 /// does not at all, when the kubelet is asked to.

@@ -91,6 +91,9 @@ pub struct EmbeddedOptions {
     pub cluster_dns: Option<String>,
     /// cluster.local.
     pub cluster_domain: String,
+    /// The pod network new sandboxes join (None: pods get loopback only; a CRI runtime
+    /// brings its own).
+    pub network: Option<Arc<dyn minik_network::PodNetwork>>,
 }
 
 /// Why a container is waiting rather than running (ErrImagePull, ImagePullBackOff,
@@ -179,10 +182,14 @@ impl EmbeddedRuntime {
         .map_err(failed("opening the container runtime"))?;
         let registries = minik_runtime::Registries::load(&opts.registries)
             .map_err(failed(&format!("reading {}", opts.registries.display())))?;
+        if let Some(network) = &opts.network {
+            crate::backend::collect_network(network.as_ref(), &runtime);
+        }
         let backend = Embedded {
             runtime,
             images,
             registries,
+            network: opts.network.clone(),
         };
         Self::with_backend(opts, Arc::new(backend))
     }

@@ -58,6 +58,41 @@ pub(super) fn write_files(
         .map_err(io("writing the hosts file"))
 }
 
+/// The pod's hostPorts, as CRI's PortMappings (kubelet's makePortMappings: one per port
+/// with a hostPort, the first of any duplicate).
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<minik_runtime::PortMapping> {
+    let mut out: Vec<minik_runtime::PortMapping> = Vec::new();
+    for port in spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+    {
+        let (Some(host_port), Ok(container_port)) = (
+            port.host_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0),
+            u16::try_from(port.container_port),
+        ) else {
+            continue;
+        };
+        let mapping = minik_runtime::PortMapping {
+            protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            container_port,
+            host_port,
+            host_ip: port.host_ip.clone().unwrap_or_default(),
+        };
+        let taken = out.iter().any(|m| {
+            m.host_port == mapping.host_port
+                && m.protocol == mapping.protocol
+                && m.host_ip == mapping.host_ip
+        });
+        if !taken {
+            out.push(mapping);
+        }
+    }
+    out
+}
+
 /// Create the pod's sandbox and directory (or adopt a sandbox already there).
 pub(super) async fn create(
     rt: &EmbeddedRuntime,
@@ -120,12 +155,24 @@ pub(super) async fn create(
         host_ipc: spec.host_ipc.unwrap_or(false),
         host_pid: spec.host_pid.unwrap_or(false),
         labels: sandbox_labels,
+        port_mappings: if host_network {
+            Vec::new()
+        } else {
+            port_mappings(&spec)
+        },
     };
-    let sandbox = rt
-        .runtime
-        .create_sandbox(&config)
-        .await
-        .map_err(failed("creating the pod sandbox"))?;
+    let sandbox = match rt.runtime.create_sandbox(&config).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            // Not started: the next sync starts the pod again (the pod network may not be
+            // ready yet).
+            rt.pods
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&uid);
+            return Err(failed("creating the pod sandbox")(e));
+        }
+    };
     // A CRI runtime's network gives the address itself.
     let ip = ip.or(sandbox.ip);
     if ip.is_some() && !host_network {

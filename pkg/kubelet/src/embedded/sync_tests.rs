@@ -32,6 +32,7 @@ fn options(dir: &tempfile::TempDir) -> EmbeddedOptions {
         node_name: "node".into(),
         cluster_dns: None,
         cluster_domain: "cluster.local".into(),
+        network: None,
     }
 }
 

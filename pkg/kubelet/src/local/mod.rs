@@ -11,8 +11,9 @@
 //! API, and serves the kubelet API (server/) on its port, reported in the Node's
 //! status.daemonEndpoints.
 //!
-//! Pod networking is not here yet (issue 11): a pod on the host's network gets the node's
-//! address as its IP; other pods get no IP and no network but loopback.
+//! A pod on the host's network gets the node's address as its IP; other pods join the pod
+//! network given in the options (minik-network's bridge or CNI plugins), whose address
+//! becomes their IP.
 
 pub mod images;
 pub mod static_pods;
@@ -46,7 +47,7 @@ const RELIST: Duration = Duration::from_secs(1);
 const SPARE_WORKERS: usize = 16;
 
 /// Where the node keeps things and what it says about itself.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The node's name, labels, taints and address.
     pub machine: MachineOptions,
@@ -69,6 +70,8 @@ pub struct Options {
     pub cluster_domain: String,
     /// The CAs for the kubelet server; None runs no server.
     pub server: Option<crate::server::Cas>,
+    /// The pod network minik's runtime attaches sandboxes to (a CRI runtime has its own).
+    pub network: Option<Arc<dyn minik_network::PodNetwork>>,
 }
 
 /// Why the node could not start.
@@ -136,6 +139,10 @@ pub async fn run(
         node_name: name.clone(),
         cluster_dns: options.cluster_dns.clone(),
         cluster_domain: options.cluster_domain.clone(),
+        network: options
+            .network
+            .clone()
+            .filter(|_| options.runtime_endpoint.is_none()),
     };
     let runtime = Arc::new(match &options.runtime_endpoint {
         None => EmbeddedRuntime::new(embedded_options)?,
@@ -185,7 +192,7 @@ pub async fn run(
         name: name.clone(),
         host_ip: machine.address.to_string(),
         client: client.clone(),
-        // Pod addresses come with pod networking (issue 11).
+        // Pod addresses come from the pod network, when the sandbox joins it.
         ipam: Box::new(|| None),
     });
     let workers = LocalWorkers(Workers {

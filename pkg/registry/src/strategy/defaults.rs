@@ -229,7 +229,13 @@ pub(crate) fn service(obj: &mut Value) {
     ) {
         default(spec, "externalTrafficPolicy", json!("Cluster"));
     }
-    obj["status"] = json!({"loadBalancer": {}});
+    // Defaulting runs on status writes too: keep what a load balancer controller wrote.
+    match obj.get_mut("status").and_then(Value::as_object_mut) {
+        Some(status) => {
+            status.entry("loadBalancer").or_insert_with(|| json!({}));
+        }
+        None => obj["status"] = json!({"loadBalancer": {}}),
+    }
 }
 
 fn template(obj: &mut Value) {
@@ -422,6 +428,12 @@ mod tests {
         service(&mut s);
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["type"], "ClusterIP");
+        assert_eq!(s["status"], json!({"loadBalancer": {}}));
+        // A load balancer controller's status survives defaulting (status writes).
+        let ingress = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.2"}]}});
+        s["status"] = ingress.clone();
+        service(&mut s);
+        assert_eq!(s["status"], ingress);
     }
 
     #[test]

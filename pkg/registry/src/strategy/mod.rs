@@ -60,6 +60,7 @@ pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
         // What a client sends as a pod's status is not kept (PrepareForCreate).
         ("", "Pod") => obj["status"] = json!({}),
         ("", "PersistentVolumeClaim") => obj["status"] = json!({}),
+        ("", "Service") => obj["status"] = json!({"loadBalancer": {}}),
         ("", "PersistentVolume") => {
             let now = crate::meta::now_rfc3339();
             obj["status"] = json!({"phase": "Pending", "lastPhaseTransitionTime": now});

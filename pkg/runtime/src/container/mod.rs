@@ -100,6 +100,11 @@ impl Runtime {
         self.inner.sandboxes.list()
     }
 
+    /// Record the address the pod network gave the sandbox.
+    pub fn set_sandbox_ip(&self, id: &str, ip: Option<String>) -> Result<()> {
+        self.inner.sandboxes.set_ip(id, ip)
+    }
+
     /// Remove a sandbox whose containers are all removed.
     pub fn remove_sandbox(&self, id: &str) -> Result<()> {
         let left = self

@@ -11,7 +11,8 @@ use minik_cri::proto::{
     Capability, ContainerConfig as CriContainerConfig, ContainerMetadata, KeyValue,
     LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, Mount, MountPropagation, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, SecurityProfile, security_profile,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol, SecurityProfile,
+    security_profile,
 };
 use minik_runtime::{ContainerConfig, SandboxConfig};
 
@@ -89,6 +90,21 @@ pub(super) fn sandbox_config(
             config.hostname.clone()
         },
         log_directory: layout.pod_log_dir(config).to_string_lossy().into_owned(),
+        // The runtime's CNI plugins (portmap) publish them.
+        port_mappings: config
+            .port_mappings
+            .iter()
+            .map(|p| PortMapping {
+                protocol: match p.protocol.as_str() {
+                    "UDP" => Protocol::Udp,
+                    "SCTP" => Protocol::Sctp,
+                    _ => Protocol::Tcp,
+                } as i32,
+                container_port: i32::from(p.container_port),
+                host_port: i32::from(p.host_port),
+                host_ip: p.host_ip.clone(),
+            })
+            .collect(),
         labels: config
             .labels
             .clone()

@@ -167,6 +167,8 @@ pub(super) fn sandbox_config(s: &PodSandboxStatus, hostname: Option<String>) -> 
         host_ipc: node(options.ipc),
         host_pid: node(options.pid),
         labels,
+        // Not in a sandbox's status (the runtime published them at creation).
+        port_mappings: Vec::new(),
     }
 }
 

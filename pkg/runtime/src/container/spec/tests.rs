@@ -36,6 +36,7 @@ fn sandbox(host_network: bool) -> SandboxConfig {
         host_ipc: false,
         host_pid: false,
         labels: Default::default(),
+        port_mappings: Vec::new(),
     }
 }
 

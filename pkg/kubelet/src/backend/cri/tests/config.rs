@@ -18,6 +18,9 @@ fn a_sandbox_config_names_the_pod_and_its_namespaces() {
     assert_eq!(c.log_directory, "/var/log/pods/shop_web_u1");
     assert_eq!(c.labels["io.kubernetes.pod.uid"], "u1");
     assert_eq!(c.labels[convert::MINIK_POD_UID], "u1");
+    let port = &c.port_mappings[0];
+    assert_eq!(port.protocol, minik_cri::proto::Protocol::Udp as i32);
+    assert_eq!((port.container_port, port.host_port), (53, 5353));
     let linux = c.linux.expect("linux");
     assert_eq!(linux.cgroup_parent, "/kubepods/podu1");
     let ns = linux.security_context.and_then(|s| s.namespace_options);

@@ -38,6 +38,12 @@ pub(super) fn sandbox(host_network: bool) -> SandboxConfig {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        port_mappings: vec![minik_runtime::PortMapping {
+            protocol: "UDP".into(),
+            container_port: 53,
+            host_port: 5353,
+            host_ip: String::new(),
+        }],
     }
 }
 
