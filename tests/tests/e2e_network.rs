@@ -230,3 +230,62 @@ fn pods_reach_pods_services_and_names_and_policy_applies() {
     assert_eq!(fetch_ok(&s, &format!("{ip2}:8080")).trim(), "i am web-2");
     assert_eq!(fetch_ok(&s, "web").trim(), "i am web-2");
 }
+
+/// A bridge the CNI plugins made, removed with the test.
+struct CniBridge(String);
+
+impl Drop for CniBridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn with_flannel_backend_none_cni_plugins_give_pods_their_network() {
+    let n = std::process::id() % 250;
+    let bridge = CniBridge(format!("mkcni{n}"));
+    let conf = tempfile::tempdir().expect("conf dir");
+    let subnet = format!("10.250.{n}.0/24");
+    let list = json!({"cniVersion": "1.0.0", "name": "test-cni", "plugins": [
+        {"type": "bridge", "bridge": bridge.0, "isGateway": true, "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": conf.path().join("ipam")}}]});
+    std::fs::write(conf.path().join("10-test.conflist"), list.to_string()).expect("conf");
+    let conf_dir = conf.path().to_string_lossy().into_owned();
+    let s = Server::start_node(&["--flannel-backend", "none", "--cni-conf-dir", &conf_dir]);
+    ready_node(&s);
+    create(&s, &web("web-1"));
+    let client = pod_of(
+        "client",
+        "busybox",
+        json!({"command": ["sleep", "3600"]}),
+        json!({"terminationGracePeriodSeconds": 0}),
+    );
+    create(&s, &client);
+    create(
+        &s,
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
+    );
+    let ip = running_ip(&s, "web-1");
+    assert!(
+        ip.starts_with(&format!("10.250.{n}.")),
+        "{ip} from the CNI plugins"
+    );
+    running_ip(&s, "client");
+    assert_eq!(fetch_ok(&s, &format!("{ip}:8080")).trim(), "i am web-1");
+    assert_eq!(fetch_ok(&s, "web").trim(), "i am web-1");
+    // Deleting the pod gives its address back to host-local.
+    ok(s.kubectl(&["delete", "pod", "web-1", "--wait=true"]));
+    let leases = conf.path().join("ipam").join("test-cni");
+    s.eventually("the address is released", || {
+        let held = std::fs::read_dir(&leases)
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name() == ip.as_str());
+        (!held).then_some(())
+    });
+}

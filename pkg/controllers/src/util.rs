@@ -108,6 +108,16 @@ pub fn ready_since(pod: &Pod) -> Option<Timestamp> {
     })
 }
 
+/// Whether the node's Ready condition is True.
+pub fn node_ready(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 pub fn is_ready(pod: &Pod) -> bool {
     ready_since(pod).is_some()
 }

@@ -142,12 +142,7 @@ async fn post_status(api: &Api<Node>, info: &NodeInfo) -> Result<(), kube::Error
 }
 
 fn ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
+    minik_controllers::util::node_ready(node)
 }
 
 /// Renew the node's Lease every `RENEW` until `stop`, and report the status again when the

@@ -16,6 +16,8 @@ pub mod links;
 pub mod nft;
 pub mod pod;
 pub mod routes;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use pod::{NetworkError, PodNetwork, PodRef};
 

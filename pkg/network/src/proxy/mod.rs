@@ -9,7 +9,9 @@
 //! - update.rs: the transaction that puts them in place (a new table, or an update that
 //!   keeps session-affinity memory).
 //! - servicelb.rs: the LoadBalancer status controller.
+//! - conntrack.rs: UDP flows to endpoints that went away are flushed after a sync.
 
+mod conntrack;
 mod model;
 mod render;
 mod servicelb;
@@ -33,7 +35,6 @@ use tokio_util::sync::CancellationToken;
 use crate::nft::{Nft, NftError};
 
 pub use servicelb::run_servicelb;
-use update::Objects;
 
 /// The proxy's table unless the options name another (family and name).
 #[cfg(test)]
@@ -76,9 +77,23 @@ pub enum ProxyError {
 /// (`table ip minik-proxy {}`, `delete table ip minik-proxy`, then the full table), so
 /// applying it twice is fine.
 pub fn render(services: &[Service], slices: &[EndpointSlice], options: &ProxyOptions) -> String {
+    update::recreate(&options.table(), &render_body(services, slices, options))
+}
+
+/// The table's contents alone (no delete): what the proxy keeps to compare the next sync with.
+pub fn render_body(
+    services: &[Service],
+    slices: &[EndpointSlice],
+    options: &ProxyOptions,
+) -> String {
     let plans = model::plan(services, slices, &options.node_name, &options.skip_ips);
-    let table = options.table();
-    update::recreate(&table, &render::body(&table, &plans, &options.cluster_cidr))
+    render::body(&options.table(), &plans, &options.cluster_cidr)
+}
+
+/// The one transaction that turns the table applied from body `previous` into `next`
+/// (only what changed), as each sync after the first applies it.
+pub fn update_script(options: &ProxyOptions, previous: &str, next: &str) -> String {
+    update::update(&options.table(), previous, next)
 }
 
 /// Whether `s` is an IPv4 CIDR such as 10.42.0.0/16 (it goes into the rules as is).
@@ -125,8 +140,10 @@ pub async fn run(
         () = synced => {}
     }
     wake.notify_one();
-    // The chains and sets the kernel has from the last sync; None: unknown, recreate.
-    let mut applied: Option<Objects> = None;
+    // The body the kernel has from the last sync; None: unknown, recreate.
+    let mut applied: Option<String> = None;
+    // The plans of the last sync applied, for the UDP flows to flush.
+    let mut previous: Vec<model::PortPlan> = Vec::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -139,14 +156,21 @@ pub async fn run(
         let body = render::body(&options.table(), &plans, &options.cluster_cidr);
         let rendered = started.elapsed();
         match sync(&nft, &options.table(), body, &mut applied).await {
-            Ok(how) => tracing::debug!(
-                services = svcs.len(),
-                slices = eps.len(),
-                how,
-                render_ms = rendered.as_millis() as u64,
-                total_ms = started.elapsed().as_millis() as u64,
-                "proxy rules synced"
-            ),
+            Ok(how) => {
+                let stale = conntrack::stale(&previous, &plans);
+                previous = plans;
+                if !stale.is_empty() {
+                    tokio::task::spawn_blocking(move || conntrack::flush(&stale)).await?;
+                }
+                tracing::debug!(
+                    services = svcs.len(),
+                    slices = eps.len(),
+                    how,
+                    render_ms = rendered.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "proxy rules synced"
+                )
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "proxy rules sync failed; retrying");
                 tokio::select! {
@@ -188,21 +212,24 @@ async fn sync(
     nft: &Arc<dyn Nft>,
     table: &str,
     body: String,
-    applied: &mut Option<Objects>,
+    applied: &mut Option<String>,
 ) -> Result<&'static str, ProxyError> {
-    let next = Objects::of(&body);
     if let Some(previous) = applied.take() {
-        let script = update::update(table, &previous, &next, &body);
+        if previous == body {
+            *applied = Some(body);
+            return Ok("unchanged");
+        }
+        let script = update::update(table, &previous, &body);
         match apply(nft, script).await? {
             Ok(()) => {
-                *applied = Some(next);
+                *applied = Some(body);
                 return Ok("update");
             }
             Err(e) => tracing::warn!(error = %e, "proxy rules update failed; recreating the table"),
         }
     }
     apply(nft, update::recreate(table, &body)).await??;
-    *applied = Some(next);
+    *applied = Some(body);
     Ok("recreate")
 }
 

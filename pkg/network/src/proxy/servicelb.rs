@@ -172,12 +172,7 @@ pub(super) fn current(svc: &Service) -> BTreeSet<String> {
 }
 
 fn ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
+    minik_controllers::util::node_ready(node)
 }
 
 /// A node's ExternalIP, else its InternalIP.

@@ -25,7 +25,7 @@ const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Attempts when another process removes shared content while importing.
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 10;
 
 /// An image found in a tarball.
 struct Found {

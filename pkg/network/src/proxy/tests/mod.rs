@@ -1,7 +1,6 @@
 //! Tests of the proxy: rendering (text), the kernel accepting it (netns), real traffic,
 //! and the controllers over a fake API.
 
-mod fake_api;
 mod fixtures;
 mod kernel;
 mod netns;

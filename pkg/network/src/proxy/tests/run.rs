@@ -7,25 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::fake_api::{FakeApi, NODES, SERVICES, SLICES};
 use super::fixtures::{options, ready, service, slice};
 use crate::nft::FakeNft;
 use crate::proxy::{run, run_servicelb};
-
-fn value<T: serde::Serialize>(t: T) -> Value {
-    serde_json::to_value(t).unwrap()
-}
-
-/// Wait up to 5 s for `check`.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+use crate::testing::{FakeApi, NODES, SERVICES, SLICES, eventually, stop_and_join, value};
 
 #[tokio::test]
 async fn the_table_follows_the_cluster_and_stays_on_stop() {
@@ -82,21 +67,20 @@ async fn the_table_follows_the_cluster_and_stays_on_stop() {
     let scripts = nft.scripts.lock().unwrap().clone();
     assert!(scripts[0].starts_with("table ip minik-proxy {}\ndelete table ip minik-proxy\n"));
     assert!(
-        last().starts_with("flush table ip minik-proxy\n"),
+        last().starts_with("flush map ip minik-proxy service-ips\n"),
         "later syncs update in place"
     );
     assert!(
-        last().contains("dnat to 10.42.0.5:8080"),
+        last().contains("10.43.0.20 . tcp . 80 : goto svc-default/web/tcp/80"),
         "the first service is kept"
+    );
+    assert!(
+        !last().contains("chain svc-default/web/tcp/80 {"),
+        "its unchanged chain is not sent again"
     );
 
     let applied = nft.scripts.lock().unwrap().len();
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_and_join(&stop, task).await;
     // The rules stay while minik is down (restarting), as kube-proxy's do.
     assert_eq!(nft.scripts.lock().unwrap().len(), applied);
 }
@@ -197,12 +181,7 @@ async fn servicelb_gives_load_balancers_the_ready_nodes_addresses() {
     let task = tokio::spawn(run_servicelb(api.client(), stop.clone()));
     eventually("three patches", || api.patches.lock().unwrap().len() >= 3).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_and_join(&stop, task).await;
 
     let mut patches = api.patches.lock().unwrap().clone();
     patches.sort_by(|a, b| a.0.cmp(&b.0));
