@@ -213,6 +213,22 @@ pub(crate) fn validate(group: &str, kind: &str, old: Option<&Value>, new: &Value
             {
                 out.push(cause("spec", "FieldValueForbidden", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
             }
+            // A finished pod stays finished (a late status write of a kubelet that had not
+            // seen it finish, e.g. after an eviction, is refused).
+            let phase = |p: &Value| p.pointer("/status/phase").cloned().unwrap_or(Value::Null);
+            if let Some(old) = old
+                && matches!(phase(old).as_str(), Some("Succeeded" | "Failed"))
+                && phase(old) != phase(new)
+            {
+                out.push(cause(
+                    "status.phase",
+                    "FieldValueForbidden",
+                    format!(
+                        "Forbidden: may not transition from terminal phase {}",
+                        phase(old)
+                    ),
+                ));
+            }
         }
         ("", "Service") => {
             service(new, &mut out);
@@ -305,6 +321,15 @@ mod tests {
         assert!(validate("", "Pod", Some(&old), &new).is_empty());
         new["spec"]["restartPolicy"] = json!("Never");
         assert_eq!(validate("", "Pod", Some(&old), &new)[0].field, "spec");
+        let mut failed = old.clone();
+        failed["status"] = json!({"phase": "Failed", "reason": "Evicted"});
+        let mut running = failed.clone();
+        running["status"]["phase"] = json!("Running");
+        assert_eq!(
+            validate("", "Pod", Some(&failed), &running)[0].field,
+            "status.phase"
+        );
+        assert!(validate("", "Pod", Some(&failed), &failed).is_empty());
     }
 
     #[test]
