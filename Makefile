@@ -1,5 +1,5 @@
 # Every target calls a script in scripts/; see README.md.
-.PHONY: server test bench bench-store bench-api bench-sched bench-pods bench-net lint release e2e deps
+.PHONY: server test bench bench-store bench-api bench-sched bench-pods bench-net bench-start lint release e2e deps
 
 server:
 	bash scripts/server.sh
@@ -24,6 +24,9 @@ bench-pods:
 
 bench-net:
 	bash scripts/bench.sh net
+
+bench-start:
+	bash scripts/bench.sh start
 
 lint:
 	bash scripts/lint.sh

@@ -5,7 +5,9 @@
 # scheduler's (10,000 pods on 1,000 simulated nodes); `bench.sh pods` the real node's (100
 # busybox pods in real containers; needs root); `bench.sh net` the network's (service proxy
 # sync of 1,000 services with 10 endpoints each into a scratch network namespace, and
-# cluster DNS queries per second; needs root).
+# cluster DNS queries per second; needs root); `bench.sh start` how fast a release server
+# starts (to /readyz and to its node Ready, 5 starts from empty data dirs; needs root), its
+# stripped binary size and its idle memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -22,12 +24,17 @@ pods() {
   cargo build --release --locked -p minik
   cargo bench --locked -p minik-bench --bench pods
 }
+start() {
+  cargo build --release --locked -p minik
+  cargo bench --locked -p minik-bench --bench start
+}
 case "$which" in
   store) cargo bench --locked -p minik-bench --bench store ;;
   api) api ;;
   sched) sched ;;
   pods) pods ;;
   net) cargo bench --locked -p minik-bench --bench net ;;
-  all) cargo bench --locked -p minik-bench --bench store; api; sched; pods; cargo bench --locked -p minik-bench --bench net ;;
-  *) echo "bench.sh: unknown benchmark $which (store, api, sched, pods, net, all)" >&2; exit 2 ;;
+  start) start ;;
+  all) cargo bench --locked -p minik-bench --bench store; api; sched; pods; cargo bench --locked -p minik-bench --bench net; start ;;
+  *) echo "bench.sh: unknown benchmark $which (store, api, sched, pods, net, start, all)" >&2; exit 2 ;;
 esac

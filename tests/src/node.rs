@@ -342,6 +342,19 @@ pub fn attach_answers(mut attach: Command, line: &str, want: &str) -> bool {
     seen
 }
 
+/// GET `url` from the host (busybox wget), once it answers.
+pub fn host_get(s: &Server, url: &str) -> String {
+    s.eventually(&format!("{url} answers the host"), || {
+        let out = Command::new("timeout")
+            .args(["5", "busybox", "wget", "-qO-", url])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,19 +33,20 @@ fn spawn(
         .append(true)
         .open(dir.path().join("server.log"))
         .expect("log file");
+    let mut defaults: Vec<String> = vec![
+        "--bind-address".into(),
+        "127.0.0.1".into(),
+        "--https-listen-port".into(),
+        port.to_string(),
+        "--data-dir".into(),
+        dir.path().join("data").to_string_lossy().into_owned(),
+        "--write-kubeconfig".into(),
+        kubeconfig.to_string_lossy().into_owned(),
+    ];
+    defaults.extend(node_flags(node, port));
     Command::new(minik_bin())
-        .args([
-            "server",
-            "--bind-address",
-            "127.0.0.1",
-            "--https-listen-port",
-        ])
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--write-kubeconfig")
-        .arg(kubeconfig)
-        .args(node_flags(node, port))
+        .arg("server")
+        .args(overridden(defaults, extra))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
@@ -64,7 +65,14 @@ fn node_flags(node: bool, port: u16) -> Vec<String> {
     if !node {
         return vec!["--disable-agent".into()];
     }
-    let mut flags: Vec<String> = [
+    let mut flags = test_kubelet_args();
+    flags.extend(network_flags(port));
+    flags
+}
+
+/// The `--kubelet-arg`s of test nodes (see `node_flags`).
+pub fn test_kubelet_args() -> Vec<String> {
+    [
         "--kubelet-arg",
         "eviction-hard=memory.available<100Mi,nodefs.available<1%,nodefs.inodesFree<1%,\
          imagefs.available<1%,imagefs.inodesFree<1%",
@@ -74,9 +82,23 @@ fn node_flags(node: bool, port: u16) -> Vec<String> {
         "image-gc-high-threshold=100",
     ]
     .map(String::from)
-    .into();
-    flags.extend(network_flags(port));
-    flags
+    .into()
+}
+
+/// `defaults` (flag and value pairs, or lone boolean flags) without the single-valued flags
+/// `extra` gives again (clap refuses a flag given twice).
+fn overridden(defaults: Vec<String>, extra: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = defaults.into_iter().peekable();
+    while let Some(flag) = it.next() {
+        let value = it.next_if(|v| !v.starts_with("--"));
+        if flag != "--kubelet-arg" && extra.contains(&flag) {
+            continue;
+        }
+        out.push(flag);
+        out.extend(value);
+    }
+    out
 }
 
 /// Servers of tests running at once share the host: each gets its own pod and service

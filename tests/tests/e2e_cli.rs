@@ -81,24 +81,6 @@ fn every_subcommand_has_help() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_fail() {
-    for args in [
-        &["agent", "--server", "https://127.0.0.1:6443"][..],
-        &["kubectl", "get", "pods", "-A"],
-        &["snapshot", "ls"],
-        &["check-config"],
-    ] {
-        let out = minik(args);
-        assert_eq!(out.status.code(), Some(3), "minik {args:?}: {}", text(&out));
-        assert!(
-            text(&out).contains("not built yet"),
-            "minik {args:?}: {}",
-            text(&out)
-        );
-    }
-}
-
-#[test]
 fn server_refuses_bad_settings_before_touching_anything() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -191,11 +191,16 @@ fn bad_input_is_refused_and_stores_nothing() {
 
 /// The configmaps of `kubectl get -o name` but those every cluster has (kube-root-ca.crt
 /// in each namespace, cluster-info in kube-public).
+/// The ConfigMaps a cluster does not start with (nor make itself: the root CA, cluster-info,
+/// the agents' settings and the manifests' record).
 fn user_configmaps(names: &str) -> Vec<&str> {
-    names
-        .lines()
-        .filter(|l| *l != "configmap/kube-root-ca.crt" && *l != "configmap/cluster-info")
-        .collect()
+    const OWN: &[&str] = &[
+        "configmap/kube-root-ca.crt",
+        "configmap/cluster-info",
+        "configmap/minik-config",
+        "configmap/minik-manifests",
+    ];
+    names.lines().filter(|l| !OWN.contains(l)).collect()
 }
 
 #[test]

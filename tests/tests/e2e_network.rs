@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use minik_tests::node::{container, create, pod, pod_of, ready_node};
+use minik_tests::node::{container, create, host_get, pod, pod_of, ready_node};
 use minik_tests::server::{Server, ok, text};
 use serde_json::{Value, json};
 
@@ -48,19 +48,6 @@ fn fetch_ok(s: &Server, target: &str) -> String {
     s.eventually(&format!("an answer from {target}"), || {
         let (ok, out) = fetch(s, target);
         ok.then_some(out)
-    })
-}
-
-/// GET `url` from the host (busybox wget), once it answers.
-fn host_get(s: &Server, url: &str) -> String {
-    s.eventually(&format!("{url} answers the host"), || {
-        let out = Command::new("timeout")
-            .args(["5", "busybox", "wget", "-qO-", url])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     })
 }
 

@@ -1,10 +1,16 @@
 //! The `minik` binary: parse the command line, set up logging, run one subcommand.
 
+mod agent;
 mod certificate;
+mod checkconfig;
 mod cli;
+mod configfile;
 mod encrypt;
 mod image;
+mod kubectl;
 mod server;
+mod snapshot;
+mod stop;
 mod token;
 
 use std::process::ExitCode;
@@ -19,11 +25,15 @@ use cli::{Cli, Command};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Exit code of a subcommand this build does not have yet.
-const EXIT_NOT_BUILT: u8 = 3;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Keys of the config file (/etc/minik/config.yaml and config.yaml.d/) become flags.
+    let cli = match configfile::expand(std::env::args_os().collect()) {
+        Ok(args) => Cli::parse_from(args),
+        Err(e) => {
+            eprintln!("minik: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // A container shim forks, so it runs before anything starts a thread, and it logs to
     // its container's shim.log rather than here.
     if let Command::Shim { args } = &cli.command {
@@ -53,33 +63,17 @@ fn init_logging(debug: bool) {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let command = match command {
-        Command::Server(args) => return server::run(*args),
-        Command::Certificate { command } => return certificate::run(command),
-        Command::SecretsEncrypt { command } => return encrypt::run(command),
-        Command::Token { command } => return token::run(command),
-        Command::Image { command } => return image::run(command),
-        other => other,
-    };
-    // The other subcommands belong to later parts of the build; say so plainly.
-    let area = match &command {
-        Command::Server(_) => unreachable!("handled above"),
-        Command::Agent(_) => "agent join",
-        Command::Kubectl { .. } => "the kubectl wrapper",
-        Command::Certificate { .. }
-        | Command::SecretsEncrypt { .. }
-        | Command::Token { .. }
-        | Command::Image { .. } => {
-            unreachable!("handled above")
-        }
+    match command {
+        Command::Server(args) => server::run(*args),
+        Command::Agent(args) => agent::run(*args),
+        Command::Certificate { command } => certificate::run(command),
+        Command::SecretsEncrypt { command } => encrypt::run(command),
+        Command::Token { command } => token::run(command),
+        Command::Image { command } => image::run(command),
+        Command::Kubectl { args } => kubectl::run(args),
+        Command::Snapshot { command } => snapshot::run(command),
+        Command::CheckConfig => checkconfig::run(),
+        Command::Stop(args) => stop::run(args),
         Command::Shim { .. } => unreachable!("handled in main"),
-        Command::Snapshot { .. } => "datastore snapshots",
-        Command::CheckConfig => "the kernel check",
-    };
-    eprintln!(
-        "minik: `minik {}` is not built yet in minik {}; it comes with {area}",
-        command.name(),
-        minik_version::MINIK_VERSION
-    );
-    Ok(ExitCode::from(EXIT_NOT_BUILT))
+    }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ServerArgs;
+use crate::cli::{NodeArgs, ServerArgs};
 
 fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
     let mode = args.write_kubeconfig_mode.trim_start_matches("0o");
@@ -35,40 +35,29 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
     let agent = if args.disable_agent {
         None
     } else {
-        // Containers' shims are this very binary (`minik shim`).
-        let exe = std::env::current_exe().context("finding the minik binary")?;
-        Some(minik_server::AgentConfig {
-            node_name: args.node.node_name.clone(),
-            with_node_id: args.node.with_node_id,
-            node_ip: args.node.node_ip,
-            node_labels: args.node.node_label.clone(),
-            node_taints: args.node.node_taint.clone(),
-            kubelet_args: args.node.kubelet_arg.clone(),
-            cluster_dns: args.cluster_dns,
-            cluster_domain: args.cluster_domain.clone(),
-            shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
-            log_dir: "/var/log/pods".into(),
-            run_dir: "/run/minik".into(),
-            registries: args.node.private_registry.clone(),
-            container_runtime_endpoint: args.node.container_runtime_endpoint.clone(),
-            network: minik_server::NetworkConfig {
-                embedded: args.node.flannel_backend != "none"
-                    && !args.disable.iter().any(|d| d == "network"),
-                cluster_cidr: args.cluster_cidr.clone(),
-                proxy: !args.node.disable_kube_proxy,
-                dns: !args.disable.iter().any(|d| d == "coredns" || d == "dns"),
-                policy: !args.node.disable_network_policy,
-                prefix: args.node.network_prefix.clone(),
-                cni_conf_dir: args.node.cni_conf_dir.clone(),
-                cni_bin_dir: args.node.cni_bin_dir.clone(),
-            },
-        })
+        let mut agent = node_config(&args.node)?;
+        agent.cluster_dns = args.cluster_dns;
+        agent.cluster_domain = args.cluster_domain.clone();
+        agent.network.cluster_cidr = args.cluster_cidr.clone();
+        agent.network.embedded &= !disabled(&args.disable, &["network"]);
+        agent.network.dns = !disabled(&args.disable, &["coredns", "dns"]);
+        Some(agent)
     };
     Ok(minik_server::Config {
         agent,
         event_ttl,
         cluster_cidr,
         simulated_nodes: args.simulated_nodes as usize,
+        disable: args.disable.clone(),
+        token: args.token.clone(),
+        cluster: minik_server::join::ClusterInfo {
+            cluster_cidr: args.cluster_cidr.clone(),
+            service_cidr: args.service_cidr.clone(),
+            cluster_dns: args.cluster_dns,
+            cluster_domain: args.cluster_domain.clone(),
+            dns: !disabled(&args.disable, &["coredns", "dns"]),
+            network: args.node.flannel_backend != "none" && !disabled(&args.disable, &["network"]),
+        },
         scheduler: !args.disable_scheduler,
         service_cidr,
         data_dir: args.node.data_dir,
@@ -126,6 +115,43 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
     })
 }
 
+/// The node's settings from the flags a server and an agent share; the cluster's (DNS,
+/// domain, cluster CIDR) are k3s's defaults until the server's are known.
+pub fn node_config(node: &NodeArgs) -> anyhow::Result<minik_server::AgentConfig> {
+    // Containers' shims are this very binary (`minik shim`).
+    let exe = std::env::current_exe().context("finding the minik binary")?;
+    Ok(minik_server::AgentConfig {
+        node_name: node.node_name.clone(),
+        with_node_id: node.with_node_id,
+        node_ip: node.node_ip,
+        node_labels: node.node_label.clone(),
+        node_taints: node.node_taint.clone(),
+        kubelet_args: node.kubelet_arg.clone(),
+        cluster_dns: std::net::IpAddr::from([10, 43, 0, 10]),
+        cluster_domain: "cluster.local".into(),
+        shim: vec![exe.to_string_lossy().into_owned(), "shim".into()],
+        log_dir: "/var/log/pods".into(),
+        run_dir: "/run/minik".into(),
+        registries: node.private_registry.clone(),
+        container_runtime_endpoint: node.container_runtime_endpoint.clone(),
+        network: minik_server::NetworkConfig {
+            embedded: node.flannel_backend != "none",
+            cluster_cidr: "10.42.0.0/16".into(),
+            proxy: !node.disable_kube_proxy,
+            dns: true,
+            policy: !node.disable_network_policy,
+            prefix: node.network_prefix.clone(),
+            cni_conf_dir: node.cni_conf_dir.clone(),
+            cni_bin_dir: node.cni_bin_dir.clone(),
+        },
+    })
+}
+
+/// Whether `--disable` names one of `names`.
+fn disabled(disable: &[String], names: &[&str]) -> bool {
+    disable.iter().any(|d| names.contains(&d.as_str()))
+}
+
 /// A Go-style duration: a sequence of numbers with h, m, s or ms units ("1h30m", "90s").
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let mut total = 0f64;
@@ -157,11 +183,21 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
+    until_signal(|shutdown| minik_server::run(config, shutdown))??;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `task` on a multi-threaded runtime with a shutdown token cancelled by SIGTERM or
+/// SIGINT.
+pub fn until_signal<F, T>(task: impl FnOnce(CancellationToken) -> F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = T>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    Ok(runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
@@ -169,9 +205,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("shutting down");
             on_signal.cancel();
         });
-        minik_server::run(config, shutdown).await
-    })?;
-    Ok(ExitCode::SUCCESS)
+        task(shutdown).await
+    }))
 }
 
 async fn wait_for_signal() {

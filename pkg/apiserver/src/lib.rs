@@ -56,6 +56,9 @@ pub struct AppState {
     pub encryption_config: Option<Arc<std::path::PathBuf>>,
     /// One key rotation at a time.
     pub encryption_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The CA bundle served at /cacerts, to anyone, as k3s's supervisor does: agents fetch
+    /// it before they trust the server and check it against their token's hash.
+    pub cacerts: Option<Arc<String>>,
 }
 
 impl AppState {
@@ -73,7 +76,23 @@ impl AppState {
             audit: None,
             encryption_config: None,
             encryption_lock: Arc::default(),
+            cacerts: None,
         }
+    }
+}
+
+/// GET /cacerts: the server CA bundle (PEM), or 404 when the server has none to give.
+async fn cacerts(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &state.cacerts {
+        Some(pem) => (
+            [(http::header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.as_str().to_owned(),
+        )
+            .into_response(),
+        None => http::StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -156,6 +175,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             authn::middleware,
         ))
+        // Outside authentication and authorization: a joining agent has no credential the
+        // server would take before it trusts the server's CA.
+        .route("/cacerts", get(cacerts))
         .with_state(state);
     filters::wrap(routes)
 }

@@ -2,6 +2,7 @@
 //! client certificate, and the admin kubeconfig.
 
 pub mod certs;
+pub mod join_token;
 mod kubeconfig;
 mod pki;
 pub mod tls;

@@ -16,6 +16,7 @@ pub mod links;
 pub mod nft;
 pub mod pod;
 pub mod routes;
+pub mod teardown;
 #[cfg(test)]
 pub(crate) mod testing;
 

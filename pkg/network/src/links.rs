@@ -99,6 +99,13 @@ pub fn hold_address(dummy: &str, ip: std::net::IpAddr) -> Result<(), NetworkErro
     )
 }
 
+/// Whether /proc/net/dev's text lists interface `name`.
+fn interface_listed(dev: &str, name: &str) -> bool {
+    dev.lines()
+        .filter_map(|l| l.split_once(':'))
+        .any(|(n, _)| n.trim() == name)
+}
+
 /// The real devices, through iproute2 and util-linux's nsenter.
 #[derive(Debug, Clone, Default)]
 pub struct IpCommand;
@@ -131,7 +138,9 @@ impl Links for IpCommand {
     }
 
     fn exists(&self, name: &str) -> bool {
-        Path::new("/sys/class/net").join(name).exists()
+        // The interfaces of this process's network namespace (/sys/class/net shows those
+        // of the namespace sysfs was mounted in, which is not always ours).
+        std::fs::read_to_string("/proc/self/net/dev").is_ok_and(|dev| interface_listed(&dev, name))
     }
 
     fn attach(&self, netns: &Path, link: &Attach) -> Result<(), NetworkError> {
@@ -211,5 +220,23 @@ impl Links for FakeLinks {
         let mut veths = self.veths.lock().unwrap_or_else(|p| p.into_inner());
         veths.retain(|v| v.host_if != host_if);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_are_read_from_proc_net_dev() {
+        let dev = "Inter-|   Receive\n face |bytes\n    lo: 1 2 3\n  eth0: 4 5\nminik0:6 7\n";
+        assert!(interface_listed(dev, "lo"));
+        assert!(interface_listed(dev, "eth0"));
+        assert!(interface_listed(dev, "minik0"));
+        assert!(!interface_listed(dev, "eth"));
+        assert!(!interface_listed(dev, "face |bytes"));
+        // This process's namespace has a loopback interface.
+        assert!(IpCommand.exists("lo"));
+        assert!(!IpCommand.exists("no-such-if0"));
     }
 }

@@ -71,12 +71,26 @@ pub enum AgentError {
     Node(#[from] minik_kubelet::local::Error),
     #[error("the pod network: {0}")]
     Network(#[from] minik_network::NetworkError),
+    #[error(
+        "this kernel lacks what a node needs: {0} (`minik check-config` tells more), or run \
+         the server with --disable-agent"
+    )]
+    Kernel(String),
 }
 
 impl AgentConfig {
     /// Check what can be wrong before anything is made: root, labels and taints.
     pub fn check(&self) -> Result<(), AgentError> {
-        self.check_as(nix::unistd::geteuid().is_root())
+        self.check_as(nix::unistd::geteuid().is_root())?;
+        let missing = crate::kernel::missing_required();
+        if !missing.is_empty() {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.detail))
+                .collect();
+            return Err(AgentError::Kernel(names.join(", ")));
+        }
+        Ok(())
     }
 
     fn check_as(&self, root: bool) -> Result<(), AgentError> {
@@ -101,21 +115,29 @@ pub struct Shared {
 /// The first error of the node, which stops the server.
 pub type Failure = Arc<Mutex<Option<AgentError>>>;
 
-/// Start the server's node; when it fails, the error is put in `failed` and `shutdown`
-/// is cancelled (a server whose node failed stops, as k3s's does).
-pub fn start(
-    agent: &AgentConfig,
-    data_dir: &Path,
-    router: &Router,
-    shared: Shared,
-    shutdown: CancellationToken,
-    failed: Failure,
-) -> Result<(), AgentError> {
-    let name = minik_kubelet::machine::node_name(
+/// The node's name: `--node-name` (default: the host name), with `--with-node-id`'s suffix.
+pub fn node_name(agent: &AgentConfig, data_dir: &Path) -> Result<String, AgentError> {
+    Ok(minik_kubelet::machine::node_name(
         agent.node_name.as_deref(),
         agent.with_node_id,
         &data_dir.join("agent").join("node-id"),
-    )?;
+    )?)
+}
+
+/// Run the node `name`: its pod network, service proxy, DNS and network policy, and its
+/// kubelet, with `client` acting as the node, until `shutdown` or the kubelet fails.
+/// `serving` is the kubelet server's certificate.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_node(
+    agent: &AgentConfig,
+    data_dir: &Path,
+    name: &str,
+    client: kube::Client,
+    serving: minik_kubelet::server::Serving,
+    metrics: minik_controllers::Metrics,
+    usage: minik_api::usage::UsageStore,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     let labels =
         minik_kubelet::labels::parse_labels(&agent.node_labels).map_err(AgentError::Flag)?;
     let taints =
@@ -123,15 +145,9 @@ pub fn start(
     let kubelet =
         minik_kubelet::kubelet_args::parse(&agent.kubelet_args).map_err(AgentError::Flag)?;
     let networks = crate::network::pod_network(&agent.network, data_dir)?;
-    let client = local::client(
-        router,
-        "kubelet",
-        &format!("system:node:{name}"),
-        &["system:nodes"],
-    );
     let options = minik_kubelet::local::Options {
         machine: MachineOptions {
-            name: name.clone(),
+            name: name.to_string(),
             node_ip: agent.node_ip,
             labels,
             taints,
@@ -146,24 +162,55 @@ pub fn start(
         runtime_endpoint: agent.container_runtime_endpoint.clone(),
         cluster_dns: Some(agent.cluster_dns.to_string()),
         cluster_domain: agent.cluster_domain.clone(),
-        // The kubelet server's certificate comes from the server CA this process holds.
-        server: Some(shared.cas),
+        server: Some(serving),
         network: Some(networks.network.clone()),
     };
-    crate::network::start(agent, &name, &networks, client.clone(), &shutdown);
+    crate::network::start(agent, name, &networks, client.clone(), &shutdown);
+    minik_kubelet::local::run(options, client, metrics, usage, shutdown).await?;
+    Ok(())
+}
+
+/// Start the server's node; when it fails, the error is put in `failed` and `shutdown`
+/// is cancelled (a server whose node failed stops, as k3s's does).
+pub fn start(
+    agent: &AgentConfig,
+    data_dir: &Path,
+    router: &Router,
+    shared: Shared,
+    shutdown: CancellationToken,
+    failed: Failure,
+) -> Result<(), AgentError> {
+    let name = node_name(agent, data_dir)?;
+    let client = local::client(
+        router,
+        "kubelet",
+        &format!("system:node:{name}"),
+        &["system:nodes"],
+    );
     let supervisor = local::client(
         router,
         "minik-supervisor",
         "system:admin",
         &["system:masters"],
     );
-    tokio::spawn(label_control_plane(supervisor, name, shutdown.clone()));
-    let stop = shutdown.clone();
+    tokio::spawn(label_control_plane(
+        supervisor,
+        name.clone(),
+        shutdown.clone(),
+    ));
+    let (agent, data_dir) = (agent.clone(), data_dir.to_path_buf());
     tokio::spawn(async move {
+        // The kubelet server's certificate comes from the server CA this process holds.
+        let serving = minik_kubelet::server::Serving::Cas(shared.cas);
         let (metrics, usage) = (shared.metrics, shared.usage);
-        if let Err(e) = minik_kubelet::local::run(options, client, metrics, usage, stop).await {
+        let stop = shutdown.clone();
+        let result = run_node(
+            &agent, &data_dir, &name, client, serving, metrics, usage, stop,
+        )
+        .await;
+        if let Err(e) = result {
             tracing::error!(error = %e, "the node failed");
-            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             shutdown.cancel();
         }
     });

@@ -23,7 +23,7 @@ pub fn advertise_address(bind: IpAddr) -> IpAddr {
 }
 
 /// Create `obj`, or replace what is there (keeping its resourceVersion for the CAS).
-async fn create_or_replace(
+pub(crate) async fn create_or_replace(
     registry: &Registry,
     info: &ResourceInfo,
     ns: &str,

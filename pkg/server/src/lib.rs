@@ -3,13 +3,17 @@
 
 pub mod agent;
 mod bootstrap;
+mod config;
+pub mod deploy;
 mod flowcontrol;
+pub mod join;
+pub mod kernel;
 pub mod local;
 pub mod network;
 mod rbac_defaults;
-mod storage;
 
 pub use agent::AgentConfig;
+pub use config::{AuditConfig, Config};
 pub use minik_admission::Options as AdmissionOptions;
 pub use minik_apiserver::audit::Rotation as AuditRotation;
 pub use minik_apiserver::authn::oidc_config::OidcFlags;
@@ -17,7 +21,7 @@ pub use minik_apiserver::authz::Mode as AuthorizationMode;
 pub use minik_apiserver::webhook::WebhookClient as ApiClient;
 pub use network::NetworkConfig;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,66 +29,6 @@ use minik_apiserver::{AppState, TlsFiles, app, serve_tls};
 use minik_registry::Registry;
 use minik_store::StoreOptions;
 use tokio_util::sync::CancellationToken;
-
-/// What the user asked for (flags and config file).
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub data_dir: PathBuf,
-    pub bind_address: IpAddr,
-    pub https_listen_port: u16,
-    pub write_kubeconfig: PathBuf,
-    pub write_kubeconfig_mode: u32,
-    pub datastore_endpoint: String,
-    pub tls_san: Vec<String>,
-    pub service_cidr: minik_registry::ServiceCidr,
-    /// Events are deleted this long after their last activity.
-    pub event_ttl: Duration,
-    /// `--token-auth-file`: static bearer tokens.
-    pub token_auth_file: Option<PathBuf>,
-    /// `--authorization-mode`: authorizers in order, e.g. "Node,RBAC" (the default).
-    pub authorization_mode: String,
-    /// `--authorization-webhook-config-file`: a kubeconfig for the Webhook authorizer.
-    pub authorization_webhook_config_file: Option<PathBuf>,
-    /// `--authentication-token-webhook-config-file`: a kubeconfig for token review.
-    pub authentication_token_webhook_config_file: Option<PathBuf>,
-    /// How long the token webhook's answers are remembered.
-    pub authentication_token_webhook_cache_ttl: Duration,
-    /// The `--oidc-*` flags.
-    pub oidc: minik_apiserver::authn::oidc_config::OidcFlags,
-    /// `--authentication-config`: an AuthenticationConfiguration with JWT authenticators.
-    pub authentication_config: Option<PathBuf>,
-    /// Requests in flight before 429s: non-mutating and mutating.
-    pub max_requests_inflight: usize,
-    pub max_mutating_requests_inflight: usize,
-    /// Which admission plugins run, and their configuration.
-    pub admission: minik_admission::Options,
-    /// Common names of front proxies whose X-Remote-User headers are believed (empty: any
-    /// the request-header CA signed).
-    pub requestheader_allowed_names: Vec<String>,
-    /// `--secrets-encryption`: seal secrets at rest (a key is made in the data dir).
-    pub secrets_encryption: bool,
-    /// `--cluster-cidr`: pod addresses; each node gets a /24 of it.
-    pub cluster_cidr: minik_controllers::nodeipam::Cidr,
-    /// `--simulated-nodes`: register this many simulated nodes.
-    pub simulated_nodes: usize,
-    /// Run the scheduler (`--disable-scheduler` turns it off).
-    pub scheduler: bool,
-    /// Run the controller manager (`--disable-controller-manager` turns it off).
-    pub controllers: bool,
-    /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
-    pub audit: Option<AuditConfig>,
-    /// The node this server runs (None: `--disable-agent`).
-    pub agent: Option<AgentConfig>,
-}
-
-/// Where audit events go and which are logged.
-#[derive(Debug, Clone)]
-pub struct AuditConfig {
-    pub policy_file: PathBuf,
-    /// None: `<data-dir>/server/logs/audit.log`, as k3s has it.
-    pub log_path: Option<PathBuf>,
-    pub rotation: minik_apiserver::audit::Rotation,
-}
 
 /// A time as RFC 3339 (UTC, seconds).
 pub fn rfc3339(t: std::time::SystemTime) -> String {
@@ -122,6 +66,8 @@ pub enum Error {
     Encryption(String),
     #[error("node: {0}")]
     Agent(#[from] agent::AgentError),
+    #[error("the server token: {0}")]
+    Token(#[from] join::TokenError),
 }
 
 /// Run a server until `shutdown` is cancelled.
@@ -239,6 +185,13 @@ async fn serve(
     sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
+    let (secret, _) = join::server_token(
+        &config.data_dir,
+        config.token.as_deref(),
+        &pki.server_ca.cert_pem,
+    )?;
+    let mut tokens = tokens;
+    join::authenticate_secret(&mut tokens, &secret);
     let signer = std::sync::Arc::new(
         minik_apiserver::authn::serviceaccount::TokenSigner::from_pem(&pki.service_key_pem)
             .map_err(Error::Authentication)?,
@@ -261,14 +214,12 @@ async fn serve(
         .is_some()
         .then(|| std::sync::Arc::new(encryption_config));
     registry.set_encryption(encryption);
-    let dns = (config.agent.as_ref())
-        .filter(|a| a.network.dns)
-        .map(|a| a.cluster_dns);
+    let dns = config.cluster.dns.then_some(config.cluster.cluster_dns);
     bootstrap::run(&registry, config.service_cidr, dns).await?;
+    join::publish(&registry, &config.cluster, &pki.client_ca.cert_pem).await?;
     rbac_defaults::ensure(&registry).await?;
     minik_apiserver::resource_metrics::ensure_apiservice(&registry).await?;
     flowcontrol::ensure(&registry).await?;
-    storage::ensure(&registry).await?;
     // CRDs are served before the first request, and followed from then on.
     registry.sync_crds().await;
     let crds = registry.clone();
@@ -302,6 +253,14 @@ async fn serve(
         config.write_kubeconfig_mode,
     )?;
     tracing::info!(address = %local, kubeconfig = %config.write_kubeconfig.display(), "minik server is ready");
+    tracing::info!(
+        "use it with `minik kubectl get nodes` (or `KUBECONFIG={} kubectl get nodes`); join \
+         agents with `minik agent --server https://{}:{} --token-file {}`",
+        config.write_kubeconfig.display(),
+        advertise,
+        local.port(),
+        config.data_dir.join("server").join("node-token").display()
+    );
     let files = TlsFiles {
         cert_pem: &pki.serving.cert_pem,
         key_pem: &pki.serving.key_pem,
@@ -317,6 +276,7 @@ async fn serve(
     let usage = minik_api::usage::UsageStore::default();
     let metrics_api = minik_apiserver::resource_metrics::router(registry.clone(), usage.clone());
     let mut state = AppState::new(registry);
+    state.cacerts = Some(std::sync::Arc::new(pki.server_ca.cert_pem.clone()));
     state.aggregator.serve_local(
         minik_apiserver::resource_metrics::GROUP,
         minik_apiserver::resource_metrics::VERSION,
@@ -430,6 +390,17 @@ async fn serve(
             }
         });
     }
+    // Manifests (embedded defaults and the user's) applied as the admin, as k3s's deploy
+    // controller does.
+    let client = local::client(&router, "minik-deploy", "system:admin", &["system:masters"]);
+    tokio::spawn(deploy::run(
+        client,
+        deploy::DeployOptions {
+            dir: config.data_dir.join("server").join("manifests"),
+            disabled: config.disable.clone(),
+        },
+        shutdown.clone(),
+    ));
     if config.scheduler {
         let client = local::client(&router, "kube-scheduler", "system:kube-scheduler", &[]);
         tokio::spawn(minik_scheduler::run(

@@ -264,6 +264,11 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
             SELF_NODE_CLIENT,
             &["system:nodes"],
         ),
+        binding(
+            "minik:node-autoapprove-serving",
+            SELF_NODE_SERVING,
+            &["system:nodes"],
+        ),
     ];
     (roles, bindings)
 }
@@ -271,6 +276,9 @@ fn defaults() -> (Vec<Value>, Vec<Value>) {
 const NODE_CLIENT: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
 const SELF_NODE_CLIENT: &str =
     "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
+/// Nodes' own serving certificates (minik's agents ask for theirs by CSR).
+const SELF_NODE_SERVING: &str =
+    "minik:certificates.k8s.io:certificatesigningrequests:selfnodeserving";
 
 /// kube-apiserver's roles for certificate requests: kubelets bootstrapping ask for
 /// certificates; `nodeclient` and `selfnodeclient` are what the CSR approver checks.
@@ -293,6 +301,10 @@ fn csr_roles() -> Vec<Value> {
         cluster_role(
             SELF_NODE_CLIENT,
             csr("certificatesigningrequests/selfnodeclient", &["create"]),
+        ),
+        cluster_role(
+            SELF_NODE_SERVING,
+            csr("certificatesigningrequests/selfnodeserving", &["create"]),
         ),
     ]
 }

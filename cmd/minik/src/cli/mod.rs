@@ -2,13 +2,15 @@
 
 mod node;
 mod ops;
+mod stop;
 
 use clap::{Parser, Subcommand};
 
-pub use node::{AgentArgs, ServerArgs};
+pub use node::{AgentArgs, NodeArgs, ServerArgs};
 pub use ops::{
     CertificateCommand, ImageCommand, SecretsEncryptCommand, SnapshotCommand, TokenCommand,
 };
+pub use stop::StopArgs;
 
 /// minik: a whole Kubernetes distribution in one binary.
 ///
@@ -68,6 +70,9 @@ pub enum Command {
     /// Report whether this kernel has what minik needs (namespaces, cgroups, overlayfs,
     /// netfilter, bridge).
     CheckConfig,
+    /// Stop this node's pods and remove its network (what a reboot would), e.g. before
+    /// uninstalling; the server or agent itself must be stopped first.
+    Stop(StopArgs),
     /// Run one container: started by minik's container runtime, not by hand.
     #[command(hide = true, disable_help_flag = true)]
     Shim {
@@ -75,24 +80,6 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-}
-
-impl Command {
-    /// The subcommand's name as typed, for messages.
-    pub fn name(&self) -> String {
-        match self {
-            Command::Server(_) => "server".into(),
-            Command::Agent(_) => "agent".into(),
-            Command::Kubectl { .. } => "kubectl".into(),
-            Command::Image { command } => format!("image {}", command.name()),
-            Command::Certificate { command } => format!("certificate {}", command.name()),
-            Command::Token { command } => format!("token {}", command.name()),
-            Command::SecretsEncrypt { command } => format!("secrets-encrypt {}", command.name()),
-            Command::Snapshot { command } => format!("snapshot {}", command.name()),
-            Command::CheckConfig => "check-config".into(),
-            Command::Shim { .. } => "shim".into(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -313,13 +313,19 @@ pub struct AgentArgs {
     #[arg(long, short = 's', env = "MINIK_URL")]
     pub server: Option<String>,
 
-    /// The token printed by the server (or a bootstrap token).
+    /// The token to join with: the server's (its <data-dir>/server/node-token,
+    /// K10<CA hash>::server:<secret>, which also pins the server's CA), or a bootstrap
+    /// token from `minik token create` (optionally as K10<CA hash>::<id>.<secret>).
     #[arg(long, short = 't', env = "MINIK_TOKEN")]
     pub token: Option<String>,
+
+    /// A file holding the token.
+    #[arg(long, env = "MINIK_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// A network prefix short enough for interface names (IFNAMSIZ) and plain.
-fn network_prefix(s: &str) -> Result<String, String> {
+pub(crate) fn network_prefix(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 10
         && s.chars()

@@ -147,35 +147,47 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// Save a consistent snapshot of the datastore.
+    /// Save a consistent snapshot of the datastore (also while the server runs).
+    ///
+    /// One file holds every object and the server's identity (CAs, service-account key,
+    /// encryption keys and tokens under tls/ and server/). Prints the file's path. Keep it
+    /// private: it holds the cluster's keys.
     Save {
-        /// Name of the snapshot (default: a timestamp).
+        #[command(flatten)]
+        dir: DataDir,
+        /// Name of the snapshot file (default: on-demand-<hostname>-<unix seconds>).
         #[arg(long)]
         name: Option<String>,
+        /// Directory to save into (default: <data-dir>/server/db/snapshots).
+        #[arg(long = "dir", value_name = "DIR")]
+        snapshot_dir: Option<PathBuf>,
     },
-    /// Restore the datastore from a snapshot (server stopped).
+    /// Restore a snapshot into a data directory (the server must be stopped).
+    ///
+    /// Into a new data directory, or with --force one whose datastore is then moved aside.
+    /// The datastore and the server's identity files come back, so `minik server --data-dir D`
+    /// starts with every object, and kubeconfigs and service-account tokens of the old cluster
+    /// keep working.
     Restore {
-        /// The snapshot file.
-        file: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
+        /// The snapshot: a file path, or a name in --dir.
+        #[arg(value_name = "FILE|NAME")]
+        snapshot: String,
+        /// Where to look up a snapshot given by name (default: <data-dir>/server/db/snapshots).
+        #[arg(long = "dir", value_name = "DIR")]
+        snapshot_dir: Option<PathBuf>,
+        /// Restore even when the data directory has a datastore; the old one is moved to
+        /// db/state.db.before-restore-<unix seconds>.
+        #[arg(long)]
+        force: bool,
     },
-    /// List saved snapshots.
-    Ls,
-}
-
-macro_rules! names {
-    ($($ty:ident { $($variant:ident => $name:literal),* $(,)? })*) => {$(
-        impl $ty {
-            pub fn name(&self) -> &'static str {
-                match self { $(Self::$variant { .. } => $name),* }
-            }
-        }
-    )*};
-}
-
-names! {
-    ImageCommand { Import => "import", Ls => "ls", Pull => "pull", Rm => "rm" }
-    CertificateCommand { Check => "check", Rotate => "rotate" }
-    SecretsEncryptCommand { Status => "status", Rotate => "rotate" }
-    TokenCommand { Create => "create", List => "list", Delete => "delete" }
-    SnapshotCommand { Save => "save", Restore => "restore", Ls => "ls" }
+    /// List the snapshots in a directory: NAME, SIZE and CREATED, oldest first.
+    Ls {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Directory to list (default: <data-dir>/server/db/snapshots).
+        #[arg(long = "dir", value_name = "DIR")]
+        snapshot_dir: Option<PathBuf>,
+    },
 }

@@ -3,6 +3,12 @@
 //! selfnodeclient` (a node renewing its own certificate: the subject is the requester) or
 //! `certificatesigningrequests/nodeclient` (a new node, e.g. a bootstrap token's). Requests
 //! it does not recognize or may not approve are left for someone else.
+//!
+//! A kubelet's serving certificate request for itself (`kubernetes.io/kubelet-serving`,
+//! the subject being the requester) is approved the same way when the requester may create
+//! `certificatesigningrequests/selfnodeserving`, which minik grants to system:nodes: agents
+//! get their kubelet serving certificates through a CSR, as k3s's get theirs from its
+//! supervisor.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +23,7 @@ use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
-use super::request::{self, KUBELET_CLIENT, Request};
+use super::request::{self, KUBELET_CLIENT, KUBELET_SERVING, Request};
 use crate::{Ctx, Error, Queue, Reconcile, Result, util};
 
 const NAME: &str = "csrapproving";
@@ -39,7 +45,18 @@ fn is_self_node_client(csr: &CertificateSigningRequest, req: &Request) -> bool {
     csr.spec.username.as_deref() == Some(req.common_name.as_str()) && is_node_client(csr, req)
 }
 
+fn is_self_node_serving(csr: &CertificateSigningRequest, req: &Request) -> bool {
+    csr.spec.signer_name == KUBELET_SERVING
+        && csr.spec.username.as_deref() == Some(req.common_name.as_str())
+        && request::validate_kubelet_serving(req, super::usages(csr)).is_ok()
+}
+
 const RECOGNIZERS: &[Recognizer] = &[
+    Recognizer {
+        subresource: "selfnodeserving",
+        message: "Auto approving self kubelet serving certificate after SubjectAccessReview.",
+        recognize: is_self_node_serving,
+    },
     Recognizer {
         subresource: "selfnodeclient",
         message: "Auto approving self kubelet client certificate after SubjectAccessReview.",
@@ -149,11 +166,7 @@ impl Reconcile for Approver {
         for (subresource, message) in &candidates {
             if self.allowed(&csr, subresource).await? {
                 self.approve(&csr, message).await?;
-                tracing::info!(
-                    csr = name,
-                    subresource,
-                    "auto-approved a kubelet client CSR"
-                );
+                tracing::info!(csr = name, subresource, "auto-approved a kubelet CSR");
                 return Ok(None);
             }
         }

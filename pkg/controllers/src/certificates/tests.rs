@@ -157,6 +157,36 @@ fn kubelet_client_requests_are_recognized_for_their_requester() {
 }
 
 #[test]
+fn kubelet_serving_requests_are_recognized_only_for_the_node_itself() {
+    let text = pem("system:node:n1", &["system:nodes"], &["n1", "10.0.0.7"]);
+    let req = request::parse(text.as_bytes()).unwrap();
+    let spec = |user: &str, usages: &[&str]| {
+        csr(
+            json!({"metadata": {"name": "c"}, "spec": {"request": "", "usages": usages,
+            "signerName": request::KUBELET_SERVING, "username": user}}),
+        )
+    };
+    let subs = |c: &CertificateSigningRequest| -> Vec<&str> {
+        super::approver::recognized(c, &req)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    };
+    let serving = ["digital signature", "server auth"];
+    assert_eq!(subs(&spec("system:node:n1", &serving)), ["selfnodeserving"]);
+    // Another node, a bootstrap token, or a client usage: not recognized.
+    assert!(subs(&spec("system:node:n2", &serving)).is_empty());
+    assert!(subs(&spec("system:bootstrap:abc", &serving)).is_empty());
+    assert!(
+        subs(&spec(
+            "system:node:n1",
+            &["digital signature", "client auth"]
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
 fn old_and_expired_requests_are_cleaned() {
     let now: Timestamp = "2030-01-02T00:00:00Z".parse().unwrap();
     let at = |t: &str, conds: serde_json::Value, cert: Option<&str>| {

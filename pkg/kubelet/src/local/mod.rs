@@ -68,8 +68,8 @@ pub struct Options {
     /// The cluster DNS service's address, for pods of dnsPolicy ClusterFirst.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
-    /// The CAs for the kubelet server; None runs no server.
-    pub server: Option<crate::server::Cas>,
+    /// The kubelet server's certificate; None runs no server.
+    pub server: Option<crate::server::Serving>,
     /// The pod network minik's runtime attaches sandboxes to (a CRI runtime has its own).
     pub network: Option<Arc<dyn minik_network::PodNetwork>>,
 }
@@ -214,9 +214,8 @@ pub async fn run(
         &stop,
     );
     tokio::spawn(pods.clone().run(stop.clone()));
-    if let (Some(listener), Some(cas)) = (listener, &options.server) {
-        let tls =
-            crate::server::serving(&options.data_dir.join("agent"), cas, &name, machine.address)?;
+    if let (Some(listener), Some(serving)) = (listener, &options.server) {
+        let tls = serving.material(&options.data_dir.join("agent"), &name, machine.address)?;
         let images = runtime.clone();
         let ctx = Arc::new(crate::server::Context {
             node: name.clone(),

@@ -42,9 +42,33 @@ use auth::{Authorizer, User};
 use metrics::KubeletMetrics;
 pub use tls::TlsMaterial;
 
+/// Where the kubelet server's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Serving {
+    /// Issued here with the server CA (the node runs inside the server).
+    Cas(Cas),
+    /// Given: an agent's, issued through a CSR.
+    Given(TlsMaterial),
+}
+
+impl Serving {
+    /// The certificate, key and client CA to serve with.
+    pub fn material(
+        &self,
+        dir: &std::path::Path,
+        node: &str,
+        address: IpAddr,
+    ) -> Result<TlsMaterial, ServerError> {
+        match self {
+            Serving::Cas(cas) => serving(dir, cas, node, address),
+            Serving::Given(material) => Ok(material.clone()),
+        }
+    }
+}
+
 /// The CAs of the cluster the server needs: the server CA, which signs the node's serving
-/// certificate (issued directly while the node runs inside the server; agents will get
-/// theirs through a CSR), and the client CA, which signs client certificates.
+/// certificate (issued directly while the node runs inside the server; agents get theirs
+/// through a CSR), and the client CA, which signs client certificates.
 #[derive(Debug, Clone)]
 pub struct Cas {
     pub server_ca: minik_auth::CertPair,

@@ -15,6 +15,7 @@
 //! ```
 
 mod attach;
+pub mod cleanup;
 mod exec;
 mod rootfs;
 mod seccomp;
