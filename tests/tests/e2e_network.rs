@@ -239,9 +239,25 @@ fn with_flannel_backend_none_cni_plugins_give_pods_their_network() {
             "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
                 "routes": [{"dst": "0.0.0.0/0"}],
                 "dataDir": conf.path().join("ipam")}}]});
-    std::fs::write(conf.path().join("10-test.conflist"), list.to_string()).expect("conf");
     let conf_dir = conf.path().to_string_lossy().into_owned();
     let s = Server::start_node(&["--flannel-backend", "none", "--cni-conf-dir", &conf_dir]);
+    // Without a network configuration the node is not Ready, and says why (as kubelet).
+    let message = s.eventually("the node not Ready for want of a network", || {
+        let list = s.json_opt(&["get", "nodes"])?;
+        let node = list["items"].as_array()?.first()?.clone();
+        let ready = node["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?
+            .clone();
+        (ready["status"] == "False").then(|| ready["message"].as_str().unwrap_or("").to_string())
+    });
+    assert!(
+        message.contains("container runtime network not ready")
+            && message.contains("no network config found"),
+        "{message}"
+    );
+    std::fs::write(conf.path().join("10-test.conflist"), list.to_string()).expect("conf");
     ready_node(&s);
     create(&s, &web("web-1"));
     let client = pod_of(

@@ -118,6 +118,10 @@ impl BridgeNetwork {
 }
 
 impl PodNetwork for BridgeNetwork {
+    fn network_ready(&self) -> Result<(), NetworkError> {
+        self.ready().map(|_| ())
+    }
+
     fn add(&self, pod: &PodRef, netns: &Path) -> Result<Vec<IpAddr>, NetworkError> {
         let ipam = self.ready()?;
         let subnet = ipam.subnet();

@@ -51,4 +51,9 @@ pub trait PodNetwork: Send + Sync {
     fn del(&self, pod: &PodRef, netns: Option<&Path>) -> Result<(), NetworkError>;
     /// Release what pods not in `live` (pod uids) still hold, after a crash.
     fn gc(&self, live: &HashSet<String>) -> Result<(), NetworkError>;
+    /// Whether pods can be attached now (kubelet's NetworkReady): the node reports itself
+    /// not Ready with the reason while they cannot.
+    fn network_ready(&self) -> Result<(), NetworkError> {
+        Ok(())
+    }
 }

@@ -41,6 +41,8 @@ use crate::runtime::{ContainerRuntime, PodState, RuntimeError};
 
 /// How often the runtime is relisted for changed containers and orphaned pods.
 const RELIST: Duration = Duration::from_secs(1);
+/// How often a node whose pod network is not ready looks again.
+const NETWORK_POLL: Duration = Duration::from_millis(200);
 /// Pod workers running at once beyond max-pods (for static pods and pods being deleted).
 /// kubelet runs one worker per pod: a pod starting or stopping (for its whole grace
 /// period) never waits for another.
@@ -129,6 +131,10 @@ pub async fn run(
         }
         None => None,
     };
+    let embedded_network = options
+        .network
+        .clone()
+        .filter(|_| options.runtime_endpoint.is_none());
     let embedded_options = EmbeddedOptions {
         data_dir: options.data_dir.clone(),
         log_dir: options.log_dir.clone(),
@@ -139,10 +145,7 @@ pub async fn run(
         node_name: name.clone(),
         cluster_dns: options.cluster_dns.clone(),
         cluster_domain: options.cluster_domain.clone(),
-        network: options
-            .network
-            .clone()
-            .filter(|_| options.runtime_endpoint.is_none()),
+        network: embedded_network.clone(),
     };
     let runtime = Arc::new(match &options.runtime_endpoint {
         None => EmbeddedRuntime::new(embedded_options)?,
@@ -180,6 +183,8 @@ pub async fn run(
         machine.clone(),
         runtime.clone(),
         admission.clone(),
+        // Minik's own pod network decides readiness; an external CRI runtime has its own.
+        embedded_network,
         stop.clone(),
     ));
 
@@ -296,11 +301,14 @@ async fn heartbeat(
     machine: Machine,
     runtime: Arc<EmbeddedRuntime>,
     pressure: crate::eviction::Admission,
+    network: Option<Arc<dyn minik_network::PodNetwork>>,
     stop: CancellationToken,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client);
-    let mut reporter = status::Reporter::with_pressure(pressure.clone());
+    let reporter_for =
+        || status::Reporter::with_pressure(pressure.clone()).with_network(network.clone());
+    let mut reporter = reporter_for();
     loop {
         if let Err(e) = crate::node::renew(&leases, &machine.name).await {
             tracing::warn!(node = machine.name, error = %e, "renewing the node lease");
@@ -311,7 +319,7 @@ async fn heartbeat(
                 if let Err(e) = status::register(&nodes, &machine).await {
                     tracing::warn!(node = machine.name, error = %e, "registering the node");
                 }
-                reporter = status::Reporter::with_pressure(pressure.clone());
+                reporter = reporter_for();
                 None
             }
             Ok(node) => node,
@@ -324,9 +332,15 @@ async fn heartbeat(
         {
             tracing::warn!(node = machine.name, error = %e, "posting the node status");
         }
+        // While the pod network is not ready, look again soon: the node turns Ready as
+        // soon as it is.
+        let wait = match reporter.network_ready() {
+            Ok(()) => status::UPDATE,
+            Err(_) => NETWORK_POLL,
+        };
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(status::UPDATE) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

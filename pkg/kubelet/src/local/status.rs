@@ -56,11 +56,22 @@ pub fn pressure(eviction: &Eviction, data_dir: &Path) -> Pressure {
 
 /// The node's conditions; a condition whose status is as `previous` had it keeps its
 /// transition time.
-pub fn conditions(p: Pressure, previous: &[NodeCondition]) -> Vec<NodeCondition> {
+pub fn conditions(
+    p: Pressure,
+    previous: &[NodeCondition],
+    network: Result<(), String>,
+) -> Vec<NodeCondition> {
     let now = Time(Timestamp::now());
     let make = |type_: &str, on: bool, yes: (&str, &str), no: (&str, &str)| {
         let status = if on { "True" } else { "False" };
         let (reason, message) = if on { yes } else { no };
+        let message = match (&network, type_) {
+            (Err(e), "Ready") => format!(
+                "container runtime network not ready: NetworkReady=false \
+                 reason:NetworkPluginNotReady message:Network plugin returns error: {e}"
+            ),
+            _ => message.to_string(),
+        };
         let since = previous
             .iter()
             .find(|c| c.type_ == type_ && c.status == status)
@@ -70,7 +81,7 @@ pub fn conditions(p: Pressure, previous: &[NodeCondition]) -> Vec<NodeCondition>
             type_: type_.into(),
             status: status.into(),
             reason: Some(reason.into()),
-            message: Some(message.into()),
+            message: Some(message),
             last_heartbeat_time: Some(now.clone()),
             last_transition_time: Some(since),
         }
@@ -108,7 +119,7 @@ pub fn conditions(p: Pressure, previous: &[NodeCondition]) -> Vec<NodeCondition>
         ),
         make(
             "Ready",
-            true,
+            network.is_ok(),
             ("KubeletReady", "kubelet is posting ready status"),
             ("KubeletNotReady", "kubelet is not ready"),
         ),
@@ -235,6 +246,8 @@ pub struct Reporter {
     last: Option<(NodeStatus, Instant)>,
     /// The eviction manager's view of the pressure (None: measured at each tick).
     pressure: Option<crate::eviction::Admission>,
+    /// The pod network, whose readiness is the node's (None: always ready).
+    network: Option<std::sync::Arc<dyn minik_network::PodNetwork>>,
 }
 
 impl Reporter {
@@ -242,6 +255,24 @@ impl Reporter {
         Reporter {
             last: None,
             pressure: None,
+            network: None,
+        }
+    }
+
+    /// The node is Ready only while `network` can attach pods.
+    pub fn with_network(
+        mut self,
+        network: Option<std::sync::Arc<dyn minik_network::PodNetwork>>,
+    ) -> Reporter {
+        self.network = network;
+        self
+    }
+
+    /// Whether the pod network can attach pods (the reason when not).
+    pub fn network_ready(&self) -> Result<(), String> {
+        match &self.network {
+            Some(n) => n.network_ready().map_err(|e| e.to_string()),
+            None => Ok(()),
         }
     }
 
@@ -251,6 +282,7 @@ impl Reporter {
         Reporter {
             last: None,
             pressure: Some(pressure),
+            network: None,
         }
     }
 
@@ -280,7 +312,8 @@ impl Reporter {
             }
             None => pressure(&machine.eviction, &machine.data_dir),
         };
-        let status = node_status(machine, conditions(pressure, &previous), images_now);
+        let conditions = conditions(pressure, &previous, self.network_ready());
+        let status = node_status(machine, conditions, images_now);
         let not_ready = current.is_some_and(|n| {
             !n.status
                 .as_ref()
@@ -293,7 +326,13 @@ impl Reporter {
             None => true,
             Some((s, at)) => essence(s) != essence(&status) || at.elapsed() >= REPORT,
         };
-        if !due && !not_ready {
+        // The node lifecycle controller marked it not Ready while it is: say so at once.
+        let ready_now = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if !(due || (not_ready && ready_now)) {
             return Ok(());
         }
         let patch = json!({"status": status});
@@ -350,7 +389,7 @@ mod tests {
 
     #[test]
     fn conditions_keep_their_transition_time() {
-        let first = conditions(Pressure::default(), &[]);
+        let first = conditions(Pressure::default(), &[], Ok(()));
         let ready = first.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
@@ -366,11 +405,32 @@ mod tests {
                 pid: false,
             },
             &old,
+            Ok(()),
         );
         let mem = again.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
         assert_eq!(mem.status, "True");
         assert_ne!(mem.last_transition_time, Some(t.clone()));
         let disk = again.iter().find(|c| c.type_ == "DiskPressure").unwrap();
         assert_eq!(disk.last_transition_time, Some(t));
+    }
+
+    #[test]
+    fn a_node_whose_network_cannot_attach_pods_is_not_ready() {
+        let down = conditions(Pressure::default(), &[], Err("no podCIDR".into()));
+        let ready = down.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("KubeletNotReady"));
+        let message = ready.message.as_deref().unwrap();
+        assert!(
+            message.starts_with("container runtime network not ready: NetworkReady=false")
+                && message.ends_with("no podCIDR"),
+            "{message}"
+        );
+        // Pressure conditions keep their own messages.
+        let mem = down.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        assert_eq!(
+            mem.message.as_deref(),
+            Some("kubelet has sufficient memory available")
+        );
     }
 }

@@ -140,6 +140,10 @@ fn existing(netns: Option<&Path>) -> Option<&Path> {
 }
 
 impl PodNetwork for Cni {
+    fn network_ready(&self) -> Result<(), NetworkError> {
+        self.ready()
+    }
+
     fn add(&self, pod: &PodRef, netns: &Path) -> Result<Vec<IpAddr>, NetworkError> {
         if let Some(entry) = self.cache.load(&pod.uid)? {
             if entry.netns == netns {
