@@ -360,10 +360,15 @@ impl Drop for Server {
     }
 }
 
-/// What a test node's network leaves on the host: its bridge, dummy interface and tables.
+/// What a test node's network leaves on the host: its bridge, dummy and VXLAN interfaces
+/// and tables.
 fn remove_network(port: u16) {
     let prefix = format!("mk{}", port % 8192);
-    for link in [format!("{prefix}0"), format!("{prefix}-dns")] {
+    for link in [
+        format!("{prefix}0"),
+        format!("{prefix}-dns"),
+        format!("{prefix}-vxlan"),
+    ] {
         let _ = Command::new("ip").args(["link", "del", &link]).output();
     }
     let dns = network_flags(port).last().cloned().unwrap_or_default();

@@ -295,8 +295,10 @@ fn exec(s: &Server, pod: &str, script: &str) -> (bool, String) {
     (out.status.success(), text(&out))
 }
 
-#[test]
-fn an_agent_joins_runs_pods_that_reach_the_server_node_and_rejoins() {
+/// A server (a real node, its address the host end of the veth, `extra` flags) and an
+/// agent joined to it from the namespace, both Ready; a web pod on the server's node, a
+/// client pod on the agent's and a `web` Service. Dropped in reverse: agent, server, net.
+fn two_nodes(extra: &[&str]) -> (Net, Server, Agent) {
     // The server listens where the namespace can reach it, and its node uses the host end
     // of the veth as its address (the agent routes the server's pods through it).
     let port_hint = free_port();
@@ -307,7 +309,7 @@ fn an_agent_joins_runs_pods_that_reach_the_server_node_and_rejoins() {
         (port_hint % 128) * 2
     );
     let host_ip = net.host_ip.clone();
-    let s = Server::start_node(&[
+    let mut flags = vec![
         "--bind-address",
         "0.0.0.0",
         "--node-ip",
@@ -316,35 +318,13 @@ fn an_agent_joins_runs_pods_that_reach_the_server_node_and_rejoins() {
         &host_ip,
         "--cluster-cidr",
         &cidr,
-    ]);
-    let token = std::fs::read_to_string(s.dir.path().join("data/server/node-token")).unwrap();
-    assert!(
-        token.starts_with("K10") && token.contains("::server:"),
-        "{token}"
-    );
+    ];
+    flags.extend_from_slice(extra);
+    let s = Server::start_node(&flags);
     let mut agent = net.agent(port_hint);
     build_images(&agent.data().join("agent").join("images"));
     agent.start(&s);
     ready(&s, &agent.name);
-    let n = node(&s, &agent.name).unwrap();
-    assert_eq!(n["status"]["addresses"][0]["address"], agent.ns_ip.as_str());
-    s.eventually("a podCIDR for the agent's node", || {
-        node(&s, &agent.name)?["spec"]["podCIDR"]
-            .as_str()
-            .map(str::to_string)
-    });
-    // Both certificates came through approved CSRs.
-    let csrs = csrs_of(&s, &agent.name);
-    for signer in [
-        "kubernetes.io/kube-apiserver-client-kubelet",
-        "kubernetes.io/kubelet-serving",
-    ] {
-        assert!(
-            csrs.iter().any(|(sg, st)| sg == signer && st == "Approved"),
-            "{signer}: {csrs:?}"
-        );
-    }
-
     let server_node = s.eventually("the server's node", || {
         let list = s.json_opt(&["get", "nodes"])?;
         list["items"]
@@ -377,9 +357,52 @@ fn an_agent_joins_runs_pods_that_reach_the_server_node_and_rejoins() {
         &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
     );
+    (net, s, agent)
+}
+
+/// The web pod's answer to the client pod, across the nodes, by IP.
+fn web_from_client(s: &Server, agent: &mut Agent) -> String {
+    let web_ip = running_ip(s, "web");
+    running_ip(s, "client");
+    agent.probe = Some(web_ip.clone());
+    s.eventually("the web pod from the agent", || {
+        let (ok, out) = exec(
+            s,
+            "client",
+            &format!("timeout 5 wget -qO- http://{web_ip}:8080/"),
+        );
+        ok.then_some(out)
+    })
+}
+
+#[test]
+fn an_agent_joins_runs_pods_that_reach_the_server_node_and_rejoins() {
+    let (_net, s, mut agent) = two_nodes(&[]);
+    let token = std::fs::read_to_string(s.dir.path().join("data/server/node-token")).unwrap();
+    assert!(
+        token.starts_with("K10") && token.contains("::server:"),
+        "{token}"
+    );
+    let n = node(&s, &agent.name).unwrap();
+    assert_eq!(n["status"]["addresses"][0]["address"], agent.ns_ip.as_str());
+    s.eventually("a podCIDR for the agent's node", || {
+        node(&s, &agent.name)?["spec"]["podCIDR"]
+            .as_str()
+            .map(str::to_string)
+    });
+    // Both certificates came through approved CSRs.
+    let csrs = csrs_of(&s, &agent.name);
+    for signer in [
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        "kubernetes.io/kubelet-serving",
+    ] {
+        assert!(
+            csrs.iter().any(|(sg, st)| sg == signer && st == "Approved"),
+            "{signer}: {csrs:?}"
+        );
+    }
     let web_ip = running_ip(&s, "web");
     let client_ip = running_ip(&s, "client");
-    agent.probe = Some(web_ip.clone());
     assert_ne!(
         web_ip.rsplit_once('.').map(|p| p.0),
         client_ip.rsplit_once('.').map(|p| p.0),
@@ -389,14 +412,7 @@ fn an_agent_joins_runs_pods_that_reach_the_server_node_and_rejoins() {
     let logs = ok(s.kubectl(&["logs", "client"]));
     assert!(logs.contains("started on the agent"), "{logs}");
     // Pod to pod across the nodes, by IP; then by the service's name.
-    let answer = s.eventually("the web pod from the agent", || {
-        let (ok, out) = exec(
-            &s,
-            "client",
-            &format!("timeout 5 wget -qO- http://{web_ip}:8080/"),
-        );
-        ok.then_some(out)
-    });
+    let answer = web_from_client(&s, &mut agent);
     assert!(answer.contains("i am web"), "{answer}");
     let answer = s.eventually("the web service by name from the agent", || {
         let (ok, out) = exec(
@@ -418,6 +434,43 @@ fn an_agent_joins_runs_pods_that_reach_the_server_node_and_rejoins() {
     ready(&s, &agent.name);
     assert_eq!(csrs_of(&s, &agent.name).len(), before, "no new CSR");
     assert!(pod(&s, "client").is_some());
+}
+
+#[test]
+fn with_flannel_backend_vxlan_nodes_reach_each_others_pods_through_vxlan() {
+    let (net, s, mut agent) = two_nodes(&["--flannel-backend", "vxlan"]);
+    let answer = web_from_client(&s, &mut agent);
+    assert!(answer.contains("i am web"), "{answer}");
+    // Both ends route the other's pods through their VXLAN device, not the veth.
+    let agent_cidr = node(&s, &agent.name).unwrap()["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host_routes = text(&Command::new("ip").args(["route"]).output().unwrap());
+    let route = host_routes
+        .lines()
+        .find(|l| l.starts_with(&agent_cidr))
+        .unwrap_or_default();
+    assert!(
+        route.contains("-vxlan") && route.contains("onlink"),
+        "{host_routes}"
+    );
+    let ns = format!("--net=/run/netns/{}", net.netns);
+    let ns_routes = text(
+        &Command::new("nsenter")
+            .args([&ns, "ip", "route"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        ns_routes
+            .lines()
+            .any(|l| l.contains("dev minik-vxlan") && l.contains("proto 77")),
+        "{ns_routes}"
+    );
+    // Pods' interfaces leave room for the encapsulation.
+    let (_, mtu) = exec(&s, "client", "cat /sys/class/net/eth0/mtu");
+    assert_eq!(mtu.trim(), "1450");
 }
 
 /// Run the agent with `args` until it exits (at most 60 s): (exit code, output).

@@ -57,6 +57,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
             cluster_domain: args.cluster_domain.clone(),
             dns: !disabled(&args.disable, &["coredns", "dns"]),
             network: args.node.flannel_backend != "none" && !disabled(&args.disable, &["network"]),
+            vxlan: args.node.flannel_backend == "vxlan",
         },
         scheduler: !args.disable_scheduler,
         service_cidr,
@@ -136,6 +137,7 @@ pub fn node_config(node: &NodeArgs) -> anyhow::Result<minik_server::AgentConfig>
         container_runtime_endpoint: node.container_runtime_endpoint.clone(),
         network: minik_server::NetworkConfig {
             embedded: node.flannel_backend != "none",
+            vxlan: node.flannel_backend == "vxlan",
             cluster_cidr: "10.42.0.0/16".into(),
             proxy: !node.disable_kube_proxy,
             dns: true,

@@ -148,6 +148,7 @@ fn with_cluster(mut node: AgentConfig, info: &ClusterInfo) -> AgentConfig {
     node.cluster_domain = info.cluster_domain.clone();
     node.network.cluster_cidr = info.cluster_cidr.clone();
     node.network.embedded &= info.network;
+    node.network.vxlan = info.vxlan;
     node.network.dns &= info.dns;
     node
 }

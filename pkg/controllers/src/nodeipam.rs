@@ -1,7 +1,7 @@
 //! Node IPAM: every Node gets a /24 podCIDR from the cluster CIDR (10.42.0.0/16 by
 //! default), as kube-controller-manager's range allocator hands them out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,8 +50,9 @@ impl Cidr {
 pub struct Controller {
     ctx: Ctx,
     cidr: Cidr,
-    /// Handed out but maybe not yet seen in the cache.
-    taken: Mutex<HashSet<String>>,
+    /// Handed out (node -> podCIDR) but maybe not yet seen in the cache: a node updated
+    /// again before its podCIDR shows there gets the same one, not a second.
+    taken: Mutex<HashMap<String, String>>,
 }
 
 pub fn start(ctx: &Ctx, cidr: Cidr) -> Queue {
@@ -73,7 +74,9 @@ pub fn start(ctx: &Ctx, cidr: Cidr) -> Queue {
 impl Reconcile for Controller {
     async fn reconcile(&self, key: String) -> Result<Option<Duration>> {
         let store = self.ctx.informers.nodes.store();
+        let taken = || self.taken.lock().unwrap_or_else(|p| p.into_inner());
         let Some(node) = store.get(&ObjectRef::new(&key)) else {
+            taken().remove(&key);
             return Ok(None);
         };
         if node
@@ -82,32 +85,30 @@ impl Reconcile for Controller {
             .and_then(|s| s.pod_cidr.as_ref())
             .is_some()
         {
+            taken().remove(&key);
             return Ok(None);
         }
-        let mut used: HashSet<String> = store
-            .state()
-            .iter()
-            .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
-            .collect();
-        used.extend(
-            self.taken
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned(),
-        );
-        let free = (0..)
-            .map_while(|i| self.cidr.subnet(i))
-            .find(|c| !used.contains(c))
-            .ok_or_else(|| crate::Error::Other(format!("no /24 left in {:?}", self.cidr)))?;
+        let mine = taken().get(&key).cloned();
+        let cidr = match mine {
+            Some(cidr) => cidr,
+            None => {
+                let mut used: HashSet<String> = store
+                    .state()
+                    .iter()
+                    .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
+                    .collect();
+                used.extend(taken().values().cloned());
+                (0..)
+                    .map_while(|i| self.cidr.subnet(i))
+                    .find(|c| !used.contains(c))
+                    .ok_or_else(|| crate::Error::Other(format!("no /24 left in {:?}", self.cidr)))?
+            }
+        };
         let api: Api<Node> = Api::all(self.ctx.client.clone());
-        let patch = json!({"spec": {"podCIDR": free, "podCIDRs": [free]}});
+        let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
         api.patch(&key, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        self.taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(free);
+        taken().insert(key, cidr);
         Ok(None)
     }
 }

@@ -16,7 +16,9 @@ use crate::links::{Attach, Links};
 use crate::nft::Nft;
 use crate::pod::{NetworkError, PodNetwork, PodRef};
 
-const MTU: u32 = 1500;
+/// The MTU of pods' interfaces and the bridge on a plain network; VXLAN takes 50 bytes.
+pub const MTU: u32 = 1500;
+pub const VXLAN_MTU: u32 = MTU - crate::vxlan::OVERHEAD;
 
 /// Settings of the bridge network.
 #[derive(Debug, Clone)]
@@ -26,6 +28,9 @@ pub struct BridgeOptions {
     pub state_dir: PathBuf,
     /// The nftables table (family ip) of the pods' hostPorts.
     pub hostport_table: String,
+    /// Of the bridge and pods' interfaces (`VXLAN_MTU` when traffic between nodes is
+    /// encapsulated).
+    pub mtu: u32,
 }
 
 /// The bridge network of one node.
@@ -101,13 +106,22 @@ impl BridgeNetwork {
                 .map_err(NetworkError::io("recording the pod subnet"))?;
             *ipam = Some(Ipam::new(&self.ipam_dir(), subnet)?);
         }
-        self.links
-            .ensure_bridge(&self.options.bridge, subnet.gateway(), subnet.prefix, MTU)?;
+        self.ensure_bridge(subnet)?;
         if let Some(ipam) = ipam.as_ref() {
             self.ports.sync(ipam)?;
         }
         tracing::info!(bridge = self.options.bridge, %subnet, "pod network ready");
         Ok(())
+    }
+
+    fn ensure_bridge(&self, subnet: Subnet) -> Result<(), NetworkError> {
+        let options = &self.options;
+        (self.links).ensure_bridge(
+            &options.bridge,
+            subnet.gateway(),
+            subnet.prefix,
+            options.mtu,
+        )
     }
 
     fn ready(&self) -> Result<Ipam, NetworkError> {
@@ -134,8 +148,7 @@ impl PodNetwork for BridgeNetwork {
             return Ok(vec![IpAddr::V4(ip)]);
         }
         if !self.links.exists(&self.options.bridge) {
-            self.links
-                .ensure_bridge(&self.options.bridge, subnet.gateway(), subnet.prefix, MTU)?;
+            self.ensure_bridge(subnet)?;
         }
         let ip = ipam.allocate(&pod.uid)?;
         let link = Attach {
@@ -144,7 +157,7 @@ impl PodNetwork for BridgeNetwork {
             ip,
             prefix: subnet.prefix,
             gateway: subnet.gateway(),
-            mtu: MTU,
+            mtu: self.options.mtu,
         };
         let attached = self.links.attach(netns, &link);
         if let Err(e) = attached.and_then(|()| self.ports.publish(&pod.uid, &pod.ports, &ipam)) {
@@ -203,6 +216,7 @@ mod tests {
             bridge: "minik0".into(),
             state_dir: dir.to_path_buf(),
             hostport_table: "minik-hostports".into(),
+            mtu: MTU,
         };
         BridgeNetwork::new(options, Arc::new(links.clone()), Arc::new(nft.clone())).unwrap()
     }

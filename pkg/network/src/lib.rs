@@ -19,6 +19,7 @@ pub mod routes;
 pub mod teardown;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod vxlan;
 
 pub use pod::{NetworkError, PodNetwork, PodRef};
 

@@ -1,7 +1,8 @@
-//! Routes between nodes on one L2 segment (flannel's host-gw backend): every other node's
-//! podCIDR is routed through that node's InternalIP, so pods reach pods of other nodes by
-//! their own addresses. The routes carry their own protocol number, so the ones minik made
-//! are found again (and stale ones removed) after a restart.
+//! Routes between nodes. On one L2 segment (flannel's host-gw backend) every other node's
+//! podCIDR is routed through that node's InternalIP; otherwise through a VXLAN device
+//! (vxlan.rs). Either way pods reach pods of other nodes by their own addresses. The
+//! routes carry their own protocol number, so the ones minik made are found again (and
+//! stale ones removed) after a restart.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -18,6 +19,34 @@ use crate::pod::NetworkError;
 
 /// The protocol number minik's routes carry (`ip route ... proto 77`).
 const PROTO: &str = "77";
+
+/// How traffic reaches other nodes' pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Routed through the other node's address (one L2 segment).
+    HostGw,
+    /// Encapsulated by the VXLAN device of this name.
+    Vxlan { device: String },
+}
+
+/// This node's podCIDR and IPv4 InternalIP, once both are known.
+fn own_node(nodes: &[Node], own: &str) -> Option<(Subnet, std::net::Ipv4Addr)> {
+    let node = nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(own))?;
+    let cidr = node.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?;
+    let ip = node
+        .status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")?
+        .address
+        .parse()
+        .ok()?;
+    Some((cidr, ip))
+}
 
 /// podCIDR -> gateway for every other node that has both.
 pub fn desired(nodes: &[Node], own: &str) -> BTreeMap<String, String> {
@@ -61,30 +90,50 @@ fn current() -> Result<BTreeMap<String, String>, NetworkError> {
 }
 
 fn ip_route(args: &[&str]) -> Result<(), NetworkError> {
-    let out = Command::new("ip")
-        .arg("route")
-        .args(args)
-        .output()
-        .map_err(NetworkError::io("running ip route"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NetworkError::Failed(format!(
-            "ip route {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+    let mut all = vec!["route"];
+    all.extend_from_slice(args);
+    crate::vxlan::run("ip", &all)
+}
+
+/// The routes minik made into `cluster` (routes of other clusters on the host are not ours).
+fn ours(cluster: Subnet) -> Result<BTreeMap<String, String>, NetworkError> {
+    let inside = |cidr: &str| {
+        cidr.parse::<Subnet>()
+            .is_ok_and(|s| s.prefix >= cluster.prefix && cluster.contains(s.base))
+    };
+    Ok(current()?.into_iter().filter(|(c, _)| inside(c)).collect())
+}
+
+/// Route `want` (other nodes' podCIDR -> InternalIP) the way `backend` says, on the node
+/// whose own podCIDR and address `own` gives (None: not known yet).
+pub fn apply_backend(
+    backend: &Backend,
+    cluster: Subnet,
+    own: Option<(Subnet, std::net::Ipv4Addr)>,
+    want: &BTreeMap<String, String>,
+) -> Result<(), NetworkError> {
+    match backend {
+        Backend::HostGw => apply(cluster, want),
+        Backend::Vxlan { device } => {
+            let Some((cidr, ip)) = own else {
+                return Err(NetworkError::NotReady(
+                    "this node's podCIDR and address are not known yet".into(),
+                ));
+            };
+            crate::vxlan::ensure_device(device, cidr, ip)?;
+            let gone: Vec<String> = ours(cluster)?
+                .into_keys()
+                .filter(|c| !want.contains_key(c))
+                .collect();
+            crate::vxlan::apply(device, want, &gone, PROTO)
+        }
     }
 }
 
 /// Make the host's routes into `cluster` what `want` says (routes of other clusters on
 /// the host are left alone).
 pub fn apply(cluster: Subnet, want: &BTreeMap<String, String>) -> Result<(), NetworkError> {
-    let ours = |cidr: &str| {
-        cidr.parse::<Subnet>()
-            .is_ok_and(|s| s.prefix >= cluster.prefix && cluster.contains(s.base))
-    };
-    let have: BTreeMap<String, String> = current()?.into_iter().filter(|(c, _)| ours(c)).collect();
+    let have = ours(cluster)?;
     for (cidr, via) in want {
         if have.get(cidr) != Some(via) {
             ip_route(&["replace", cidr, "via", via, "proto", PROTO])?;
@@ -98,7 +147,13 @@ pub fn apply(cluster: Subnet, want: &BTreeMap<String, String>) -> Result<(), Net
 }
 
 /// Keep the routes to other nodes' pods (of the cluster CIDR `cluster`) until `stop`.
-pub async fn run(client: kube::Client, own: String, cluster: Subnet, stop: CancellationToken) {
+pub async fn run(
+    client: kube::Client,
+    own: String,
+    cluster: Subnet,
+    backend: Backend,
+    stop: CancellationToken,
+) {
     let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client));
     let changed = Arc::new(tokio::sync::Notify::new());
     let notify = changed.clone();
@@ -112,10 +167,10 @@ pub async fn run(client: kube::Client, own: String, cluster: Subnet, stop: Cance
             .iter()
             .map(|n| (**n).clone())
             .collect();
-        let want = desired(&list, &own);
+        let want = (desired(&list, &own), own_node(&list, &own));
         if applied.as_ref() != Some(&want) {
-            let w = want.clone();
-            match tokio::task::spawn_blocking(move || apply(cluster, &w)).await {
+            let (w, b) = (want.clone(), backend.clone());
+            match tokio::task::spawn_blocking(move || apply_backend(&b, cluster, w.1, &w.0)).await {
                 Ok(Ok(())) => applied = Some(want),
                 Ok(Err(e)) => tracing::warn!(error = %e, "routes to other nodes' pods"),
                 Err(e) => tracing::warn!(error = %e, "routes to other nodes' pods"),

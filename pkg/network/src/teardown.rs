@@ -1,8 +1,8 @@
 //! Removing a stopped node's network from the host (`minik stop --all`): its pods' veths,
 //! the bridge `<prefix>0` and what is still attached to it, the dummy interface
 //! `<prefix>-dns` (or the cluster DNS address on lo, where the kernel has no dummy driver),
-//! the nftables tables `ip <prefix>-proxy`, `inet <prefix>-policy` and
-//! `ip <prefix>-hostports`, and the host-gw routes (proto 77) into the cluster CIDR.
+//! the VXLAN device `<prefix>-vxlan`, the nftables tables `ip <prefix>-proxy`, `inet <prefix>-policy` and
+//! `ip <prefix>-hostports`, and minik's routes (proto 77) into the cluster CIDR.
 //!
 //! Each step checks first, so a second teardown finds nothing and says nothing.
 
@@ -74,6 +74,7 @@ pub fn teardown(options: &TeardownOptions) -> TeardownReport {
     links.dedup();
     links.push(bridge);
     links.push(format!("{}-dns", options.prefix));
+    links.push(format!("{}-vxlan", options.prefix));
     for link in links {
         if link_exists(&link) {
             // A pod's veth also goes by itself once its namespace is gone.

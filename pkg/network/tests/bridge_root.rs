@@ -54,6 +54,7 @@ fn a_pod_namespace_joins_the_bridge_and_leaves_it() {
         bridge: cleanup.bridge.clone(),
         state_dir: dir.path().to_path_buf(),
         hostport_table: format!("mkbt{n}-hostports"),
+        mtu: minik_network::bridge::MTU,
     };
     let nft = Arc::new(minik_network::nft::NftCommand);
     let net = BridgeNetwork::new(options, Arc::new(IpCommand), nft).unwrap();

@@ -277,6 +277,7 @@ mod tests {
             container_runtime_endpoint: None,
             network: crate::NetworkConfig {
                 embedded: true,
+                vxlan: false,
                 cluster_cidr: "10.42.0.0/16".into(),
                 proxy: true,
                 dns: true,

@@ -29,6 +29,8 @@ pub struct ClusterInfo {
     pub dns: bool,
     /// Whether nodes run minik's pod network (else CNI plugins: `--flannel-backend none`).
     pub network: bool,
+    /// Whether nodes reach each other's pods over VXLAN (`--flannel-backend vxlan`).
+    pub vxlan: bool,
 }
 
 impl ClusterInfo {
@@ -36,7 +38,8 @@ impl ClusterInfo {
     pub fn to_data(&self) -> serde_json::Value {
         json!({"clusterCIDR": self.cluster_cidr, "serviceCIDR": self.service_cidr,
             "clusterDNS": self.cluster_dns.to_string(), "clusterDomain": self.cluster_domain,
-            "dns": self.dns.to_string(), "network": self.network.to_string()})
+            "dns": self.dns.to_string(), "network": self.network.to_string(),
+            "flannelBackend": if self.vxlan { "vxlan" } else { "host-gw" }})
     }
 
     /// Read the ConfigMap's data back.
@@ -55,6 +58,7 @@ impl ClusterInfo {
             cluster_domain: get("clusterDomain")?,
             dns: get("dns")? == "true",
             network: get("network")? == "true",
+            vxlan: data.get("flannelBackend").map(String::as_str) == Some("vxlan"),
         })
     }
 }
@@ -210,6 +214,7 @@ mod tests {
             cluster_domain: "cluster.local".into(),
             dns: true,
             network: false,
+            vxlan: true,
         };
         let data: std::collections::BTreeMap<String, String> =
             serde_json::from_value(info.to_data()).unwrap();

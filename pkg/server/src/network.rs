@@ -25,6 +25,9 @@ pub struct NetworkConfig {
     /// minik's own bridge network; false (`--flannel-backend=none`) calls the CNI plugins
     /// configured in `cni_conf_dir` instead.
     pub embedded: bool,
+    /// `--flannel-backend vxlan`: traffic to other nodes' pods goes through a VXLAN device
+    /// (else host-gw routes).
+    pub vxlan: bool,
     /// `--cluster-cidr`.
     pub cluster_cidr: String,
     /// Run the service proxy (`--disable-kube-proxy` turns it off).
@@ -67,6 +70,11 @@ pub fn pod_network(config: &NetworkConfig, data_dir: &Path) -> Result<PodNetwork
         bridge: format!("{}0", config.prefix),
         state_dir: agent.join("network"),
         hostport_table: format!("{}-hostports", config.prefix),
+        mtu: if config.vxlan {
+            minik_network::bridge::VXLAN_MTU
+        } else {
+            minik_network::bridge::MTU
+        },
     };
     let bridge = Arc::new(BridgeNetwork::new(
         options,
@@ -98,7 +106,16 @@ pub fn start(
         match config.cluster_cidr.parse() {
             Ok(cluster) => {
                 let (client, node, stop) = (client.clone(), node.to_string(), stop.clone());
-                tokio::spawn(minik_network::routes::run(client, node, cluster, stop));
+                let backend = if config.vxlan {
+                    minik_network::routes::Backend::Vxlan {
+                        device: format!("{}-vxlan", config.prefix),
+                    }
+                } else {
+                    minik_network::routes::Backend::HostGw
+                };
+                tokio::spawn(minik_network::routes::run(
+                    client, node, cluster, backend, stop,
+                ));
             }
             Err(e) => tracing::error!(error = %e, "no routes to other nodes' pods"),
         }

@@ -61,9 +61,12 @@ pub struct NodeArgs {
     pub container_runtime_endpoint: Option<String>,
 
     /// The pod network: host-gw (minik's own bridge, a veth per pod, addresses from the
-    /// node's podCIDR) or none (bring your own: the CNI plugins configured in
+    /// node's podCIDR; other nodes' pods routed through their addresses, for nodes on one
+    /// L2 segment), vxlan (the same, other nodes' pods reached through a VXLAN device, UDP
+    /// 8472, for nodes that are not) or none (bring your own: the CNI plugins configured in
     /// --cni-conf-dir, e.g. Calico, Cilium or flannel; `--disable network` does the same).
-    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "none"])]
+    /// Agents follow their server's.
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan", "none"])]
     pub flannel_backend: String,
 
     /// Where CNI network configuration is read with --flannel-backend=none.
