@@ -766,3 +766,38 @@ async fn hpas_get_the_defaults_of_their_version() {
         80
     );
 }
+
+#[tokio::test]
+async fn writes_that_change_nothing_store_nothing() {
+    let api = api().await;
+    let web = format!("{DEPLOYS}/web");
+    let (code, created) = api
+        .call(Method::POST, DEPLOYS, Some(deploy("web", 1)))
+        .await;
+    assert_eq!(code, 201);
+    let rv = created["metadata"]["resourceVersion"].clone();
+    // The same object again, by PUT and by a patch that sets what is there: no new
+    // resourceVersion, as kube-apiserver skips a write that changes nothing.
+    let (code, put) = api.call(Method::PUT, &web, Some(created.clone())).await;
+    assert_eq!((code, &put["metadata"]["resourceVersion"]), (200, &rv));
+    assert_eq!(put["metadata"]["generation"], 1);
+    let same = r#"{"spec":{"replicas":1}}"#;
+    let (code, patched) = api.patch(&web, "application/merge-patch+json", same).await;
+    assert_eq!((code, &patched["metadata"]["resourceVersion"]), (200, &rv));
+    let (_, got) = api.call(Method::GET, &web, None).await;
+    assert_eq!(got["metadata"]["resourceVersion"], rv);
+    // A real change is written.
+    let (code, changed) = api
+        .patch(
+            &web,
+            "application/merge-patch+json",
+            r#"{"spec":{"replicas":2}}"#,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_ne!(changed["metadata"]["resourceVersion"], rv);
+    assert_eq!(changed["metadata"]["generation"], 2);
+    // A stale resourceVersion is still a conflict, even for a write that changes nothing.
+    let (code, _) = api.call(Method::PUT, &web, Some(created)).await;
+    assert_eq!(code, 409);
+}

@@ -72,7 +72,8 @@ impl Scope for ClusterResourceScope {
 fn typed<T: DeserializeOwned + Serialize>(
     v: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    // Straight from the borrowed value: no copy of it first.
+    let t = T::deserialize(v).map_err(|e| e.to_string())?;
     serde_json::to_value(&t).map_err(|e| e.to_string())
 }
 

@@ -36,8 +36,27 @@ use minik_registry::Registry;
 pub use tls::{TlsFiles, client_verifier, serve_tls};
 
 /// What every handler shares.
+/// What every request handler shares: cloned once per middleware and handler, so it is one
+/// `Arc` (fields are set through `DerefMut` before serving starts).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppParts {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct AppParts {
     pub registry: Registry,
     pub started: Arc<std::sync::atomic::AtomicBool>,
     pub metrics: Arc<metrics::Metrics>,
@@ -63,7 +82,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(registry: Registry) -> Self {
-        AppState {
+        AppState(Arc::new(AppParts {
             registry,
             started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -77,7 +96,7 @@ impl AppState {
             encryption_config: None,
             encryption_lock: Arc::default(),
             cacerts: None,
-        }
+        }))
     }
 }
 

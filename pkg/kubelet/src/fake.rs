@@ -122,6 +122,12 @@ fn current(sim: &Sim, now: Timestamp) -> State {
 }
 
 impl ContainerRuntime for FakeRuntime {
+    /// Nothing is pulled: containers run from the first sync, and its one status write says
+    /// so (no second sync that may see the pod before that write and repeat it).
+    fn images_present(&self, _pod: &Pod) -> bool {
+        true
+    }
+
     async fn start_pod(&self, pod: &Pod, ip: Option<String>) -> Result<(), RuntimeError> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();

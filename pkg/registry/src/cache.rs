@@ -43,20 +43,26 @@ impl Change {
         }
     }
 
-    /// Decode a store event.
-    pub fn from_store(event: &minik_store::Event) -> Option<Change> {
-        let rv = event.kv.mod_revision;
-        let stamp = |mut obj: Value| {
-            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            Arc::new(obj)
-        };
+    /// Decode a store event and the object before it (for watches read from the store).
+    pub fn from_store_with_prev(event: &minik_store::Event) -> Option<Change> {
         let prev = event
             .prev
             .as_ref()
             .and_then(|p| decode(p).ok())
             .map(Arc::new);
+        Self::from_store(event, prev)
+    }
+
+    /// Decode a store event; `prev` is the object as the cache had it before (the store's
+    /// copy of it is not decoded again). None: the event cannot be decoded.
+    fn from_store(event: &minik_store::Event, prev: Option<Arc<Value>>) -> Option<Change> {
+        let rv = event.kv.mod_revision;
         let (deleted, object) = match event.kind {
-            EventKind::Delete => (true, stamp(decode(event.prev.as_ref()?).ok()?)),
+            EventKind::Delete => {
+                let mut obj = decode(event.prev.as_ref()?).ok()?;
+                obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+                (true, Arc::new(obj))
+            }
             EventKind::Put => (false, Arc::new(decode(&event.kv).ok()?)),
         };
         Some(Change {
@@ -74,6 +80,8 @@ struct State {
     objects: BTreeMap<Arc<str>, Arc<Value>>,
     /// Newest revision applied.
     rv: i64,
+    /// Revision of the newest change applied (at start: the revision listed).
+    last_change: i64,
     /// Every change with a revision above this is in `ring`.
     floor: i64,
     ring: VecDeque<Arc<Change>>,
@@ -135,6 +143,7 @@ impl Cacher {
             state: Mutex::new(State {
                 objects,
                 rv,
+                last_change: rv,
                 floor: rv,
                 ring: VecDeque::new(),
                 tx: Some(broadcast::channel(WATCHER_BUFFER).0),
@@ -145,11 +154,7 @@ impl Cacher {
             while let Some(Ok(item)) = watch.recv_progress().await {
                 let Some(cacher) = weak.upgrade() else { return };
                 match item {
-                    minik_store::Progress::Event(event) => {
-                        if let Some(change) = Change::from_store(&event) {
-                            cacher.apply(Arc::new(change));
-                        }
-                    }
+                    minik_store::Progress::Event(event) => cacher.apply(&event),
                     minik_store::Progress::UpTo(rv) => {
                         let mut s = cacher.lock();
                         s.rv = s.rv.max(rv);
@@ -168,8 +173,19 @@ impl Cacher {
         Ok(cacher)
     }
 
-    fn apply(&self, change: Arc<Change>) {
+    /// Apply one store event. Only this task changes `objects`, so the previous object read
+    /// before decoding is still the one the event replaces.
+    fn apply(&self, event: &minik_store::Event) {
+        let prev = match event.kind {
+            EventKind::Put => self.lock().objects.get(&event.kv.key).cloned(),
+            EventKind::Delete => None,
+        };
+        let Some(change) = Change::from_store(event, prev) else {
+            return;
+        };
+        let change = Arc::new(change);
         let mut s = self.lock();
+        s.last_change = change.rv;
         if change.deleted {
             s.objects.remove(&change.key);
         } else {
@@ -195,6 +211,11 @@ impl Cacher {
         tokio::time::timeout(patience, current.wait_for(|have| *have >= rv))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Revision of the newest change applied: it moves whenever an object changes.
+    pub fn last_change(&self) -> i64 {
+        self.lock().last_change
     }
 
     /// The objects under `prefix` now.

@@ -199,6 +199,14 @@ impl Registry {
         Ok(cacher.objects(&list_prefix(info, namespace)))
     }
 
+    /// The revision of the newest change of `info` the watch cache has seen (starting the
+    /// cache if needed; a moment behind the store): it moves whenever an object of the
+    /// resource changes, so whatever was derived from the resource before is stale once it
+    /// has moved.
+    pub async fn last_change(&self, info: &ResourceInfo) -> Result<i64> {
+        Ok(self.caches.get(&self.store, info).await?.last_change())
+    }
+
     async fn list_from_cache(
         &self,
         info: &ResourceInfo,

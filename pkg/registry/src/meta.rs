@@ -219,8 +219,12 @@ pub fn validate_metadata(obj: &Value) -> Vec<Cause> {
 
 /// Carry over what an update may not change, and bump generation when the spec changed.
 pub fn prepare_update(old: &Value, new: &mut Value) -> Result<()> {
-    let changed_spec = spec_of(old) != spec_of(new);
-    let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let changed_spec = !same_except(old, new, &["metadata", "status"]);
+    let empty = Map::new();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let meta = meta_mut(new)?;
     for field in [
         "uid",
@@ -249,14 +253,24 @@ pub fn prepare_update(old: &Value, new: &mut Value) -> Result<()> {
     Ok(())
 }
 
-/// Everything but metadata and status: what generation tracks.
-fn spec_of(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-    }
-    o
+/// Whether objects `a` and `b` are equal but for their top-level fields `skip`.
+fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let wanted = |(k, _): &(&String, &Value)| !skip.contains(&k.as_str());
+    a.iter().filter(wanted).eq(b.iter().filter(wanted))
+}
+
+/// Whether an update leaves the object as it was (only its resourceVersion may differ):
+/// then nothing is written, as kube-apiserver skips a write that changes no byte.
+pub fn unchanged(old: &Value, new: &Value) -> bool {
+    same_except(old, new, &["metadata"])
+        && same_except(
+            old.get("metadata").unwrap_or(&Value::Null),
+            new.get("metadata").unwrap_or(&Value::Null),
+            &["resourceVersion"],
+        )
 }
 
 /// Paths present in `given` but dropped by the typed round trip: unknown fields.

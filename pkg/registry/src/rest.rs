@@ -139,6 +139,17 @@ impl Registry {
         }
     }
 
+    /// Whether `stored` is sealed as a write of `info` would seal it now (with the same key,
+    /// or plain): if not, writing the object back unchanged still changes what is stored.
+    fn sealed_as_now(&self, info: &ResourceInfo, stored: &[u8]) -> bool {
+        let guard = self.encryption.read().unwrap_or_else(|e| e.into_inner());
+        let now = guard
+            .as_ref()
+            .filter(|e| e.covers(info))
+            .and_then(|e| e.write_key());
+        crate::encryption::sealed_with(stored) == now
+    }
+
     /// Seal the resources `encryption` names from now on (None: write plain values).
     pub fn set_encryption(&self, encryption: Option<crate::encryption::Encryption>) {
         *self.encryption.write().unwrap_or_else(|e| e.into_inner()) = encryption;
@@ -326,9 +337,37 @@ impl Registry {
         info: &ResourceInfo,
         namespace: Option<&str>,
         name: &str,
+        obj: Value,
+        status: bool,
+        params: &WriteParams,
+    ) -> Result<Written> {
+        let target = (info, namespace, name);
+        self.update_read(target, obj, status, params, None).await
+    }
+
+    /// The stored object and how it is shown: what an update starts from.
+    pub(crate) async fn read_current(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(KeyValue, Value)> {
+        let key = object_key(info, namespace, name);
+        let (_, current) = self.store.get(&key, None).await?;
+        let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
+        let old = self.shown(info, decode(&current)?).await?;
+        Ok((current, old))
+    }
+
+    /// An update from `read` (what [`Self::read_current`] gave the caller), else from what
+    /// is stored now.
+    pub(crate) async fn update_read(
+        &self,
+        (info, namespace, name): (&ResourceInfo, Option<&str>, &str),
         mut obj: Value,
         status: bool,
         params: &WriteParams,
+        read: Option<(KeyValue, Value)>,
     ) -> Result<Written> {
         meta::check_type_and_namespace(info, &mut obj, namespace)?;
         match meta_str(&obj, "name") {
@@ -341,9 +380,10 @@ impl Registry {
         }
         let requested = requested_managed(&obj);
         let key = object_key(info, namespace, name);
-        let (_, current) = self.store.get(&key, None).await?;
-        let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
-        let old = self.shown(info, decode(&current)?).await?;
+        let (current, old) = match read {
+            Some(read) => read,
+            None => self.read_current(info, namespace, name).await?,
+        };
         if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
             && rv != current.mod_revision.to_string()
         {
@@ -401,7 +441,16 @@ impl Registry {
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 .is_none_or(|g| g == 0);
-        if params.dry_run {
+        let noop =
+            !gone && meta::unchanged(&old, &typed) && self.sealed_as_now(info, &current.value);
+        if params.dry_run || noop {
+            // A dry run, or nothing to write: the object as it is, at its revision.
+            if noop {
+                meta_mut(&mut typed)?.insert(
+                    "resourceVersion".into(),
+                    json!(current.mod_revision.to_string()),
+                );
+            }
             return Ok((typed, warnings));
         }
         if gone {

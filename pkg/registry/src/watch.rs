@@ -239,7 +239,7 @@ impl WatchStream {
                 Err(broadcast::error::RecvError::Closed) => Next::End,
             },
             Source::Store(w) => match w.recv().await {
-                Some(Ok(e)) => match Change::from_store(&e) {
+                Some(Ok(e)) => match Change::from_store_with_prev(&e) {
                     Some(c) => Next::Change(Arc::new(c)),
                     None => Next::Failed(format!("stored object {} is corrupt", e.kv.key)),
                 },

@@ -12,6 +12,7 @@ mod local;
 mod lock;
 mod memory;
 mod options;
+mod recent;
 pub mod snapshot;
 mod sqlite;
 mod types;

@@ -18,6 +18,7 @@ use crate::compactor;
 use crate::engine::{Engine, Op, OpOutcome, live_kv};
 use crate::error::{Error, Result};
 use crate::options::StoreOptions;
+use crate::recent::Recent;
 use crate::types::{Deleted, Event, EventKind, KeyRange, KeyValue, ListOptions, ListResult};
 use crate::watch::{Hub, WatchStream};
 
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     engine: Arc<dyn Engine>,
     hub: Hub,
     current: AtomicI64,
+    /// Keys written lately, read without the engine.
+    recent: Recent,
     compacted: Arc<AtomicI64>,
     /// One compaction at a time.
     compaction: Mutex<()>,
@@ -55,6 +58,7 @@ impl LocalStore {
             engine,
             hub: Hub::new(options.watch_buffer, options.watch_recent_events, current),
             current: AtomicI64::new(current),
+            recent: Recent::default(),
             compacted: Arc::new(AtomicI64::new(compacted)),
             compaction: Mutex::new(()),
         });
@@ -213,7 +217,7 @@ async fn commit(shared: &Shared, ops: &[Op], replies: Vec<oneshot::Sender<OpOutc
                 let last = last.revision();
                 // Readable before it is announced: a watcher that reads what an event
                 // names must find it.
-                shared.current.store(last, Ordering::Release);
+                shared.recent.commit(&events, &shared.current, last);
                 shared.hub.publish(events);
             }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -223,6 +227,7 @@ async fn commit(shared: &Shared, ops: &[Op], replies: Vec<oneshot::Sender<OpOutc
         }
         Err(e) => {
             tracing::error!(error = %e, writes = ops.len(), "store commit failed");
+            shared.recent.clear();
             resync(shared).await;
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
@@ -306,6 +311,11 @@ impl Backend for LocalStore {
     }
 
     async fn get(&self, key: &str, revision: Option<i64>) -> Result<(i64, Option<KeyValue>)> {
+        if matches!(revision, None | Some(0))
+            && let Some((rev, kv)) = self.shared.recent.get(key, &self.shared.current)
+        {
+            return Ok((rev, Some(kv)));
+        }
         let rev = self.read_revision(revision)?;
         let row = self.shared.engine.get(key, rev).await?;
         self.check_compacted(rev)?;

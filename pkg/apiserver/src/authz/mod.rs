@@ -1,4 +1,5 @@
-//! Authorization: RBAC (Roles, ClusterRoles and their bindings, read from the watch cache),
+//! Authorization: RBAC (Roles, ClusterRoles and their bindings, read from the watch cache;
+//! the rules resolved per user kept until one of them changes, see `rbac_cache.rs`),
 //! with system:masters allowed everything, as kube-apiserver's `--authorization-mode=RBAC`.
 //! A denied request is 403 with Kubernetes' message. SelfSubjectAccessReview answers
 //! `kubectl auth can-i`.
@@ -8,6 +9,9 @@ pub(crate) mod escalation;
 mod impersonate;
 pub mod node;
 mod rbac;
+mod rbac_cache;
+#[cfg(test)]
+mod rbac_tests;
 pub mod reviews;
 pub mod webhook;
 
@@ -25,6 +29,7 @@ use crate::AppState;
 use crate::authn::UserInfo;
 use crate::status::json_response;
 pub use attributes::Attributes;
+pub use rbac_cache::RbacCache;
 
 /// One authorizer of `--authorization-mode`.
 #[derive(Clone)]
@@ -32,8 +37,16 @@ pub enum Authorizer {
     AlwaysAllow,
     AlwaysDeny,
     Node,
-    Rbac,
+    /// RBAC, with the rules it has resolved per user.
+    Rbac(Arc<RbacCache>),
     Webhook(Arc<webhook::WebhookAuthorizer>),
+}
+
+impl Authorizer {
+    /// RBAC with an empty cache.
+    pub fn rbac() -> Self {
+        Authorizer::Rbac(Arc::default())
+    }
 }
 
 /// What one authorizer says.
@@ -60,7 +73,7 @@ impl Default for Mode {
 impl Mode {
     /// RBAC alone.
     pub fn rbac() -> Self {
-        Mode(Arc::new(vec![Authorizer::Rbac]))
+        Mode(Arc::new(vec![Authorizer::rbac()]))
     }
 
     /// `--authorization-mode`, e.g. "Node,RBAC,Webhook"; the webhook authorizer when one is
@@ -73,7 +86,7 @@ impl Mode {
                 "AlwaysAllow" => Authorizer::AlwaysAllow,
                 "AlwaysDeny" => Authorizer::AlwaysDeny,
                 "Node" => Authorizer::Node,
-                "RBAC" => Authorizer::Rbac,
+                "RBAC" => Authorizer::rbac(),
                 "Webhook" => Authorizer::Webhook(webhook.take().ok_or(
                     "the Webhook authorization mode needs --authorization-webhook-config-file",
                 )?),
@@ -113,7 +126,7 @@ impl Mode {
                 Authorizer::AlwaysAllow => Decision::Allow,
                 Authorizer::AlwaysDeny => Decision::Deny(String::new()),
                 Authorizer::Node => node::decide(registry, user, attrs).await,
-                Authorizer::Rbac => match rbac::allows(registry, user, attrs).await {
+                Authorizer::Rbac(cache) => match cache.allows(registry, user, attrs).await {
                     true => Decision::Allow,
                     false => Decision::NoOpinion,
                 },
@@ -128,7 +141,25 @@ impl Mode {
 
     /// Whether RBAC is among the authorizers.
     pub fn has_rbac(&self) -> bool {
-        self.0.iter().any(|a| matches!(a, Authorizer::Rbac))
+        self.0.iter().any(|a| matches!(a, Authorizer::Rbac(_)))
+    }
+
+    /// Every RBAC rule that applies to `user`: cluster-wide ones, and those of `ns` (if
+    /// any); from the RBAC authorizer's cache when RBAC is among the authorizers.
+    pub async fn rbac_rules(
+        &self,
+        registry: &Registry,
+        user: &UserInfo,
+        ns: &str,
+    ) -> Arc<Vec<serde_json::Value>> {
+        let cache = self.0.iter().find_map(|a| match a {
+            Authorizer::Rbac(cache) => Some(cache),
+            _ => None,
+        });
+        match cache {
+            Some(cache) => cache.rules(registry, user, ns).await,
+            None => Arc::new(rbac::rules_for(registry, user, ns).await),
+        }
     }
 }
 

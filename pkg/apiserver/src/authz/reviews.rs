@@ -167,7 +167,11 @@ pub async fn self_subject_rules(
             json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
             json!({"verbs": ["*"], "nonResourceURLs": ["*"]}),
         ],
-        false => super::rbac::rules_for(&state.registry, &user, ns).await,
+        false => state
+            .authorization
+            .rbac_rules(&state.registry, &user, ns)
+            .await
+            .to_vec(),
     };
     let (resource, non_resource): (Vec<Value>, Vec<Value>) = rules
         .into_iter()

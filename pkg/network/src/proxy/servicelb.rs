@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{ProxyError, cached, wake_on};
+use super::{ProxyError, wake_on};
 
 /// How long a failed status patch waits before every service is looked at again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -54,9 +54,9 @@ pub async fn run_servicelb(
             () = stop.cancelled() => return Ok(()),
             () = wake.notified() => {}
         }
-        let nodes = cached(&nodes);
-        let slices = cached(&slices);
         let services = services.store().state();
+        let nodes = nodes.store().state();
+        let slices = slices.store().state();
         let mut failed = false;
         for (svc, want) in assign(&services, &nodes, &slices) {
             if current(&svc) == want {
@@ -82,8 +82,8 @@ pub async fn run_servicelb(
 /// address.
 pub(super) fn assign(
     services: &[Arc<Service>],
-    nodes: &[Node],
-    slices: &[EndpointSlice],
+    nodes: &[Arc<Node>],
+    slices: &[Arc<EndpointSlice>],
 ) -> Vec<(Arc<Service>, BTreeSet<String>)> {
     let mut managed: Vec<&Arc<Service>> = services
         .iter()
@@ -139,8 +139,8 @@ pub(super) fn assign(
 fn candidates(
     svc: &Service,
     spec: &ServiceSpec,
-    nodes: &[Node],
-    slices: &[EndpointSlice],
+    nodes: &[Arc<Node>],
+    slices: &[Arc<EndpointSlice>],
 ) -> BTreeSet<String> {
     let local_only = spec.external_traffic_policy.as_deref() == Some("Local");
     let with_endpoints = local_only.then(|| endpoint_nodes(svc, slices));
@@ -155,7 +155,7 @@ fn candidates(
                 .is_some_and(|name| set.contains(name)),
             None => true,
         })
-        .filter_map(address)
+        .filter_map(|n| address(n))
         .collect()
 }
 
@@ -188,7 +188,7 @@ fn address(node: &Node) -> Option<String> {
 }
 
 /// The nodes holding a ready endpoint of `svc`.
-fn endpoint_nodes(svc: &Service, slices: &[EndpointSlice]) -> BTreeSet<String> {
+fn endpoint_nodes(svc: &Service, slices: &[Arc<EndpointSlice>]) -> BTreeSet<String> {
     let ns = svc.metadata.namespace.as_deref();
     let name = svc.metadata.name.as_deref();
     slices

@@ -183,7 +183,8 @@ pub fn record_update(
         store(new, &[]);
         return Ok(());
     };
-    let c = typed::compare(&without_managed(old), &without_managed(new), schema);
+    // compare() passes over metadata.managedFields.
+    let c = typed::compare(old, new, schema);
     let (added, modified, removed) = (
         scope(info, sub, &c.added),
         scope(info, sub, &c.modified),

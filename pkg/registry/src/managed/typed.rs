@@ -155,6 +155,7 @@ pub struct Comparison {
     pub removed: Set,
 }
 
+/// The fields `new` added, modified and removed against `old` (never metadata.managedFields).
 pub fn compare(old: &Value, new: &Value, s: Option<&Value>) -> Comparison {
     let mut c = Comparison::default();
     let mut path = Vec::new();
@@ -194,6 +195,12 @@ fn walk_compare(
     path: &mut Path,
     c: &mut Comparison,
 ) {
+    // Equal values hold no change at any depth (most of an object, in most writes).
+    if let (Some(a), Some(b)) = (old, new)
+        && a == b
+    {
+        return;
+    }
     let sh = shape(s, new.or(old));
     match sh {
         Shape::Atomic => {
@@ -210,6 +217,10 @@ fn walk_compare(
             keys.sort();
             keys.dedup();
             for key in keys {
+                // Who manages what is not itself a managed field.
+                if key == "f:managedFields" && path.len() == 1 && path[0] == "f:metadata" {
+                    continue;
+                }
                 let o = before.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
                 let n = after.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
                 let (cs, req) = match sh {

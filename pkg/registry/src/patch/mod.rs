@@ -143,11 +143,18 @@ impl crate::Registry {
         let pinned = pins_version(kind, body);
         let mut last = None;
         for _ in 0..TRIES {
+            // The object itself or its status: read once, for the patch and the update.
+            let mut stored = None;
             let (current, schema) = match sub {
                 Some("scale") => (
                     self.get_scale(info, ns, name).await?,
                     minik_api::schema::DEFINITIONS.get("io.k8s.api.autoscaling.v1.Scale"),
                 ),
+                None | Some("status") => {
+                    let (kv, obj) = self.read_current(info, ns, name).await?;
+                    stored = Some(kv);
+                    (obj, None)
+                }
                 _ => (self.get(info, ns, name).await?, None),
             };
             let own = self.schema_for(info);
@@ -156,9 +163,13 @@ impl crate::Registry {
             if !pinned {
                 read_at(&mut patched, &current);
             }
+            let read = stored.map(|kv| (kv, current));
             let written = match sub {
-                None => self.update(info, ns, name, patched, false, params).await,
-                Some("status") => self.update(info, ns, name, patched, true, params).await,
+                None | Some("status") => {
+                    let status = sub.is_some();
+                    self.update_read((info, ns, name), patched, status, params, read)
+                        .await
+                }
                 Some("scale") => self
                     .update_scale(info, ns, name, patched, params)
                     .await
