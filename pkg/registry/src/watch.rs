@@ -70,15 +70,29 @@ impl WatchEvent {
 
     /// The event as one line of a watch response, serialized once per change.
     pub fn json_line(&self) -> Bytes {
-        let make = || {
-            let mut line = serde_json::to_vec(&self.to_json()).unwrap_or_default();
-            line.push(b'\n');
-            Bytes::from(line)
-        };
+        let make = || self.line_with(&self.object);
         match &self.shared {
             Some(c) => c.line.get_or_init(make).clone(),
             None => make(),
         }
+    }
+
+    /// A line of this event's type carrying `object` (the event's object as a watcher
+    /// wants it shown), serialized straight from the borrowed values.
+    pub fn line_with(&self, object: &Value) -> Bytes {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            object: &'a Value,
+        }
+        let line = Line {
+            kind: self.kind,
+            object,
+        };
+        let mut out = serde_json::to_vec(&line).unwrap_or_default();
+        out.push(b'\n');
+        Bytes::from(out)
     }
 }
 

@@ -58,11 +58,7 @@ pub(super) async fn watch(
         if view == View::Object {
             return event.json_line();
         }
-        let mut json = event.to_json();
-        json["object"] = view.event(info, event.kind, &event.object);
-        let mut line = serde_json::to_vec(&json).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        event.line_with(&view.event(info, event.kind, &event.object))
     };
     if let Some(ws) = req_ws {
         return Ok(websocket(ws, stream, guard, line_of));
