@@ -56,7 +56,7 @@ impl serde::Serialize for ObjectList {
 }
 
 /// How long a consistent list waits for the watch cache before reading the store.
-const CONSISTENT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const CONSISTENT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResourceVersionMatch {

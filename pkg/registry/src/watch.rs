@@ -190,6 +190,23 @@ impl Registry {
         let cacher = self.caches.get(&self.store, info).await?;
         let mut queued = VecDeque::new();
         let (start, sub) = if initial {
+            // The initial state is at least as new as asked: the store's current revision
+            // when no revision is given (a consistent read, as kube-apiserver serves it),
+            // else the one named (resourceVersionMatch=NotOlderThan).
+            let wanted = match rv {
+                "" => Some(self.store.current_revision().await?),
+                "0" => None,
+                n => Some(n.parse::<i64>().map_err(|_| {
+                    ApiError::BadRequest(format!("invalid resource version: {n:?}"))
+                })?),
+            };
+            if let Some(wanted) = wanted
+                && !cacher.wait_for(wanted, crate::list::CONSISTENT_WAIT).await
+            {
+                return Err(ApiError::Timeout(format!(
+                    "the watch cache did not reach resource version {wanted} in time"
+                )));
+            }
             let (rv, objects, sub) = cacher
                 .snapshot(&prefix)
                 .ok_or_else(|| ApiError::Internal("the watch cache is restarting".into()))?;
