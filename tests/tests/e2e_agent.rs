@@ -265,29 +265,32 @@ fn running_ip(s: &Server, name: &str) -> String {
     })
 }
 
+/// The CSRs `keep` picks.
+fn csrs_where(s: &Server, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let list = s.get_json(&["csr"]);
+    let items = list["items"].as_array().into_iter().flatten();
+    items.filter(|c| keep(c)).cloned().collect()
+}
+
 /// The CSRs of `node` (client and serving), by signer.
 fn csrs_of(s: &Server, node: &str) -> Vec<(String, String)> {
-    let list = s.get_json(&["csr"]);
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            let user = c["spec"]["username"].as_str().unwrap_or_default();
-            user == format!("system:node:{node}") || user == "system:bootstrap:server"
-        })
-        .map(|c| {
-            let approved = c["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["type"] == "Approved");
-            (
-                c["spec"]["signerName"].as_str().unwrap_or_default().into(),
-                if approved { "Approved" } else { "Pending" }.into(),
-            )
-        })
-        .collect()
+    csrs_where(s, |c| {
+        let user = c["spec"]["username"].as_str().unwrap_or_default();
+        user == format!("system:node:{node}") || user == "system:bootstrap:server"
+    })
+    .iter()
+    .map(|c| {
+        let approved = c["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["type"] == "Approved");
+        (
+            c["spec"]["signerName"].as_str().unwrap_or_default().into(),
+            if approved { "Approved" } else { "Pending" }.into(),
+        )
+    })
+    .collect()
 }
 
 fn exec(s: &Server, pod: &str, script: &str) -> (bool, String) {
@@ -547,4 +550,212 @@ fn wrong_tokens_and_an_unreachable_server_are_told_plainly() {
     let _ = child.wait();
     assert!(said.is_some_and(|l| l.contains("retrying")));
     assert!(still_running);
+}
+
+/// The certificate the agent's kubelet server presents now (DER), checked against the
+/// cluster's server CA as the API server checks it.
+fn presented_serving_cert(s: &Server, agent: &Agent) -> Vec<u8> {
+    use std::sync::Arc;
+    let port =
+        node(s, &agent.name).unwrap()["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_u64()
+            .unwrap();
+    let ca = std::fs::read(agent.data().join("agent/server-ca.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(agent.ns_ip.clone()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sock = std::net::TcpStream::connect((agent.ns_ip.as_str(), port as u16)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// The DER of the first certificate in the PEM file `path`.
+fn der_of(path: &std::path::Path) -> Vec<u8> {
+    let pem = std::fs::read(path).unwrap();
+    let cert = rustls_pemfile::certs(&mut pem.as_slice()).next().unwrap();
+    cert.unwrap().to_vec()
+}
+
+/// notAfter of the certificate in the PEM file `path`, as a Unix time.
+fn not_after(path: &std::path::Path) -> i64 {
+    let der = der_of(path);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.validity().not_after.timestamp()
+}
+
+#[test]
+fn an_agent_rotates_its_certificates_before_they_expire() {
+    // Two-minute certificates (backdated five minutes, as kube-controller-manager does):
+    // renewal falls due within about a minute and a half of each issue.
+    let (_net, s, agent) = two_nodes(&[
+        "--kube-controller-manager-arg",
+        "cluster-signing-duration=2m",
+    ]);
+    let dir = agent.data().join("agent");
+    let (client_crt, serving_crt) = (
+        dir.join("client-kubelet.crt"),
+        dir.join("serving-kubelet.crt"),
+    );
+    let (first_client, first_serving) = (der_of(&client_crt), der_of(&serving_crt));
+    let first_expiry = not_after(&client_crt).max(not_after(&serving_crt));
+    assert_eq!(presented_serving_cert(&s, &agent), first_serving);
+    minik_tests::server::eventually("both certificates renewed", 240, || {
+        (der_of(&client_crt) != first_client && der_of(&serving_crt) != first_serving).then_some(())
+    });
+    // The node asked for the new ones itself, and they were approved.
+    let by_node = |signer: &str| {
+        csrs_where(&s, |c| {
+            c["spec"]["username"] == format!("system:node:{}", agent.name).as_str()
+                && c["spec"]["signerName"] == signer
+                && c["status"]["certificate"].is_string()
+        })
+        .len()
+    };
+    assert!(by_node("kubernetes.io/kube-apiserver-client-kubelet") >= 1);
+    assert!(by_node("kubernetes.io/kubelet-serving") >= 2);
+    // The node's kubeconfig carries the renewed client certificate.
+    let kubeconfig: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("kubelet.kubeconfig")).unwrap()).unwrap();
+    let data = kubeconfig["users"][0]["user"]["client-certificate-data"]
+        .as_str()
+        .unwrap();
+    let pem = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+    assert_eq!(pem, std::fs::read(&client_crt).unwrap());
+    // Past the first certificates' expiry the node keeps working: Ready, new pods run,
+    // and the kubelet server presents a renewed certificate the API server accepts.
+    minik_tests::server::eventually("the first certificates expired", 240, || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        (now > first_expiry + 5).then_some(())
+    });
+    ready(&s, &agent.name);
+    let late = pod_of(
+        "late",
+        "busybox",
+        json!({"command": ["sh", "-c", "echo started late; exec sleep 3600"]}),
+        json!({"nodeName": agent.name, "terminationGracePeriodSeconds": 0}),
+    );
+    create(&s, &late);
+    s.eventually(
+        "the late pod's log through the renewed serving certificate",
+        || {
+            let out = s.kubectl(&["logs", "late"]);
+            text(&out).contains("started late").then_some(())
+        },
+    );
+    let presented = presented_serving_cert(&s, &agent);
+    assert_ne!(presented, first_serving);
+    // What it presents is one it asked for (the file may have moved on since).
+    let now_kept = der_of(&serving_crt);
+    assert!(presented == now_kept || by_node("kubernetes.io/kubelet-serving") >= 3);
+}
+
+#[test]
+fn kubectl_top_shows_the_usage_the_server_scrapes_from_an_agents_kubelet() {
+    let (_net, s, agent) = two_nodes(&[]);
+    // A pod on the agent's node holding some memory (a shell variable of ~16 MB).
+    let hog = pod_of(
+        "hog",
+        "busybox",
+        json!({"command": ["sh", "-c",
+            "x=$(head -c 16000000 /dev/zero | tr '\\0' x); echo held; while true; do sleep 3600; done"],
+            "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}),
+        json!({"nodeName": agent.name, "terminationGracePeriodSeconds": 0}),
+    );
+    create(&s, &hog);
+    running_ip(&s, "hog");
+    /// The row of `name` in `kubectl top <args>` once it has one.
+    fn row(s: &Server, args: &[&str], name: &str) -> Option<Vec<String>> {
+        let out = s.kubectl(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .find(|cols| cols.first().map(String::as_str) == Some(name))
+    }
+    /// kubectl's cpu (`<n>m`) in millicores and memory (`<n>Mi`) in MiB.
+    fn quantities(cpu: &str, memory: &str) -> (u64, u64) {
+        let cpu = cpu.strip_suffix('m').and_then(|n| n.parse().ok());
+        let memory = memory.strip_suffix("Mi").and_then(|n| n.parse().ok());
+        match (cpu, memory) {
+            (Some(c), Some(m)) => (c, m),
+            _ => panic!("not kubectl top quantities: {cpu:?} {memory:?}"),
+        }
+    }
+    // The agent's kubelet runs in another process: only the server's scraper of its
+    // /stats/summary can tell the metrics API what the pod and the node use.
+    let pod = s.eventually("the agent's pod in kubectl top", || {
+        row(&s, &["top", "pod", "hog"], "hog")
+    });
+    assert_eq!(pod.len(), 3, "NAME CPU(cores) MEMORY(bytes): {pod:?}");
+    let (_, memory) = quantities(&pod[1], &pod[2]);
+    assert!(memory >= 10, "the pod holds ~16 MB: {pod:?}");
+    let node = s.eventually("the agent's node in kubectl top", || {
+        row(&s, &["top", "node", &agent.name], &agent.name)
+    });
+    assert_eq!(node.len(), 5, "NAME CPU CPU% MEMORY MEMORY%: {node:?}");
+    let (_, memory) = quantities(&node[1], &node[3]);
+    assert!(memory > 0, "{node:?}");
+    // The container's usage, as the agent's kubelet measured it.
+    let raw = ok(s.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/hog",
+    ]));
+    let metrics: Value = serde_json::from_str(&raw).expect("PodMetrics");
+    assert_eq!(metrics["containers"][0]["name"], "main", "{metrics}");
+}
+
+#[test]
+fn an_agent_joins_with_the_servers_agent_token() {
+    let port_hint = free_port();
+    let net = Net::new(port_hint);
+    let s = Server::start_with(&[
+        "--bind-address",
+        "0.0.0.0",
+        "--tls-san",
+        &net.host_ip,
+        "--agent-token",
+        "agent-join-secret",
+    ]);
+    let mut agent = net.agent(port_hint);
+    // The full agent token (K10<hash>::node:<secret>) pins the CA as the server token does.
+    let token = s.dir.path().join("data/server/agent-token");
+    let log = std::fs::File::create(agent.dir.path().join("agent.log")).expect("agent log");
+    let child = agent
+        .command(&s, &["--token-file", token.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start minik agent");
+    agent.child = Some(child);
+    agent.kubeconfig = s.kubeconfig.clone();
+    ready(&s, &agent.name);
+    // Its client certificate came through a CSR the agent token's bootstrapper asked for,
+    // approved like the server token's.
+    let csrs = s.get_json(&["csr"]);
+    let by_agent_token = csrs["items"].as_array().into_iter().flatten().find(|c| {
+        c["spec"]["username"] == "system:bootstrap:agent"
+            && c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+    });
+    let csr = by_agent_token.unwrap_or_else(|| panic!("no CSR by the agent token: {csrs}"));
+    let approved = csr["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Approved");
+    assert!(approved, "{csr}");
 }

@@ -50,6 +50,9 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         simulated_nodes: args.simulated_nodes as usize,
         disable: args.disable.clone(),
         token: args.token.clone(),
+        token_file: args.token_file.clone(),
+        agent_token: args.agent_token.clone(),
+        agent_token_file: args.agent_token_file.clone(),
         cluster: minik_server::join::ClusterInfo {
             cluster_cidr: args.cluster_cidr.clone(),
             service_cidr: args.service_cidr.clone(),
@@ -71,6 +74,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         token_auth_file: args.token_auth_file,
         secrets_encryption: args.secrets_encryption,
         controllers: !args.disable_controller_manager,
+        cluster_signing_duration: signing_duration(&args.kube_controller_manager_arg)?,
         requestheader_allowed_names: args.requestheader_allowed_names,
         audit: args
             .audit_policy_file
@@ -147,6 +151,30 @@ pub fn node_config(node: &NodeArgs) -> anyhow::Result<minik_server::AgentConfig>
             cni_bin_dir: node.cni_bin_dir.clone(),
         },
     })
+}
+
+/// The CSR signers' longest certificate from `--kube-controller-manager-arg`s (a year
+/// unless `cluster-signing-duration` is given); other keys are refused by name.
+fn signing_duration(args: &[String]) -> anyhow::Result<std::time::Duration> {
+    let mut duration = std::time::Duration::from_secs(365 * 24 * 3600);
+    for arg in args {
+        let (key, value) = arg
+            .trim_start_matches('-')
+            .split_once('=')
+            .with_context(|| format!("--kube-controller-manager-arg {arg:?} is not KEY=VALUE"))?;
+        if key != "cluster-signing-duration" {
+            anyhow::bail!(
+                "--kube-controller-manager-arg {key:?} is not supported (known: \
+                 cluster-signing-duration)"
+            );
+        }
+        duration = parse_duration(value)
+            .filter(|d| !d.is_zero())
+            .with_context(|| {
+                format!("--kube-controller-manager-arg {arg:?}: not a duration like 8760h or 30m")
+            })?;
+    }
+    Ok(duration)
 }
 
 /// Whether `--disable` names one of `names`.
@@ -228,8 +256,27 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, signing_duration};
     use std::time::Duration;
+
+    #[test]
+    fn controller_manager_args() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(signing_duration(&[]).unwrap(), year);
+        let two = signing_duration(&args(&["cluster-signing-duration=2m"])).unwrap();
+        assert_eq!(two, Duration::from_secs(120));
+        let dashed = signing_duration(&args(&["--cluster-signing-duration=1h"])).unwrap();
+        assert_eq!(dashed, Duration::from_secs(3600));
+        for bad in [
+            "cluster-signing-duration",
+            "cluster-signing-duration=0s",
+            "leader-elect=false",
+        ] {
+            let e = signing_duration(&args(&[bad])).unwrap_err().to_string();
+            assert!(e.contains("--kube-controller-manager-arg"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn durations() {

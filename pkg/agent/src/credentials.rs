@@ -207,13 +207,27 @@ pub async fn client_certificate(
     bootstrap: impl AsyncFnOnce() -> Result<kube::Client, Error>,
 ) -> Result<CertPair, Error> {
     let cn = format!("system:node:{node}");
-    if let Some(pair) = load(dir, "client-kubelet").filter(|p| usable(&p.cert_pem, &cn, &[])) {
+    if let Some(pair) = load(dir, CLIENT).filter(|p| usable(&p.cert_pem, &cn, &[])) {
         return Ok(pair);
     }
-    let client = bootstrap().await?;
+    renew_client(dir, &bootstrap().await?, node).await
+}
+
+/// Where the client certificate is kept (`<name>.crt`, `<name>.key`).
+pub const CLIENT: &str = "client-kubelet";
+/// Where the serving certificate is kept.
+pub const SERVING: &str = "serving-kubelet";
+
+/// A new client certificate for `node`, asked for with `client` (the bootstrapper's, or
+/// the node's own when renewing), kept in `dir`.
+pub async fn renew_client(
+    dir: &Path,
+    client: &kube::Client,
+    node: &str,
+) -> Result<CertPair, Error> {
     let usages = ["digital signature", "client auth"];
-    let pair = request(&client, KUBELET_CLIENT, node, Vec::new(), &usages).await?;
-    save(dir, "client-kubelet", &pair)?;
+    let pair = request(client, KUBELET_CLIENT, node, Vec::new(), &usages).await?;
+    save(dir, CLIENT, &pair)?;
     tracing::info!(node, "got the kubelet client certificate");
     Ok(pair)
 }
@@ -227,9 +241,19 @@ pub async fn serving_certificate(
     ip: IpAddr,
 ) -> Result<CertPair, Error> {
     let cn = format!("system:node:{node}");
-    if let Some(pair) = load(dir, "serving-kubelet").filter(|p| usable(&p.cert_pem, &cn, &[ip])) {
+    if let Some(pair) = load(dir, SERVING).filter(|p| usable(&p.cert_pem, &cn, &[ip])) {
         return Ok(pair);
     }
+    renew_serving(dir, client, node, ip).await
+}
+
+/// A new serving certificate for `node` at `ip`, asked for by the node, kept in `dir`.
+pub async fn renew_serving(
+    dir: &Path,
+    client: &kube::Client,
+    node: &str,
+    ip: IpAddr,
+) -> Result<CertPair, Error> {
     let mut sans = vec![node.to_string()];
     if let Ok(host) = minik_kubelet::machine::hostname()
         && host != node
@@ -239,7 +263,7 @@ pub async fn serving_certificate(
     sans.push(ip.to_string());
     let usages = ["digital signature", "server auth"];
     let pair = request(client, KUBELET_SERVING, node, sans, &usages).await?;
-    save(dir, "serving-kubelet", &pair)?;
+    save(dir, SERVING, &pair)?;
     tracing::info!(node, "got the kubelet serving certificate");
     Ok(pair)
 }

@@ -6,13 +6,15 @@
 //! 2. With the token's credential (the server's secret or a bootstrap token) it asks for a
 //!    kubelet client certificate by CSR; then, as `system:node:<name>`, for a serving
 //!    certificate. Both are kept in `<data-dir>/agent/`, so a restarted agent rejoins as
-//!    the same node without the token being asked again.
+//!    the same node without the token being asked again. While it runs, each is renewed
+//!    by a new CSR once 70-90% of its lifetime has passed (rotation.rs).
 //! 3. It reads the cluster's settings (cluster CIDR, DNS address and domain, whether the
 //!    embedded network and DNS run) from ConfigMap kube-system/minik-config, then runs the
 //!    kubelet, pod network, service proxy, DNS and network policy as the server's node does.
 
 mod cacerts;
 pub mod credentials;
+pub mod rotation;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use minik_auth::join_token::{self, JoinToken};
+use minik_kubelet::server::ServingCert;
 use minik_server::AgentConfig;
 use minik_server::join::{CLIENT_CA_KEY, CONFIG_MAP, ClusterInfo};
 use tokio_util::sync::CancellationToken;
@@ -168,22 +171,30 @@ pub async fn run(options: AgentOptions, shutdown: CancellationToken) -> Result<(
         credentials::client(&server, &ca, &credentials::Auth::Token(&token.credential)).await
     };
     let pair = credentials::client_certificate(&dir, &name, bootstrap).await?;
-    let auth = credentials::Auth::Cert(&pair);
-    let kubeconfig = credentials::kubeconfig(&server, &ca, &auth);
-    minik_auth::write_mode(
-        &dir.join("kubelet.kubeconfig"),
-        kubeconfig.to_string().as_bytes(),
-        0o600,
-    )?;
-    let client = credentials::client(&server, &ca, &auth).await?;
+    let swappable =
+        rotation::Swappable::new(rotation::use_client_cert(&dir, &server, &ca, &pair).await?);
+    let client = swappable.client();
     let (info, client_ca) = cluster_info(&client).await?;
     let ip = minik_kubelet::machine::node_address(options.node.node_ip);
     let serving = credentials::serving_certificate(&dir, &client, &name, ip).await?;
     let node = with_cluster(options.node, &info);
     tracing::info!(node = name, server, address = %ip, "joined; starting the node");
+    let serving_cert = ServingCert::from_pem(&serving.cert_pem, &serving.key_pem)
+        .map_err(|e| Error::Csr(format!("the serving certificate: {e}")))?;
+    let rotation = rotation::Rotation {
+        dir,
+        server,
+        ca,
+        token: token.credential,
+        node: name.clone(),
+        ip,
+        client: swappable,
+        serving: serving_cert.clone(),
+    };
+    let stop = shutdown.clone();
+    tokio::spawn(async move { rotation.run(&pair.cert_pem, &serving.cert_pem, stop).await });
     let material = minik_kubelet::server::TlsMaterial {
-        cert_pem: serving.cert_pem,
-        key_pem: serving.key_pem,
+        cert: serving_cert,
         client_ca_pem: client_ca,
     };
     minik_server::agent::run_node(

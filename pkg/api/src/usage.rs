@@ -3,8 +3,10 @@
 //! window ending at a timestamp) into a `UsageStore` about every 10 seconds, and the API
 //! server reads the latest report, as metrics-server keeps the latest scrape.
 //!
-//! In-process kubelets (simulated nodes now, the local kubelet later) write the store
-//! directly; a kubelet in another process would be scraped into it.
+//! In-process kubelets (the server's own node, simulated nodes) write the store directly
+//! (`report`); the kubelets of agents in other processes are scraped into it by the API
+//! server (`report_scraped`). A node's fresh local report always wins over a scraped one,
+//! and the scraper forgets only what it wrote.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -58,10 +60,20 @@ pub struct PodUsage {
     pub containers: Vec<(String, Usage)>,
 }
 
+/// Who wrote a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A kubelet of this process.
+    Local,
+    /// The API server, from the node's kubelet's `/stats/summary`.
+    Scraped,
+}
+
 #[derive(Debug, Clone)]
 struct Report {
     node: NodeUsage,
     pods: Vec<PodUsage>,
+    source: Source,
 }
 
 /// The latest report of every node, shared by the kubelets that write it and the API
@@ -72,10 +84,56 @@ pub struct UsageStore {
 }
 
 impl UsageStore {
-    /// Replace what is known of `node` and its pods.
+    /// Replace what is known of `node` and its pods, as the node's in-process kubelet.
     pub fn report(&self, node: &str, usage: NodeUsage, pods: Vec<PodUsage>) {
+        self.put(node, usage, pods, Source::Local);
+    }
+
+    /// Replace what is known of `node` and its pods with what was scraped from its kubelet,
+    /// unless an in-process kubelet reports the node (a fresh local report is kept).
+    /// Whether the report was taken.
+    pub fn report_scraped(&self, node: &str, usage: NodeUsage, pods: Vec<PodUsage>) -> bool {
+        if self.reported_locally(node) {
+            return false;
+        }
+        self.put(node, usage, pods, Source::Scraped);
+        true
+    }
+
+    fn put(&self, node: &str, usage: NodeUsage, pods: Vec<PodUsage>, source: Source) {
+        let report = Report {
+            node: usage,
+            pods,
+            source,
+        };
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-        nodes.insert(node.to_string(), Report { node: usage, pods });
+        nodes.insert(node.to_string(), report);
+    }
+
+    /// Whether an in-process kubelet reports `node` (its latest report is fresh).
+    pub fn reported_locally(&self, node: &str) -> bool {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .get(node)
+            .is_some_and(|r| r.source == Source::Local && is_fresh(r, Utc::now()))
+    }
+
+    /// The nodes whose latest report was scraped.
+    pub fn scraped_nodes(&self) -> Vec<String> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .iter()
+            .filter(|(_, r)| r.source == Source::Scraped)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Drop what was scraped of `node` (the node is gone); a local report is kept.
+    pub fn forget_scraped(&self, node: &str) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        if nodes.get(node).is_some_and(|r| r.source == Source::Scraped) {
+            nodes.remove(node);
+        }
     }
 
     /// Drop what is known of `node` (its kubelet stopped).
@@ -132,6 +190,19 @@ mod tests {
         }
     }
 
+    /// A local report of `node` ten minutes old.
+    fn report_stale(store: &UsageStore, node: &str, pods: Vec<PodUsage>) {
+        let old = Window {
+            timestamp: Utc::now() - TimeDelta::seconds(600),
+            window: Duration::from_secs(10),
+        };
+        let usage = NodeUsage {
+            window: old,
+            usage: Usage::default(),
+        };
+        store.report(node, usage, pods);
+    }
+
     #[test]
     fn the_latest_report_of_each_node_is_served() {
         let store = UsageStore::default();
@@ -162,20 +233,40 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_local_report_wins_over_a_scraped_one() {
+        let store = UsageStore::default();
+        let node = |cpu| NodeUsage {
+            window: window(10),
+            usage: Usage {
+                cpu_nanocores: cpu,
+                memory_bytes: 1,
+            },
+        };
+        // Scraped first, then the local kubelet reports: the local report replaces it.
+        assert!(store.report_scraped("n1", node(1), vec![pod("a", "p1", 1)]));
+        assert_eq!(store.scraped_nodes(), ["n1"]);
+        assert!(!store.reported_locally("n1"));
+        store.report("n1", node(2), vec![]);
+        assert!(store.reported_locally("n1"));
+        assert!(store.scraped_nodes().is_empty());
+        // A scrape does not replace a fresh local report, nor forgets it.
+        assert!(!store.report_scraped("n1", node(3), vec![pod("a", "p1", 1)]));
+        store.forget_scraped("n1");
+        assert_eq!(store.node("n1").map(|n| n.usage.cpu_nanocores), Some(2));
+        assert!(store.pods(None).is_empty());
+        // A stale local report (its kubelet stopped) gives way to the scraper.
+        report_stale(&store, "n2", vec![]);
+        assert!(!store.reported_locally("n2"));
+        assert!(store.report_scraped("n2", node(4), vec![]));
+        assert_eq!(store.node("n2").map(|n| n.usage.cpu_nanocores), Some(4));
+        store.forget_scraped("n2");
+        assert!(store.node("n2").is_none());
+    }
+
+    #[test]
     fn stale_reports_are_not_served() {
         let store = UsageStore::default();
-        let old = Window {
-            timestamp: Utc::now() - TimeDelta::seconds(600),
-            window: Duration::from_secs(10),
-        };
-        store.report(
-            "n1",
-            NodeUsage {
-                window: old,
-                usage: Usage::default(),
-            },
-            vec![pod("a", "p1", 1)],
-        );
+        report_stale(&store, "n1", vec![pod("a", "p1", 1)]);
         assert!(store.node("n1").is_none());
         assert!(store.pods(None).is_empty());
     }

@@ -1,7 +1,7 @@
 //! The token agents join with, in k3s's format: `K10<sha256 of the server CA bundle, hex>::
-//! <user>:<secret>` (the server's own token, user `server`), `K10<hash>::<id>.<secret>` (a
-//! bootstrap token with the CA pinned), or just the secret part (the CA is then taken on
-//! trust, as k3s does with a short token).
+//! <user>:<secret>` (the server's own token, user `server`; or the agent token, user
+//! `node`), `K10<hash>::<id>.<secret>` (a bootstrap token with the CA pinned), or just the
+//! secret part (the CA is then taken on trust, as k3s does with a short token).
 
 use std::fmt::Write as _;
 
@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 pub struct JoinToken {
     /// The hash of the CA bundle the server must present (None: not pinned).
     pub ca_hash: Option<String>,
-    /// What authenticates the agent: the server's secret or a bootstrap token `<id>.<secret>`.
+    /// What authenticates the agent: the server's or agent token's secret, or a bootstrap
+    /// token `<id>.<secret>`.
     pub credential: String,
 }
 
@@ -31,6 +32,9 @@ pub enum TokenError {
 
 /// The user name of a server token's credential.
 pub const SERVER_USER: &str = "server";
+
+/// The user name of an agent token's credential (k3s's `--agent-token`).
+pub const AGENT_USER: &str = "node";
 
 impl JoinToken {
     /// Read a token as `minik agent --token` and `minik server --token` take it.
@@ -56,7 +60,7 @@ impl JoinToken {
             return Err(TokenError::BadHash(hash.to_string()));
         }
         let credential = match cred.split_once(':') {
-            Some((user, secret)) if user == SERVER_USER => secret,
+            Some((user, secret)) if user == SERVER_USER || user == AGENT_USER => secret,
             _ => cred,
         };
         if credential.is_empty() {
@@ -91,7 +95,16 @@ pub fn ca_hash(bundle: &[u8]) -> String {
 
 /// The full server token for `secret` and the server's CA bundle.
 pub fn server_token(bundle: &[u8], secret: &str) -> String {
-    format!("K10{}::{SERVER_USER}:{secret}", ca_hash(bundle))
+    full_token(bundle, SERVER_USER, secret)
+}
+
+/// The full agent token (`K10<hash>::node:<secret>`) for `secret` and the server's CA bundle.
+pub fn agent_token(bundle: &[u8], secret: &str) -> String {
+    full_token(bundle, AGENT_USER, secret)
+}
+
+fn full_token(bundle: &[u8], user: &str, secret: &str) -> String {
+    format!("K10{}::{user}:{secret}", ca_hash(bundle))
 }
 
 #[cfg(test)]
@@ -111,6 +124,29 @@ mod tests {
             ca_hash(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn agent_tokens_round_trip() {
+        let full = agent_token(b"ca pem", "agent-s3cret");
+        assert!(full.starts_with("K10") && full.ends_with("::node:agent-s3cret"));
+        let t = JoinToken::parse(&full).unwrap();
+        assert_eq!(t.ca_hash.as_deref(), Some(ca_hash(b"ca pem").as_str()));
+        assert_eq!(t.credential, "agent-s3cret");
+        assert!(!t.is_bootstrap());
+        // Same hash as the server token of the same CA; only the user differs.
+        assert_eq!(
+            full.split_once("::").unwrap().0,
+            server_token(b"ca pem", "x").split_once("::").unwrap().0
+        );
+        let hash = "c".repeat(64);
+        assert_eq!(
+            JoinToken::parse(&format!("K10{hash}::node:")),
+            Err(TokenError::NoSecret)
+        );
+        // Another user name is not stripped: the whole `<user>:<secret>` is the credential.
+        let t = JoinToken::parse(&format!("K10{hash}::other:x")).unwrap();
+        assert_eq!(t.credential, "other:x");
     }
 
     #[test]

@@ -17,8 +17,9 @@ use crate::rest::decode;
 
 /// Changes kept per resource for watchers that start a little in the past.
 const RING: usize = 10_000;
-/// Changes a watcher may fall behind before it is ended (its client re-watches).
-const WATCHER_BUFFER: usize = 4096;
+/// Changes broadcast to watchers before a slow one falls behind and catches up from the
+/// ring (each slot is allocated up front, for every resource).
+const WATCHER_BUFFER: usize = 512;
 
 /// One change of one object, decoded once and shared by every watcher.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::cache::{Change, Subscription};
+use crate::cache::{Cacher, Change, Subscription};
 use crate::error::{ApiError, Result};
 use crate::list_prefix;
 use crate::rest::Registry;
@@ -62,10 +62,6 @@ impl WatchEvent {
             object: Arc::new(object),
             shared: None,
         }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({"type": self.kind, "object": &*self.object})
     }
 
     /// The event as one line of a watch response, serialized once per change.
@@ -147,7 +143,9 @@ pub fn gone_event(message: &str) -> WatchEvent {
 }
 
 enum Source {
-    Cache(broadcast::Receiver<Arc<Change>>),
+    /// The watch cache's broadcast; a watcher that falls behind it catches up from the
+    /// cache's ring of recent changes.
+    Cache(Arc<Cacher>, broadcast::Receiver<Arc<Change>>),
     Store(minik_store::WatchStream),
     Done,
 }
@@ -170,6 +168,8 @@ pub struct WatchStream {
 
 enum Next {
     Change(Arc<Change>),
+    /// Caught up from the ring after falling behind: the backlog has what follows.
+    Resumed,
     Gone(String),
     Failed(String),
     End,
@@ -230,7 +230,7 @@ impl Registry {
             (rv, cacher.subscribe(rv))
         };
         let (backlog, source) = match sub {
-            Some(Subscription { backlog, rx }) => (backlog.into(), Source::Cache(rx)),
+            Some(Subscription { backlog, rx }) => (backlog.into(), Source::Cache(cacher, rx)),
             // Older than the cache: the store's history, back to its compaction.
             None => match self.store.watch(&prefix, start + 1).await {
                 Ok(w) => (VecDeque::new(), Source::Store(w)),
@@ -262,12 +262,29 @@ impl WatchStream {
         }
         match &mut self.source {
             Source::Done => Next::End,
-            Source::Cache(rx) => match rx.recv().await {
-                Ok(c) => Next::Change(c),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    Next::Gone("the watch fell too far behind; list and watch again".into())
+            Source::Cache(cacher, rx) => loop {
+                match rx.recv().await {
+                    Ok(c) => return Next::Change(c),
+                    // Behind the broadcast: the changes since the last one seen come from
+                    // the ring (those already seen or of other namespaces are skipped).
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        match cacher.subscribe(self.last_rv) {
+                            Some(Subscription { backlog, rx: fresh }) => {
+                                *rx = fresh;
+                                if !backlog.is_empty() {
+                                    self.backlog = backlog.into();
+                                    return Next::Resumed;
+                                }
+                            }
+                            None => {
+                                return Next::Gone(
+                                    "the watch fell too far behind; list and watch again".into(),
+                                );
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Next::End,
                 }
-                Err(broadcast::error::RecvError::Closed) => Next::End,
             },
             Source::Store(w) => match w.recv().await {
                 Some(Ok(e)) => match Change::from_store_with_prev(&e) {
@@ -308,6 +325,7 @@ impl WatchStream {
             match got {
                 None => return Some(bookmark(self.info, self.last_rv, false)),
                 Some(Next::End) => return None,
+                Some(Next::Resumed) => continue,
                 Some(Next::Gone(message)) => {
                     self.source = Source::Done;
                     return Some(gone_event(&message));

@@ -51,6 +51,9 @@ pub struct Config {
     pub scheduler: bool,
     /// Run the controller manager (`--disable-controller-manager` turns it off).
     pub controllers: bool,
+    /// The longest certificate the CSR signers issue (`--kube-controller-manager-arg
+    /// cluster-signing-duration=...`; a year by default).
+    pub cluster_signing_duration: Duration,
     /// `--audit-policy-file`, the log (`--audit-log-path`) and its rotation.
     pub audit: Option<AuditConfig>,
     /// The node this server runs (None: `--disable-agent`).
@@ -59,6 +62,12 @@ pub struct Config {
     pub disable: Vec<String>,
     /// `--token`: the secret agents join with (None: the kept one, or a new one).
     pub token: Option<String>,
+    /// `--token-file`: a file holding `--token` (read at start; not with `token`).
+    pub token_file: Option<PathBuf>,
+    /// `--agent-token`: a second secret agents (only) may join with (None: none).
+    pub agent_token: Option<String>,
+    /// `--agent-token-file`: a file holding `--agent-token` (not with `agent_token`).
+    pub agent_token_file: Option<PathBuf>,
     /// The settings agents take from the server (published for them at start).
     pub cluster: join::ClusterInfo,
 }

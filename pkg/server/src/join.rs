@@ -1,22 +1,23 @@
-//! What agents join with (k3s's way): the server token `K10<CA hash>::server:<secret>`,
-//! kept in `<data-dir>/server/token` (and `node-token`); the CA bundle at /cacerts; the
-//! token's secret authenticating as a bootstrapper (it may only ask for a kubelet client
-//! certificate, approved at once); and the cluster's settings agents need, in ConfigMap
-//! kube-system/minik-config, which nodes may read.
+//! What agents join with (k3s's way): the join tokens (tokens.rs: the server token
+//! `K10<CA hash>::server:<secret>`, kept in `<data-dir>/server/token` and `node-token`, and
+//! the optional agent token `K10<CA hash>::node:<secret>` in `agent-token`); the CA bundle at
+//! /cacerts; and the cluster's settings agents need, in ConfigMap kube-system/minik-config,
+//! which nodes may read.
 
-use std::collections::HashMap;
+mod tokens;
+
+pub use tokens::{
+    AGENT_TOKEN_USER, JoinTokens, TOKEN_USER, TokenError, authenticate, check_flags, flag_or_file,
+    join_tokens,
+};
+
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 
-use minik_auth::join_token::{self, JoinToken};
-use minik_registry::{ApiError, Registry, UserInfo};
+use minik_registry::{ApiError, Registry};
 use serde_json::json;
 
 /// The ConfigMap (in kube-system) agents read the cluster's settings from.
 pub const CONFIG_MAP: &str = "minik-config";
-
-/// Who the server token's secret authenticates as.
-pub const TOKEN_USER: &str = "system:bootstrap:server";
 
 /// The cluster settings an agent takes from its server rather than from its own flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,76 +62,6 @@ impl ClusterInfo {
             vxlan: data.get("flannelBackend").map(String::as_str) == Some("vxlan"),
         })
     }
-}
-
-/// Why the token cannot be made.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("--token: {0}")]
-    Parse(#[from] join_token::TokenError),
-    #[error(
-        "--token pins a CA hash ({given}) that is not this server's ({ours}): give only the \
-         secret, or the token this server printed"
-    )]
-    OtherCa { given: String, ours: String },
-    #[error("{0}")]
-    Write(#[from] minik_auth::Error),
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// The server's token: the secret from `--token` (a full token must pin this server's CA),
-/// else the one kept in the data dir, else a new one. The full token is (re)written to
-/// `<data-dir>/server/token` and `node-token` (0600). Returns the secret and the full token.
-pub fn server_token(
-    data_dir: &Path,
-    flag: Option<&str>,
-    ca_bundle: &str,
-) -> Result<(String, String), TokenError> {
-    let dir = data_dir.join("server");
-    let file = dir.join("token");
-    let ours = join_token::ca_hash(ca_bundle.as_bytes());
-    let secret = match flag {
-        Some(t) => {
-            let t = JoinToken::parse(t)?;
-            if let Some(given) = t.ca_hash.filter(|h| *h != ours) {
-                return Err(TokenError::OtherCa { given, ours });
-            }
-            t.credential
-        }
-        None => match std::fs::read_to_string(&file) {
-            Ok(text) => JoinToken::parse(&text)?.credential,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                minik_controllers::util::random_suffix(32)
-            }
-            Err(source) => return Err(TokenError::Read { path: file, source }),
-        },
-    };
-    let full = join_token::server_token(ca_bundle.as_bytes(), &secret);
-    let text = format!("{full}\n");
-    minik_auth::write_mode(&file, text.as_bytes(), 0o600)?;
-    minik_auth::write_mode(&dir.join("node-token"), text.as_bytes(), 0o600)?;
-    Ok((secret, full))
-}
-
-/// Add the server token's secret to the static tokens: a bootstrapper that may ask for a
-/// kubelet client certificate and nothing else.
-pub fn authenticate_secret(tokens: &mut HashMap<String, UserInfo>, secret: &str) {
-    tokens.insert(
-        secret.to_string(),
-        UserInfo {
-            name: TOKEN_USER.into(),
-            uid: String::new(),
-            groups: vec![
-                "system:bootstrappers".into(),
-                "system:bootstrappers:minik:server-token".into(),
-            ],
-        },
-    );
 }
 
 /// The ConfigMap key of the client CA (PEM), which agents' kubelet servers verify the API
@@ -183,27 +114,6 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_token_is_kept_and_pins_the_ca() {
-        let dir = tempfile::tempdir().unwrap();
-        let (secret, full) = server_token(dir.path(), None, "CA").unwrap();
-        assert_eq!(secret.len(), 32);
-        let kept = std::fs::read_to_string(dir.path().join("server/node-token")).unwrap();
-        assert_eq!(kept.trim(), full);
-        // The same secret at the next start; --token replaces it.
-        assert_eq!(server_token(dir.path(), None, "CA").unwrap().0, secret);
-        assert_eq!(
-            server_token(dir.path(), Some("mine"), "CA").unwrap().0,
-            "mine"
-        );
-        assert_eq!(server_token(dir.path(), None, "CA").unwrap().0, "mine");
-        // A full token must be this server's.
-        let (_, full) = server_token(dir.path(), None, "CA").unwrap();
-        assert!(server_token(dir.path(), Some(&full), "CA").is_ok());
-        let e = server_token(dir.path(), Some(&full), "other CA").unwrap_err();
-        assert!(e.to_string().contains("not this server's"), "{e}");
-    }
 
     #[test]
     fn cluster_info_round_trips() {

@@ -66,12 +66,21 @@ pub enum Error {
     Encryption(String),
     #[error("node: {0}")]
     Agent(#[from] agent::AgentError),
-    #[error("the server token: {0}")]
+    #[error("join tokens: {0}")]
     Token(#[from] join::TokenError),
 }
 
 /// Run a server until `shutdown` is cancelled.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    // Token files are read before anything is made.
+    config.token =
+        join::flag_or_file("--token", config.token.take(), config.token_file.as_deref())?;
+    config.agent_token = join::flag_or_file(
+        "--agent-token",
+        config.agent_token.take(),
+        config.agent_token_file.as_deref(),
+    )?;
+    join::check_flags(config.token.as_deref(), config.agent_token.as_deref())?;
     if let Some(agent) = &config.agent {
         agent.check()?;
     }
@@ -185,13 +194,14 @@ async fn serve(
     sans.push(config.service_cidr.nth(1).to_string());
     sans.push(bootstrap::advertise_address(config.bind_address).to_string());
     let pki = minik_auth::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
-    let (secret, _) = join::server_token(
+    let join_tokens = join::join_tokens(
         &config.data_dir,
         config.token.as_deref(),
+        config.agent_token.as_deref(),
         &pki.server_ca.cert_pem,
     )?;
     let mut tokens = tokens;
-    join::authenticate_secret(&mut tokens, &secret);
+    join::authenticate(&mut tokens, &join_tokens);
     let signer = std::sync::Arc::new(
         minik_apiserver::authn::serviceaccount::TokenSigner::from_pem(&pki.service_key_pem)
             .map_err(Error::Authentication)?,
@@ -259,7 +269,7 @@ async fn serve(
         config.write_kubeconfig.display(),
         advertise,
         local.port(),
-        config.data_dir.join("server").join("node-token").display()
+        join_tokens.join_file.display()
     );
     let files = TlsFiles {
         cert_pem: &pki.serving.cert_pem,
@@ -323,6 +333,17 @@ async fn serve(
             key_pem: pki.kubelet_client.key_pem.clone(),
             ca_pem: pki.server_ca.cert_pem.clone(),
         });
+    // Agents' kubelets (in other processes) are scraped into the usage store, as k3s's
+    // metrics-server scrapes every kubelet.
+    let scraper = minik_apiserver::resource_metrics::scrape::Scraper {
+        registry: state.registry.clone(),
+        kubelet: state.kubelet.clone(),
+        usage: usage.clone(),
+    };
+    tokio::spawn(minik_apiserver::resource_metrics::scrape::run(
+        scraper,
+        shutdown.clone(),
+    ));
     let aggregation = state.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -367,6 +388,7 @@ async fn serve(
                     cert_pem: pki.server_ca.cert_pem.clone(),
                     key_pem: pki.server_ca.key_pem.clone(),
                 },
+                duration: config.cluster_signing_duration,
             }),
         };
         tokio::spawn(minik_controllers::run(

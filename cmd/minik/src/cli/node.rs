@@ -132,9 +132,25 @@ pub struct ServerArgs {
     #[arg(long, default_value = "sqlite://", env = "MINIK_DATASTORE_ENDPOINT")]
     pub datastore_endpoint: String,
 
-    /// Shared secret agents use to join (generated when not given).
+    /// The server token: the shared secret agents (and servers) join with, just the secret
+    /// or a full K10<CA hash>::server:<secret> token of this server (generated and kept in
+    /// <data-dir>/server/token when not given).
     #[arg(long, short = 't', env = "MINIK_TOKEN")]
     pub token: Option<String>,
+
+    /// A file holding the server token (see --token).
+    #[arg(long, env = "MINIK_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+
+    /// An agent token: a second secret agents may join with that is not the server token
+    /// (which keeps working for agents too). The full token, K10<CA hash>::node:<secret>,
+    /// is written to <data-dir>/server/agent-token; without this flag there is none.
+    #[arg(long, env = "MINIK_AGENT_TOKEN")]
+    pub agent_token: Option<String>,
+
+    /// A file holding the agent token (see --agent-token).
+    #[arg(long, env = "MINIK_AGENT_TOKEN_FILE", conflicts_with = "agent_token")]
+    pub agent_token_file: Option<PathBuf>,
 
     /// Extra names and IPs for the serving certificate.
     #[arg(long)]
@@ -262,6 +278,12 @@ pub struct ServerArgs {
     /// on by this server).
     #[arg(long)]
     pub disable_controller_manager: bool,
+
+    /// A kube-controller-manager flag, as KEY=VALUE (repeatable, as k3s takes them). Known:
+    /// cluster-signing-duration (the longest certificate the CSR signers issue, e.g. 8760h,
+    /// the default).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub kube_controller_manager_arg: Vec<String>,
 
     /// Do not run the scheduler (pods then stay Pending unless another scheduler binds them).
     #[arg(long)]

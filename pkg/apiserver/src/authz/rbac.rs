@@ -1,7 +1,7 @@
 //! RBAC: the rules of the roles bound to a user (by name, by group, as a service account)
 //! in the request's namespace and cluster-wide, matched against the request's attributes.
 //! Bindings and roles are read from the watch cache (as kube-apiserver's RBAC authorizer
-//! reads informers); `cache.rs` keeps the resolved rules per user between changes.
+//! reads informers); `rbac_cache.rs` keeps the resolved rules per user between changes.
 
 use std::sync::Arc;
 

@@ -37,6 +37,33 @@ impl KubeletClient {
     fn get(&self) -> Option<KubeletIdentity> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// A connection to the kubelet at `addr` with the API server's kubelet client
+    /// certificate, the kubelet's serving certificate checked against the CA.
+    pub async fn connect<B>(&self, addr: SocketAddr) -> Result<SendRequest<B>, ApiError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let id = self
+            .get()
+            .ok_or_else(|| ApiError::Internal("the API server has no kubelet client".into()))?;
+        let target = TlsTarget {
+            addr,
+            server_name: addr.ip().to_string(),
+            ca_bundle: Some(id.ca_pem.into_bytes()),
+            insecure: false,
+        };
+        let cert = ClientCert {
+            cert_pem: id.cert_pem,
+            key_pem: id.key_pem,
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, client::connect::<B>(&target, Some(&cert)))
+            .await
+            .map_err(|_| unreachable(addr, "timed out connecting to the kubelet"))?
+            .map_err(|e| unreachable(addr, &e))
+    }
 }
 
 /// Where a node's kubelet listens: its InternalIP (else any address that is an IP) and its
@@ -66,24 +93,7 @@ where
     let addr = kubelet_address(&node).ok_or_else(|| {
         ApiError::Internal(format!("node {node_name:?} has no address for its kubelet"))
     })?;
-    let id = state
-        .kubelet
-        .get()
-        .ok_or_else(|| ApiError::Internal("the API server has no kubelet client".into()))?;
-    let target = TlsTarget {
-        addr,
-        server_name: addr.ip().to_string(),
-        ca_bundle: Some(id.ca_pem.into_bytes()),
-        insecure: false,
-    };
-    let cert = ClientCert {
-        cert_pem: id.cert_pem,
-        key_pem: id.key_pem,
-    };
-    let sender = tokio::time::timeout(CONNECT_TIMEOUT, client::connect::<B>(&target, Some(&cert)))
-        .await
-        .map_err(|_| unreachable(addr, "timed out connecting to the kubelet"))?
-        .map_err(|e| unreachable(addr, &e))?;
+    let sender = state.kubelet.connect(addr).await?;
     Ok((sender, addr))
 }
 

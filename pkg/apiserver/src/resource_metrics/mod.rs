@@ -5,8 +5,12 @@
 //! group-version while the Local APIService `v1beta1.metrics.k8s.io` exists (made at start),
 //! after authenticating and authorizing the request as every other one (reading needs RBAC
 //! on `metrics.k8s.io` nodes/pods, which `system:aggregated-metrics-reader` grants).
+//! In-process kubelets write the store; the kubelets of agents in other processes are
+//! scraped into it (scrape.rs, summary.rs).
 
 mod objects;
+pub mod scrape;
+mod summary;
 
 use std::collections::HashMap;
 

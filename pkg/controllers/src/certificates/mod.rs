@@ -43,6 +43,9 @@ impl std::fmt::Debug for Ca {
 pub struct SigningCas {
     pub client: Ca,
     pub server: Ca,
+    /// The longest a certificate is issued for (`--cluster-signing-duration`; requests may
+    /// ask for less with `spec.expirationSeconds`).
+    pub duration: std::time::Duration,
 }
 
 /// Whether the request has a condition of type `t` that is not False.

@@ -57,7 +57,7 @@ pub fn start(ctx: &Ctx, cas: Option<&super::SigningCas>, workers: usize) -> Queu
         ctx: ctx.clone(),
         client_ca,
         server_ca,
-        max_duration: sign::DEFAULT_DURATION,
+        max_duration: cas.duration,
     });
     ctx.spawn_workers(NAME, &queue, workers, this);
     queue

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::runtime::{ContainerRuntime, State as ContainerState};
 use auth::{Authorizer, User};
 use metrics::KubeletMetrics;
-pub use tls::TlsMaterial;
+pub use tls::{ServingCert, TlsMaterial};
 
 /// Where the kubelet server's certificate comes from.
 #[derive(Debug, Clone)]
@@ -114,8 +114,8 @@ pub fn serving(
     names.dedup();
     let pair = minik_auth::kubelet_serving(dir, &cas.server_ca, node, &names)?;
     Ok(TlsMaterial {
-        cert_pem: pair.cert_pem,
-        key_pem: pair.key_pem,
+        cert: tls::ServingCert::from_pem(&pair.cert_pem, &pair.key_pem)
+            .map_err(ServerError::Tls)?,
         client_ca_pem: cas.client_ca_pem.clone(),
     })
 }
