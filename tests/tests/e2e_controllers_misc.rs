@@ -1,6 +1,7 @@
 //! The smaller controllers of a real `minik server`, driven by kubectl: default service
 //! accounts, the root CA ConfigMap, bootstrap tokens (cleaner and cluster-info signer), pod
-//! garbage collection and ClusterRole aggregation.
+//! garbage collection, ClusterRole aggregation and node IPAM (a node's podCIDR is given
+//! once and may not be changed afterwards).
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -256,4 +257,32 @@ fn cluster_roles_aggregate_labelled_roles() {
     s.eventually("alice may no longer create leases", || {
         (!can("create")).then_some(())
     });
+}
+
+#[test]
+fn a_nodes_pod_cidr_is_given_once() {
+    let s = Server::start();
+    s.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "ipam-1"}}));
+    let node = s.until(&["get", "node", "ipam-1"], "a podCIDR", |n| {
+        n.as_ref().is_some_and(|n| n["spec"]["podCIDR"].is_string())
+    });
+    let node = node.unwrap();
+    let cidr = node["spec"]["podCIDR"].clone();
+    assert_eq!(node["spec"]["podCIDRs"], json!([cidr]));
+    let out = s.kubectl(&[
+        "patch",
+        "node",
+        "ipam-1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"podCIDR":"10.42.250.0/24","podCIDRs":["10.42.250.0/24"]}}"#,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("may not change podCIDR except from \"\" to valid"),
+        "{err}"
+    );
+    let after = s.get_json(&["node", "ipam-1"]);
+    assert_eq!(after["spec"]["podCIDR"], cidr);
 }

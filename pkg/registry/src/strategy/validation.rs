@@ -199,6 +199,23 @@ fn service(obj: &Value, out: &mut Vec<Cause>) {
     }
 }
 
+/// A node's pod ranges, once given, stay (the node IPAM may give them once).
+fn pod_cidrs_kept(old: &Value, new: &Value, out: &mut Vec<Cause>) {
+    for field in ["podCIDR", "podCIDRs"] {
+        let before = old.pointer(&format!("/spec/{field}"));
+        let set = before
+            .is_some_and(|v| v.as_str() != Some("") && v.as_array().is_none_or(|a| !a.is_empty()));
+        if set && before != new.pointer(&format!("/spec/{field}")) {
+            out.push(cause(
+                format!("spec.{field}"),
+                "FieldValueForbidden",
+                "Forbidden: node updates may not change podCIDR except from \"\" to valid",
+            ));
+            return;
+        }
+    }
+}
+
 /// Problems with `new` (and, on update, with how it changed from `old`).
 pub(crate) fn validate(group: &str, kind: &str, old: Option<&Value>, new: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
@@ -281,6 +298,11 @@ pub(crate) fn validate(group: &str, kind: &str, old: Option<&Value>, new: &Value
                 ));
             }
         }
+        ("", "Node") => {
+            if let Some(old) = old {
+                pod_cidrs_kept(old, new, &mut out);
+            }
+        }
         ("batch", "Job") => {
             if let Some(t) = new.pointer("/spec/template/spec") {
                 containers(t, "spec.template.spec", &mut out);
@@ -330,6 +352,23 @@ mod tests {
             "status.phase"
         );
         assert!(validate("", "Pod", Some(&failed), &failed).is_empty());
+    }
+
+    #[test]
+    fn node_pod_cidrs_are_given_once() {
+        let bare = json!({"spec": {}});
+        let given = json!({"spec": {"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}});
+        assert!(validate("", "Node", Some(&bare), &given).is_empty());
+        assert!(validate("", "Node", Some(&given), &given).is_empty());
+        let other = json!({"spec": {"podCIDR": "10.42.2.0/24", "podCIDRs": ["10.42.2.0/24"]}});
+        let causes = validate("", "Node", Some(&given), &other);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.podCIDR");
+        assert!(causes[0].message.contains("may not change podCIDR"));
+        assert_eq!(
+            validate("", "Node", Some(&given), &bare)[0].field,
+            "spec.podCIDR"
+        );
     }
 
     #[test]
