@@ -18,7 +18,7 @@ use crate::ipam::Subnet;
 use crate::pod::NetworkError;
 
 /// The protocol number minik's routes carry (`ip route ... proto 77`).
-const PROTO: &str = "77";
+pub(crate) const PROTO: &str = "77";
 
 /// How traffic reaches other nodes' pods.
 #[derive(Debug, Clone, PartialEq, Eq)]

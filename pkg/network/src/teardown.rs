@@ -11,9 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
-
-/// The protocol number of minik's host-gw routes (as routes.rs makes them).
-const PROTO: &str = "77";
+use crate::routes::PROTO;
 
 /// What to remove.
 #[derive(Debug, Clone)]
