@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 use minik_bench::cluster::{
-    Timings, create_namespace, latencies, nodes_registered, rss_mib, watch_pods,
+    Timings, cpu_seconds, create_namespace, latencies, nodes_registered, rss_mib, watch_pods,
 };
 use minik_bench::report::{Table, p50_p99_ms, rate};
 use minik_tests::server::Server;
@@ -46,6 +46,7 @@ async fn main() {
     let watch = watch_pods(api.clone(), times.clone(), pods, running);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
+    let cpu_before = cpu_seconds(server.pid());
     let per_client = pods / 16;
     eprintln!("{nodes} nodes registered; creating {pods} pods");
     let mut tasks = Vec::new();
@@ -76,6 +77,7 @@ async fn main() {
     let bound_rate = total as f64 / last_bound.duration_since(start).as_secs_f64();
     let h = latencies(&t);
     let rss = rss_mib(server.pid());
+    let cpu_per_pod = (cpu_seconds(server.pid()) - cpu_before) * 1000.0 / total as f64;
     let mut table = Table::new(
         format!(
             "minik scheduler (release build): {total} pods on {nodes} simulated nodes, 16 kube-rs clients creating"
@@ -93,6 +95,11 @@ async fn main() {
     table.row(
         "create to Running p50 / p99 (ms)",
         vec![p50_p99_ms(&h, 1000.0), String::new()],
+    );
+    // Steadier than the rates on a machine whose speed drifts: the work each pod costs.
+    table.row(
+        "server CPU per pod, create to Running (ms)",
+        vec![format!("{cpu_per_pod:.2}"), String::new()],
     );
     table.row(
         "server RSS before pods (MiB)",

@@ -128,6 +128,23 @@ pub fn latencies(times: &HashMap<String, PodTimes>) -> Histogram<u64> {
     h
 }
 
+/// CPU time (user and system) process `pid` has used, in seconds (0 when it cannot be read).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (indices 11 and 12 here), in USER_HZ ticks,
+    // which Linux fixes at 100 per second for user space.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The resident memory of process `pid` in MiB (0 when it cannot be read).
 pub fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -241,6 +241,12 @@ impl Cacher {
         ))
     }
 
+    /// Whether `subscribe(rv)` would succeed (cheaply: without collecting the backlog).
+    pub fn reaches(&self, rv: i64) -> bool {
+        let s = self.lock();
+        rv >= s.floor && s.tx.is_some()
+    }
+
     /// Changes after `rv` and a subscription to the ones to come; `None` when the cache
     /// does not reach back that far (the caller reads the store instead).
     pub fn subscribe(&self, rv: i64) -> Option<Subscription> {

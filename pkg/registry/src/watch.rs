@@ -146,7 +146,11 @@ enum Source {
     /// The watch cache's broadcast; a watcher that falls behind it catches up from the
     /// cache's ring of recent changes.
     Cache(Arc<Cacher>, broadcast::Receiver<Arc<Change>>),
-    Store(minik_store::WatchStream),
+    /// The store's history, for a watch from before the cache's oldest change; it moves to
+    /// the cache once it has caught up with it (informers list and then watch from the
+    /// list's revision, which the cache, started at the first watch, may not reach back
+    /// to: served from the store, every watcher would decode every change itself).
+    Store(minik_store::WatchStream, Arc<Cacher>),
     Done,
 }
 
@@ -233,7 +237,10 @@ impl Registry {
             Some(Subscription { backlog, rx }) => (backlog.into(), Source::Cache(cacher, rx)),
             // Older than the cache: the store's history, back to its compaction.
             None => match self.store.watch(&prefix, start + 1).await {
-                Ok(w) => (VecDeque::new(), Source::Store(w)),
+                Ok(w) => {
+                    tracing::debug!(%prefix, from = start, "watch older than the watch cache");
+                    (VecDeque::new(), Source::Store(w, cacher))
+                }
                 Err(minik_store::Error::Compacted { .. }) => {
                     queued.push_back(gone_event(&format!("too old resource version: {start}")));
                     (VecDeque::new(), Source::Done)
@@ -259,6 +266,14 @@ impl WatchStream {
     async fn next_change(&mut self) -> Next {
         if let Some(c) = self.backlog.pop_front() {
             return Next::Change(c);
+        }
+        if let Source::Store(_, cacher) = &self.source
+            && cacher.reaches(self.last_rv)
+            && let Some(Subscription { backlog, rx }) = cacher.subscribe(self.last_rv)
+        {
+            self.source = Source::Cache(cacher.clone(), rx);
+            self.backlog = backlog.into();
+            return Next::Resumed;
         }
         match &mut self.source {
             Source::Done => Next::End,
@@ -286,7 +301,7 @@ impl WatchStream {
                     Err(broadcast::error::RecvError::Closed) => return Next::End,
                 }
             },
-            Source::Store(w) => match w.recv().await {
+            Source::Store(w, _) => match w.recv().await {
                 Some(Ok(e)) => match Change::from_store_with_prev(&e) {
                     Some(c) => Next::Change(Arc::new(c)),
                     None => Next::Failed(format!("stored object {} is corrupt", e.kv.key)),
@@ -365,6 +380,11 @@ impl WatchStream {
                 }
             }
         }
+    }
+
+    /// Whether the watch is now served by the watch cache (not by the store's history).
+    pub fn from_cache(&self) -> bool {
+        matches!(self.source, Source::Cache(..))
     }
 
     /// The event a change is for this watcher, given its selectors (None: not for it).

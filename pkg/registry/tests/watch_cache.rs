@@ -1,6 +1,7 @@
 //! Watches served from the watch cache: one that asks for the initial state gets
 //! everything written before it started, even when the cache is a moment behind the store;
-//! one that falls far behind the cache's broadcast still gets every change, in order.
+//! one that falls far behind the cache's broadcast still gets every change, in order; one
+//! from before the cache's start reads the store's history and then moves to the cache.
 
 use minik_registry::{Registry, WatchParams, WriteParams};
 use serde_json::json;
@@ -109,4 +110,59 @@ async fn a_watcher_far_behind_gets_every_change_in_order() {
         assert!(rv > last);
         last = rv;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_older_than_the_cache_moves_to_it_once_caught_up() {
+    let reg = registry().await;
+    let info = minik_api::builtin("", "v1", "configmaps");
+    let create = async |name: String| {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}});
+        let (created, _) = reg
+            .create(info, Some("default"), cm, &WriteParams::default())
+            .await
+            .unwrap();
+        created["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // As an informer: a list's revision, then writes, then the first watch (which starts
+    // the cache, at a later revision).
+    let listed = create("c0".into()).await;
+    for i in 1..5 {
+        create(format!("c{i}")).await;
+    }
+    let params = |rv: &str| WatchParams {
+        resource_version: Some(rv.to_string()),
+        ..Default::default()
+    };
+    let mut old = reg.watch(info, None, params(&listed)).await.unwrap();
+    assert!(
+        !old.from_cache(),
+        "the cache reaches back before it started"
+    );
+    let mut names = Vec::new();
+    for i in 5..40 {
+        create(format!("c{i}")).await;
+    }
+    while names.len() < 39 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), old.next())
+            .await
+            .expect("an event")
+            .expect("the watch goes on");
+        assert_eq!(e.kind, "ADDED");
+        names.push(e.object["metadata"]["name"].as_str().unwrap().to_string());
+    }
+    let wanted: Vec<String> = (1..40).map(|i| format!("c{i}")).collect();
+    assert_eq!(
+        names, wanted,
+        "every change after the listed revision, once, in order"
+    );
+    // Caught up: later changes come from the cache.
+    create("c40".into()).await;
+    let e = old.next().await.expect("the watch goes on");
+    assert_eq!(e.object["metadata"]["name"], "c40");
+    assert!(old.from_cache(), "a caught-up watch is moved to the cache");
 }

@@ -121,6 +121,20 @@ impl Set {
     }
 }
 
+/// Whether the FieldsV1 object `fields` has `path` as a member (as `Set::from_fields_v1`
+/// reads it), without building the set.
+pub fn member(fields: &Value, path: &[String]) -> bool {
+    let mut node = fields;
+    for el in path {
+        match node.get(el) {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    node.as_object()
+        .is_some_and(|m| m.contains_key(".") || m.is_empty() && !path.is_empty())
+}
+
 /// A path as server-side apply names it in conflicts: `.spec.containers[name="a"].image`.
 pub fn display(path: &Path) -> String {
     let mut out = String::new();

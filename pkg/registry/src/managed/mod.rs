@@ -33,42 +33,44 @@ impl Entry {
 }
 
 fn decode(list: Option<&Value>) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    for e in list.and_then(Value::as_array).into_iter().flatten() {
-        let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let set = match e.get("fieldsV1") {
-            Some(f) => Set::from_fields_v1(f).map_err(|m| {
-                ApiError::BadRequest(format!("metadata.managedFields: invalid fieldsV1: {m}"))
-            })?,
-            None => Set::default(),
-        };
-        out.push(Entry {
-            manager: s("manager"),
-            operation: s("operation"),
-            api_version: s("apiVersion"),
-            time: e.get("time").cloned().unwrap_or(Value::Null),
-            subresource: s("subresource"),
-            set,
-        });
-    }
-    Ok(out)
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(decode_entry)
+        .collect()
 }
 
-fn encode(entries: &[Entry]) -> Value {
-    Value::Array(
-        entries
-            .iter()
-            .map(|e| {
-                let mut v = json!({"manager": e.manager, "operation": e.operation,
-                    "apiVersion": e.api_version, "time": e.time, "fieldsType": "FieldsV1",
-                    "fieldsV1": e.set.to_fields_v1()});
-                if !e.subresource.is_empty() {
-                    v["subresource"] = json!(e.subresource);
-                }
-                v
-            })
-            .collect(),
-    )
+/// An entry's identity and time, without its fields.
+fn head(e: &Value) -> Entry {
+    let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Entry {
+        manager: s("manager"),
+        operation: s("operation"),
+        api_version: s("apiVersion"),
+        time: e.get("time").cloned().unwrap_or(Value::Null),
+        subresource: s("subresource"),
+        set: Set::default(),
+    }
+}
+
+fn decode_entry(e: &Value) -> Result<Entry> {
+    let mut entry = head(e);
+    if let Some(f) = e.get("fieldsV1") {
+        entry.set = Set::from_fields_v1(f).map_err(|m| {
+            ApiError::BadRequest(format!("metadata.managedFields: invalid fieldsV1: {m}"))
+        })?;
+    }
+    Ok(entry)
+}
+
+fn encode_entry(e: &Entry) -> Value {
+    let mut v = json!({"manager": e.manager, "operation": e.operation,
+        "apiVersion": e.api_version, "time": e.time, "fieldsType": "FieldsV1",
+        "fieldsV1": e.set.to_fields_v1()});
+    if !e.subresource.is_empty() {
+        v["subresource"] = json!(e.subresource);
+    }
+    v
 }
 
 fn path(els: &[&str]) -> Path {
@@ -95,8 +97,9 @@ const IGNORED: &[&[&str]] = &[
 /// metadata; on the main resource not status (when it has a status subresource), through
 /// status only status.
 fn scope(info: &ResourceInfo, sub: &str, set: &Set) -> Set {
-    let ignored: Vec<Path> = IGNORED.iter().map(|p| path(p)).collect();
-    let mut set = set.without_prefixes(&ignored);
+    static IGNORED_PATHS: std::sync::LazyLock<Vec<Path>> =
+        std::sync::LazyLock::new(|| IGNORED.iter().map(|p| path(p)).collect());
+    let mut set = set.without_prefixes(&IGNORED_PATHS);
     set.0.remove(&path(&["metadata"]));
     match sub {
         "" if crate::strategy::has_status(info) => set.without_prefixes(&[path(&["status"])]),
@@ -120,15 +123,16 @@ fn now() -> Value {
 }
 
 /// Take the fields `changed` from every manager but `me`; the ones that had them, with
-/// the fields, are returned (the conflicts of an apply).
-fn take_from_others(
-    entries: &mut Vec<Entry>,
+/// the fields, are returned (the conflicts of an apply). Managers left with no fields are
+/// then dropped by the caller (see `kept`).
+fn take_from_others<'e>(
+    entries: impl Iterator<Item = &'e mut Entry>,
     me: &Entry,
     changed: &Set,
     removed: &Set,
 ) -> Vec<(Entry, Set)> {
     let mut conflicts = Vec::new();
-    for e in entries.iter_mut().filter(|e| !e.same_owner(me)) {
+    for e in entries.filter(|e| !e.same_owner(me)) {
         let lost = e.set.intersection(changed);
         if !lost.is_empty() {
             conflicts.push((e.clone(), lost.clone()));
@@ -136,34 +140,77 @@ fn take_from_others(
         }
         e.set = e.set.difference(removed);
     }
-    entries.retain(|e| !e.set.is_empty() || e.same_owner(me));
     conflicts
 }
 
-/// The managers an update starts from: the stored ones, unless the request set its own
-/// (`[{}]` clears them; an empty list keeps the stored ones).
-fn baseline(old: &Value, requested: Option<&Value>) -> Result<Option<Vec<Entry>>> {
+/// Whether a manager's entry stays: it has fields, or it is `me`'s.
+fn kept(e: &Entry, me: &Entry) -> bool {
+    !e.set.is_empty() || e.same_owner(me)
+}
+
+/// The managers an update starts from.
+enum Baseline<'a> {
+    /// The request's `[{}]`: none.
+    Cleared,
+    /// The request set its own list (each entry checked).
+    Requested(&'a [Value]),
+    /// The stored ones (an empty requested list keeps them).
+    Stored(&'a [Value]),
+}
+
+fn baseline<'a>(old: &'a Value, requested: Option<&'a Value>) -> Baseline<'a> {
     match requested.and_then(Value::as_array) {
-        Some(list)
+        Some(list) if !list.is_empty() => {
             if list
                 .iter()
                 .all(|e| e.as_object().is_some_and(|m| m.is_empty()))
-                && !list.is_empty() =>
-        {
-            Ok(None)
+            {
+                Baseline::Cleared
+            } else {
+                Baseline::Requested(list)
+            }
         }
-        Some(list) if !list.is_empty() => decode(requested).map(Some),
-        _ => decode(old.pointer("/metadata/managedFields")).map(Some),
+        _ => Baseline::Stored(
+            old.pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .map_or(&[], Vec::as_slice),
+        ),
     }
 }
 
-fn store(obj: &mut Value, entries: &[Entry]) {
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        if entries.is_empty() {
-            m.remove("managedFields");
-        } else {
-            m.insert("managedFields".into(), encode(entries));
+/// A stored managedFields entry, opened (its fields parsed) only when the write concerns
+/// it: most writes change the fields of one manager, and the others are kept as stored.
+enum Slot {
+    Kept(Value),
+    Open(Entry),
+}
+
+impl Slot {
+    fn open(&self) -> Option<&Entry> {
+        match self {
+            Slot::Open(e) => Some(e),
+            Slot::Kept(_) => None,
         }
+    }
+
+    fn open_mut(&mut self) -> Option<&mut Entry> {
+        match self {
+            Slot::Open(e) => Some(e),
+            Slot::Kept(_) => None,
+        }
+    }
+
+    /// A stored entry, opened when it is `me`'s, has no fields, or owns a path of
+    /// `touched` (so it may lose fields).
+    fn of(stored: &Value, me: &Entry, touched: &Set) -> Result<Slot> {
+        let fields = stored.get("fieldsV1").filter(|f| {
+            f.as_object().is_some_and(|m| !m.is_empty())
+                && !touched.0.iter().any(|p| fieldset::member(f, p))
+        });
+        if fields.is_some() && !head(stored).same_owner(me) {
+            return Ok(Slot::Kept(stored.clone()));
+        }
+        decode_entry(stored).map(Slot::Open)
     }
 }
 
@@ -179,10 +226,11 @@ pub fn record_update(
     requested: Option<&Value>,
     manager: &str,
 ) -> Result<()> {
-    let Some(mut entries) = baseline(old, requested)? else {
-        store(new, &[]);
+    let base = baseline(old, requested);
+    if let Baseline::Cleared = base {
+        store(new, Vec::new());
         return Ok(());
-    };
+    }
     // compare() passes over metadata.managedFields.
     let c = typed::compare(old, new, schema);
     let (added, modified, removed) = (
@@ -198,22 +246,62 @@ pub fn record_update(
         subresource: sub.to_string(),
         set: Set::default(),
     };
-    take_from_others(&mut entries, &me, &added.union(&modified), &removed);
-    let mine = entries.iter().position(|e| e.same_owner(&me));
-    let before = mine.map(|i| entries[i].set.clone()).unwrap_or_default();
+    let changed = added.union(&modified);
+    let mut slots: Vec<Slot> = match base {
+        Baseline::Requested(list) => list
+            .iter()
+            .map(|e| decode_entry(e).map(Slot::Open))
+            .collect::<Result<_>>()?,
+        Baseline::Stored(list) => {
+            let touched = changed.union(&removed);
+            list.iter()
+                .map(|e| Slot::of(e, &me, &touched))
+                .collect::<Result<_>>()?
+        }
+        Baseline::Cleared => Vec::new(),
+    };
+    take_from_others(
+        slots.iter_mut().filter_map(Slot::open_mut),
+        &me,
+        &changed,
+        &removed,
+    );
+    slots.retain(|s| s.open().is_none_or(|e| kept(e, &me)));
+    let mine = slots
+        .iter()
+        .position(|s| s.open().is_some_and(|e| e.same_owner(&me)));
+    let before = mine
+        .and_then(|i| slots[i].open())
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
     me.set = before.difference(&removed).union(&modified).union(&added);
     match mine {
         Some(i) if me.set.is_empty() => {
-            entries.remove(i);
+            slots.remove(i);
         }
         // The time changes only with the fields.
-        Some(i) if entries[i].set != me.set => entries[i] = me,
+        Some(i) if slots[i].open().is_some_and(|e| e.set != me.set) => slots[i] = Slot::Open(me),
         Some(_) => {}
-        None if !me.set.is_empty() => entries.push(me),
+        None if !me.set.is_empty() => slots.push(Slot::Open(me)),
         None => {}
     }
-    store(new, &entries);
+    let list = slots.into_iter().map(|s| match s {
+        Slot::Kept(v) => v,
+        Slot::Open(e) => encode_entry(&e),
+    });
+    store(new, list.collect());
     Ok(())
+}
+
+/// Set `obj`'s managedFields to `entries` (encoded), or remove them when there are none.
+fn store(obj: &mut Value, entries: Vec<Value>) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if entries.is_empty() {
+            m.remove("managedFields");
+        } else {
+            m.insert("managedFields".into(), Value::Array(entries));
+        }
+    }
 }
 
 /// Why an apply failed: fields other managers own, or anything else.
@@ -349,7 +437,8 @@ fn try_apply(
     let c = typed::compare(&live_plain, &merged, schema);
     let changed = scope(info, sub, &c.added.union(&c.modified));
     let removed = scope(info, sub, &c.removed);
-    let conflicts = take_from_others(&mut entries, &me, &changed, &removed);
+    let conflicts = take_from_others(entries.iter_mut(), &me, &changed, &removed);
+    entries.retain(|e| kept(e, &me));
     if !conflicts.is_empty() && !force {
         return Err(Failure::Conflicts(conflicts));
     }
@@ -358,7 +447,7 @@ fn try_apply(
         None => entries.push(me),
     }
     entries.retain(|e| !e.set.is_empty());
-    store(&mut merged, &entries);
+    store(&mut merged, entries.iter().map(encode_entry).collect());
     Ok(merged)
 }
 
@@ -388,5 +477,99 @@ fn conflict_error(conflicts: &[(Entry, Set)]) -> ApiError {
     ApiError::ApplyConflict {
         message: format!("Apply failed with {n} {plural}: {}", parts.join("\n")),
         causes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployments() -> &'static ResourceInfo {
+        minik_api::builtin("apps", "v1", "deployments")
+    }
+
+    /// `obj` written by each of `writes` (manager, new labels and replicas) in turn.
+    fn written(writes: &[(&str, Value, i64)]) -> Value {
+        let info = deployments();
+        let schema = minik_api::schema::of(info);
+        let mut obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "n"}, "spec": {"replicas": 1}});
+        for (manager, labels, replicas) in writes {
+            let mut new = obj.clone();
+            new["metadata"]["labels"] = labels.clone();
+            new["spec"]["replicas"] = json!(replicas);
+            record_update(info, schema, "", &obj, &mut new, None, manager).expect("update");
+            obj = new;
+        }
+        obj
+    }
+
+    fn managers(obj: &Value) -> Vec<(String, Set)> {
+        decode(obj.pointer("/metadata/managedFields"))
+            .expect("managedFields")
+            .into_iter()
+            .map(|e| (e.manager, e.set))
+            .collect()
+    }
+
+    #[test]
+    fn an_update_takes_fields_from_the_managers_it_concerns_and_keeps_the_others_verbatim() {
+        let obj = written(&[
+            ("a", json!({"a": "1"}), 1),
+            ("b", json!({"a": "1", "b": "1"}), 2),
+            ("c", json!({"a": "1", "b": "1", "c": "1"}), 2),
+        ]);
+        let stored = obj
+            .pointer("/metadata/managedFields")
+            .expect("fields")
+            .clone();
+        // "d" changes label a (a's) and replicas (b's); c's label is left alone.
+        let info = deployments();
+        let schema = minik_api::schema::of(info);
+        let mut new = obj.clone();
+        new["metadata"]["labels"]["a"] = json!("2");
+        new["spec"]["replicas"] = json!(3);
+        let mut eager = new.clone();
+        record_update(info, schema, "", &obj, &mut new, None, "d").expect("update");
+        record_update(info, schema, "", &obj, &mut eager, Some(&stored), "d").expect("update");
+        // The stored entries opened only where needed give what opening all of them gives.
+        assert_eq!(managers(&new), managers(&eager));
+        let names: Vec<String> = managers(&new).into_iter().map(|(m, _)| m).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let label = |k: &str| {
+            vec![
+                String::from("f:metadata"),
+                "f:labels".into(),
+                format!("f:{k}"),
+            ]
+        };
+        let sets: std::collections::HashMap<String, Set> = managers(&new).into_iter().collect();
+        assert!(sets["d"].0.contains(&label("a")));
+        assert!(!sets["a"].0.contains(&label("a")));
+        assert!(sets["d"].0.contains(&path(&["spec", "replicas"])));
+        assert!(!sets["b"].0.contains(&path(&["spec", "replicas"])));
+        assert!(sets["b"].0.contains(&label("b")));
+        // c's entry is the stored one, time and all.
+        let entry = |o: &Value, m: &str| {
+            o.pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .and_then(|l| l.iter().find(|e| e["manager"] == m).cloned())
+        };
+        assert_eq!(entry(&new, "c"), entry(&obj, "c"));
+    }
+
+    #[test]
+    fn membership_is_read_from_fields_v1_as_the_set_reads_it() {
+        let obj = written(&[("a", json!({"x": "1"}), 5)]);
+        let f = obj
+            .pointer("/metadata/managedFields/0/fieldsV1")
+            .expect("fieldsV1");
+        let set = Set::from_fields_v1(f).expect("set");
+        for p in &set.0 {
+            assert!(fieldset::member(f, p), "{p:?}");
+        }
+        assert!(!fieldset::member(f, &path(&["spec"])));
+        assert!(!fieldset::member(f, &path(&["spec", "paused"])));
+        assert!(!fieldset::member(f, &path(&["metadata", "labels", "y"])));
     }
 }

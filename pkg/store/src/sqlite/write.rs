@@ -73,6 +73,33 @@ async fn insert_many(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<()>
     Ok(())
 }
 
+/// Decide `ops` against the newest rows of their keys and append the rows of those that
+/// succeed, from revision `first`.
+async fn apply_ops(conn: &mut SqliteConnection, ops: &[Op], first: i64) -> Result<Vec<OpOutcome>> {
+    let mut keys: Vec<&str> = ops.iter().map(Op::key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // The newest row of every key the batch touches; later ops in the batch see the rows
+    // earlier ones add.
+    let mut newest = latest_many(conn, &keys).await?;
+    let mut next = first;
+    let mut rows = Vec::with_capacity(ops.len());
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        match decide(op, newest.get(op.key()), next) {
+            Ok((row, event)) => {
+                newest.insert(row.key.to_string(), row.as_latest());
+                rows.push(row);
+                next += 1;
+                out.push(Ok(event));
+            }
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    insert_many(conn, &rows).await?;
+    Ok(out)
+}
+
 impl SqliteEngine {
     /// Run `f` on the writer connection. After a failure, roll back whatever transaction
     /// may still be open so the next write starts clean.
@@ -110,28 +137,14 @@ impl Engine for SqliteEngine {
 
     async fn apply(&self, ops: &[Op], first_revision: i64) -> Result<Vec<OpOutcome>> {
         self.with_writer(async |conn| {
-            let mut tx = conn.begin().await?;
-            let mut keys: Vec<&str> = ops.iter().map(Op::key).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            // The newest row of every key the batch touches; later ops in the batch see the
-            // rows earlier ones add.
-            let mut newest = latest_many(&mut tx, &keys).await?;
-            let mut next = first_revision;
-            let mut rows = Vec::with_capacity(ops.len());
-            let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                match decide(op, newest.get(op.key()), next) {
-                    Ok((row, event)) => {
-                        newest.insert(row.key.to_string(), row.as_latest());
-                        rows.push(row);
-                        next += 1;
-                        out.push(Ok(event));
-                    }
-                    Err(e) => out.push(Err(e)),
-                }
+            // A batch that fits one INSERT is committed by it alone: no BEGIN and COMMIT
+            // round trips to the connection's thread. The read before it cannot go stale,
+            // as this connection is the only writer.
+            if ops.len() <= CHUNK {
+                return apply_ops(conn, ops, first_revision).await;
             }
-            insert_many(&mut tx, &rows).await?;
+            let mut tx = conn.begin().await?;
+            let out = apply_ops(&mut tx, ops, first_revision).await?;
             tx.commit().await?;
             Ok(out)
         })
