@@ -26,19 +26,24 @@ use cli::{Cli, Command};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // A container shim forks, so it runs before anything starts a thread, and it logs to
+    // its container's shim.log rather than here. One starts per container: it goes first,
+    // past the config file and the parsing of every other command's flags.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "shim") {
+        return shim(&args[2..]);
+    }
     // Keys of the config file (/etc/minik/config.yaml and config.yaml.d/) become flags.
-    let cli = match configfile::expand(std::env::args_os().collect()) {
+    let cli = match configfile::expand(args) {
         Ok(args) => Cli::parse_from(args),
         Err(e) => {
             eprintln!("minik: error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    // A container shim forks, so it runs before anything starts a thread, and it logs to
-    // its container's shim.log rather than here.
     if let Command::Shim { args } = &cli.command {
-        let code = minik_runtime::shim_main(args);
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        return shim(&args);
     }
     init_logging(cli.debug);
     match run(cli.command) {
@@ -76,4 +81,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => stop::run(args),
         Command::Shim { .. } => unreachable!("handled in main"),
     }
+}
+
+/// `minik shim ARGS`: run one container (see minik_runtime::shim_main).
+fn shim(args: &[std::ffi::OsString]) -> ExitCode {
+    let Some(args) = args
+        .iter()
+        .map(|a| a.clone().into_string().ok())
+        .collect::<Option<Vec<String>>>()
+    else {
+        eprintln!("minik shim: arguments must be UTF-8");
+        return ExitCode::from(2);
+    };
+    let code = minik_runtime::shim_main(&args);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,14 +1,14 @@
-//! Network devices, through iproute2's `ip` (one batch per call): the node's bridge and a
-//! veth pair per pod, the pod's end moved into its network namespace as eth0 with its
+//! Network devices, through rtnetlink: the node's bridge and a veth pair per pod, the pod's end moved into its network namespace as eth0 with its
 //! address and a default route through the bridge. Behind a trait with a fake, so the bridge
 //! network is tested without root.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use netlink_packet_route::link::InfoKind;
+
+use crate::netlink::{Rtnl, Veth};
 use crate::pod::NetworkError;
 
 /// One pod's link: its host-side veth, bridge and address.
@@ -41,38 +41,8 @@ pub trait Links: Send + Sync {
     fn detach(&self, host_if: &str) -> Result<(), NetworkError>;
 }
 
-/// Run `ip -batch -` with `commands` (in the namespace of `netns` if given).
-fn ip_batch(netns: Option<&Path>, commands: &str) -> Result<(), NetworkError> {
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", ns.display())).arg("ip");
-            c
-        }
-        None => Command::new("ip"),
-    };
-    let mut child = cmd
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(NetworkError::io("running ip (iproute2)"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(commands.as_bytes())
-            .map_err(NetworkError::io("writing to ip"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(NetworkError::io("running ip (iproute2)"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(NetworkError::Failed(format!(
-        "ip: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
+fn netlink(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
+    NetworkError::io(what)
 }
 
 fn sysctl(key: &str, value: &str) -> Result<(), NetworkError> {
@@ -88,15 +58,16 @@ fn sysctl(key: &str, value: &str) -> Result<(), NetworkError> {
 /// default route (the cluster DNS address).
 pub fn hold_address(dummy: &str, ip: std::net::IpAddr) -> Result<(), NetworkError> {
     let prefix = if ip.is_ipv4() { 32 } else { 128 };
-    let made = IpCommand.exists(dummy)
-        || ip_batch(None, &format!("link add {dummy} type dummy\n"))
+    let mut nl = Rtnl::open().map_err(netlink("opening rtnetlink"))?;
+    let made = nl.index(dummy).ok().flatten().is_some()
+        || nl
+            .add_link(dummy, InfoKind::Dummy, None)
             .inspect_err(|e| tracing::info!(error = %e, "no dummy interface; using lo"))
             .is_ok();
     let device = if made { dummy } else { "lo" };
-    ip_batch(
-        None,
-        &format!("addr replace {ip}/{prefix} dev {device}\nlink set {device} up\n"),
-    )
+    nl.address(device, ip, prefix, true)
+        .and_then(|()| nl.up(device))
+        .map_err(netlink(format!("holding {ip} on {device}")))
 }
 
 /// Whether /proc/net/dev's text lists interface `name`.
@@ -106,11 +77,11 @@ fn interface_listed(dev: &str, name: &str) -> bool {
         .any(|(n, _)| n.trim() == name)
 }
 
-/// The real devices, through iproute2 and util-linux's nsenter.
+/// The real devices, through rtnetlink.
 #[derive(Debug, Clone, Default)]
-pub struct IpCommand;
+pub struct KernelLinks;
 
-impl Links for IpCommand {
+impl Links for KernelLinks {
     fn ensure_bridge(
         &self,
         name: &str,
@@ -118,8 +89,11 @@ impl Links for IpCommand {
         prefix: u8,
         mtu: u32,
     ) -> Result<(), NetworkError> {
-        if !self.exists(name) {
-            ip_batch(None, &format!("link add {name} mtu {mtu} type bridge\n"))?;
+        let what = || format!("setting up the bridge {name}");
+        let mut nl = Rtnl::open().map_err(netlink("opening rtnetlink"))?;
+        if nl.index(name).map_err(netlink(what()))?.is_none() {
+            nl.add_link(name, InfoKind::Bridge, Some(mtu))
+                .map_err(netlink(what()))?;
         }
         // Pods' traffic is routed through the host, and bridged traffic goes through
         // netfilter, so service replies between pods on one bridge are un-DNATed.
@@ -131,10 +105,9 @@ impl Links for IpCommand {
                 "br_netfilter is not loaded: service traffic between pods of one node may fail"
             );
         }
-        ip_batch(
-            None,
-            &format!("addr replace {gateway}/{prefix} dev {name}\nlink set {name} up\n"),
-        )
+        nl.address(name, gateway.into(), prefix, true)
+            .and_then(|()| nl.up(name))
+            .map_err(netlink(what()))
     }
 
     fn exists(&self, name: &str) -> bool {
@@ -152,34 +125,33 @@ impl Links for IpCommand {
             gateway,
             mtu,
         } = link;
-        self.detach(host_if)?;
-        ip_batch(
-            None,
-            &format!(
-                "link add {host_if} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {}\n\
-                 link set {host_if} master {bridge}\n\
-                 link set {host_if} type bridge_slave hairpin on\n\
-                 link set {host_if} up\n",
-                netns.display()
-            ),
-        )?;
-        let inside = format!(
-            "addr add {ip}/{prefix} dev eth0\nlink set eth0 up\n\
-             route add default via {gateway} dev eth0\n"
-        );
-        ip_batch(Some(netns), &inside).inspect_err(|_| {
-            let _ = self.detach(host_if);
+        let what = || format!("attaching {} through {host_if}", netns.display());
+        let namespace = Rtnl::namespace(netns).map_err(netlink(what()))?;
+        let mut host = Rtnl::open().map_err(netlink("opening rtnetlink"))?;
+        host.delete(host_if).map_err(netlink(what()))?;
+        let veth = Veth {
+            name: host_if,
+            peer: "eth0",
+            peer_netns: &namespace,
+            mtu: *mtu,
+        };
+        host.add_veth(&veth).map_err(netlink(what()))?;
+        let configured = host.enslave_hairpin(host_if, bridge).and_then(|()| {
+            let mut pod = Rtnl::open_in(&namespace)?;
+            pod.address("eth0", (*ip).into(), *prefix, false)?;
+            pod.up("eth0")?;
+            pod.default_route("eth0", *gateway)
+        });
+        configured.map_err(netlink(what())).inspect_err(|_| {
+            let _ = host.delete(host_if);
         })
     }
 
     fn detach(&self, host_if: &str) -> Result<(), NetworkError> {
-        if !self.exists(host_if) {
-            return Ok(());
-        }
-        match ip_batch(None, &format!("link del {host_if}\n")) {
-            Err(_) if !self.exists(host_if) => Ok(()),
-            other => other,
-        }
+        Rtnl::open()
+            .and_then(|mut nl| nl.delete(host_if))
+            .map(drop)
+            .map_err(netlink(format!("deleting {host_if}")))
     }
 }
 
@@ -236,7 +208,7 @@ mod tests {
         assert!(!interface_listed(dev, "eth"));
         assert!(!interface_listed(dev, "face |bytes"));
         // This process's namespace has a loopback interface.
-        assert!(IpCommand.exists("lo"));
-        assert!(!IpCommand.exists("no-such-if0"));
+        assert!(KernelLinks.exists("lo"));
+        assert!(!KernelLinks.exists("no-such-if0"));
     }
 }

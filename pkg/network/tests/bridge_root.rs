@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use minik_network::bridge::{BridgeNetwork, BridgeOptions, host_if};
-use minik_network::links::IpCommand;
+use minik_network::links::KernelLinks;
 use minik_network::{PodNetwork, PodRef};
 
 fn ip(args: &[&str]) -> String {
@@ -57,7 +57,7 @@ fn a_pod_namespace_joins_the_bridge_and_leaves_it() {
         mtu: minik_network::bridge::MTU,
     };
     let nft = Arc::new(minik_network::nft::NftCommand);
-    let net = BridgeNetwork::new(options, Arc::new(IpCommand), nft).unwrap();
+    let net = BridgeNetwork::new(options, Arc::new(KernelLinks), nft).unwrap();
     net.set_subnet(format!("10.251.{n}.0/24").parse().unwrap())
         .unwrap();
     let pod = PodRef {
@@ -105,7 +105,16 @@ fn a_pod_namespace_joins_the_bridge_and_leaves_it() {
     );
     assert_eq!(net.add(&pod, &netns).unwrap(), ips);
     let veth = host_if(&pod.uid);
-    assert!(ip(&["link", "show", &veth]).contains("master"));
+    let details = ip(&["-d", "link", "show", &veth]);
+    assert!(
+        details.contains(&format!("master {}", cleanup.bridge)),
+        "{details}"
+    );
+    assert!(details.contains("hairpin on"), "{details}");
+    assert!(details.contains("state UP"), "{details}");
+    let eth0 = ip(&["-n", &cleanup.netns, "link", "show", "eth0"]);
+    let mtu = format!("mtu {}", minik_network::bridge::MTU);
+    assert!(eth0.contains(&mtu) && eth0.contains("UP"), "{eth0}");
     net.del(&pod, Some(&netns)).unwrap();
     assert!(ip(&["link", "show", &veth]).is_empty());
     let rules = Command::new("nft")

@@ -1,7 +1,7 @@
 //! The kernel features and host tools a minik node needs (what `minik check-config` reports,
 //! and what a node checks before it starts): namespaces, cgroups (v1 or v2) with the cpu,
 //! memory and pids controllers, overlayfs, nftables, bridges and veth pairs, IP forwarding,
-//! seccomp, and the `ip`, `nsenter` and `nft` programs.
+//! seccomp, and the `ip` and `nft` programs.
 //!
 //! A feature counts as present when it is loaded (/sys/module), built in or available as a
 //! module (the kernel's config at /proc/config.gz or /boot, or
@@ -99,7 +99,6 @@ pub fn check_all() -> Vec<Check> {
     checks.push(Check::new("seccomp", true, seccomp(&status)));
     for (name, program, required) in [
         ("ip (iproute2)", "ip", true),
-        ("nsenter (util-linux)", "nsenter", true),
         ("conntrack", "conntrack", false),
     ] {
         let found = match which(program) {

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use minik_network::bridge::{BridgeNetwork, BridgeOptions};
 use minik_network::cni::{Cni, CniOptions};
-use minik_network::links::IpCommand;
+use minik_network::links::KernelLinks;
 use minik_network::nft::{Nft, NftCommand};
 use minik_network::{NetworkError, PodNetwork};
 use tokio_util::sync::CancellationToken;
@@ -78,7 +78,7 @@ pub fn pod_network(config: &NetworkConfig, data_dir: &Path) -> Result<PodNetwork
     };
     let bridge = Arc::new(BridgeNetwork::new(
         options,
-        Arc::new(IpCommand),
+        Arc::new(KernelLinks),
         Arc::new(NftCommand),
     )?);
     Ok(PodNetworks {

@@ -174,20 +174,9 @@ fn spawn_shim(runtime: &Runtime, dir: &ContainerDir) -> Result<tokio::process::C
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(shim_log);
-    // The shim outlives minik: it keeps none of minik's descriptors (a lock a parent of
-    // minik holds, its listening sockets), only its own 0, 1 and 2.
-    // SAFETY: close_range(2) is async-signal-safe; it only marks descriptors close-on-exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
+    // No pre_exec hook: without one the standard library spawns with posix_spawn (vfork),
+    // not fork, which would copy the page tables of the whole server for each container.
+    // The shim closes what it inherited beyond 0, 1 and 2 itself.
     command
         .spawn()
         .map_err(Error::io(format!("starting the shim {}", program[0])))

@@ -64,6 +64,11 @@ impl Options {
 /// Must be called while the process has a single thread (before any runtime starts): it
 /// forks.
 pub fn shim_main(args: &[String]) -> i32 {
+    // The shim outlives minik: it keeps none of minik's descriptors (a lock a parent of
+    // minik holds, its listening sockets), only its own 0, 1 and 2.
+    // SAFETY: close_range(2) takes integers; nothing in this process uses a descriptor
+    // above 2 yet.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let options = match Options::parse(args) {
         Ok(o) => o,
         Err(e) => {
