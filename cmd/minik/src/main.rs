@@ -31,7 +31,15 @@ fn main() -> ExitCode {
     // past the config file and the parsing of every other command's flags.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "shim") {
-        return shim(&args[2..]);
+        let Some(args) = args[2..]
+            .iter()
+            .map(|a| a.clone().into_string().ok())
+            .collect::<Option<Vec<String>>>()
+        else {
+            eprintln!("minik shim: arguments must be UTF-8");
+            return ExitCode::from(2);
+        };
+        return shim(&args);
     }
     // Keys of the config file (/etc/minik/config.yaml and config.yaml.d/) become flags.
     let cli = match configfile::expand(args) {
@@ -42,8 +50,7 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Shim { args } = &cli.command {
-        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        return shim(&args);
+        return shim(args);
     }
     init_logging(cli.debug);
     match run(cli.command) {
@@ -84,15 +91,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// `minik shim ARGS`: run one container (see minik_runtime::shim_main).
-fn shim(args: &[std::ffi::OsString]) -> ExitCode {
-    let Some(args) = args
-        .iter()
-        .map(|a| a.clone().into_string().ok())
-        .collect::<Option<Vec<String>>>()
-    else {
-        eprintln!("minik shim: arguments must be UTF-8");
-        return ExitCode::from(2);
-    };
-    let code = minik_runtime::shim_main(&args);
+fn shim(args: &[String]) -> ExitCode {
+    let code = minik_runtime::shim_main(args);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,5 +1,6 @@
-//! Network devices, through rtnetlink: the node's bridge and a veth pair per pod, the pod's end moved into its network namespace as eth0 with its
-//! address and a default route through the bridge. Behind a trait with a fake, so the bridge
+//! Network devices, through rtnetlink: the node's bridge and a veth pair per pod, the pod's
+//! end moved into its network namespace as eth0 with its address and a default route
+//! through the bridge. Behind a trait with a fake, so the bridge
 //! network is tested without root.
 
 use std::net::Ipv4Addr;
@@ -41,10 +42,6 @@ pub trait Links: Send + Sync {
     fn detach(&self, host_if: &str) -> Result<(), NetworkError>;
 }
 
-fn netlink(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
-    NetworkError::io(what)
-}
-
 fn sysctl(key: &str, value: &str) -> Result<(), NetworkError> {
     let path = Path::new("/proc/sys").join(key);
     if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
@@ -58,16 +55,19 @@ fn sysctl(key: &str, value: &str) -> Result<(), NetworkError> {
 /// default route (the cluster DNS address).
 pub fn hold_address(dummy: &str, ip: std::net::IpAddr) -> Result<(), NetworkError> {
     let prefix = if ip.is_ipv4() { 32 } else { 128 };
-    let mut nl = Rtnl::open().map_err(netlink("opening rtnetlink"))?;
+    let mut nl = Rtnl::open().map_err(NetworkError::io("opening rtnetlink"))?;
     let made = nl.index(dummy).ok().flatten().is_some()
         || nl
             .add_link(dummy, InfoKind::Dummy, None)
             .inspect_err(|e| tracing::info!(error = %e, "no dummy interface; using lo"))
             .is_ok();
     let device = if made { dummy } else { "lo" };
-    nl.address(device, ip, prefix, true)
-        .and_then(|()| nl.up(device))
-        .map_err(netlink(format!("holding {ip} on {device}")))
+    nl.existing(device)
+        .and_then(|index| {
+            nl.address(index, ip, prefix, true)?;
+            nl.up(index)
+        })
+        .map_err(NetworkError::io(format!("holding {ip} on {device}")))
 }
 
 /// Whether /proc/net/dev's text lists interface `name`.
@@ -90,10 +90,10 @@ impl Links for KernelLinks {
         mtu: u32,
     ) -> Result<(), NetworkError> {
         let what = || format!("setting up the bridge {name}");
-        let mut nl = Rtnl::open().map_err(netlink("opening rtnetlink"))?;
-        if nl.index(name).map_err(netlink(what()))?.is_none() {
+        let mut nl = Rtnl::open().map_err(NetworkError::io("opening rtnetlink"))?;
+        if nl.index(name).map_err(NetworkError::io(what()))?.is_none() {
             nl.add_link(name, InfoKind::Bridge, Some(mtu))
-                .map_err(netlink(what()))?;
+                .map_err(NetworkError::io(what()))?;
         }
         // Pods' traffic is routed through the host, and bridged traffic goes through
         // netfilter, so service replies between pods on one bridge are un-DNATed.
@@ -105,9 +105,12 @@ impl Links for KernelLinks {
                 "br_netfilter is not loaded: service traffic between pods of one node may fail"
             );
         }
-        nl.address(name, gateway.into(), prefix, true)
-            .and_then(|()| nl.up(name))
-            .map_err(netlink(what()))
+        nl.existing(name)
+            .and_then(|index| {
+                nl.address(index, gateway.into(), prefix, true)?;
+                nl.up(index)
+            })
+            .map_err(NetworkError::io(what()))
     }
 
     fn exists(&self, name: &str) -> bool {
@@ -126,32 +129,38 @@ impl Links for KernelLinks {
             mtu,
         } = link;
         let what = || format!("attaching {} through {host_if}", netns.display());
-        let namespace = Rtnl::namespace(netns).map_err(netlink(what()))?;
-        let mut host = Rtnl::open().map_err(netlink("opening rtnetlink"))?;
-        host.delete(host_if).map_err(netlink(what()))?;
+        let namespace = Rtnl::namespace(netns).map_err(NetworkError::io(what()))?;
+        let mut host = Rtnl::open().map_err(NetworkError::io("opening rtnetlink"))?;
+        host.delete(host_if).map_err(NetworkError::io(what()))?;
         let veth = Veth {
             name: host_if,
             peer: "eth0",
             peer_netns: &namespace,
             mtu: *mtu,
         };
-        host.add_veth(&veth).map_err(netlink(what()))?;
-        let configured = host.enslave_hairpin(host_if, bridge).and_then(|()| {
-            let mut pod = Rtnl::open_in(&namespace)?;
-            pod.address("eth0", (*ip).into(), *prefix, false)?;
-            pod.up("eth0")?;
-            pod.default_route("eth0", *gateway)
-        });
-        configured.map_err(netlink(what())).inspect_err(|_| {
-            let _ = host.delete(host_if);
-        })
+        host.add_veth(&veth).map_err(NetworkError::io(what()))?;
+        let configured = host
+            .existing(host_if)
+            .and_then(|index| host.enslave_hairpin(index, bridge))
+            .and_then(|()| {
+                let mut pod = Rtnl::open_in(&namespace)?;
+                let eth0 = pod.existing("eth0")?;
+                pod.address(eth0, (*ip).into(), *prefix, false)?;
+                pod.up(eth0)?;
+                pod.default_route(eth0, *gateway)
+            });
+        configured
+            .map_err(NetworkError::io(what()))
+            .inspect_err(|_| {
+                let _ = host.delete(host_if);
+            })
     }
 
     fn detach(&self, host_if: &str) -> Result<(), NetworkError> {
         Rtnl::open()
             .and_then(|mut nl| nl.delete(host_if))
             .map(drop)
-            .map_err(netlink(format!("deleting {host_if}")))
+            .map_err(NetworkError::io(format!("deleting {host_if}")))
     }
 }
 

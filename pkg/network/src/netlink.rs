@@ -83,7 +83,8 @@ impl Rtnl {
         }
     }
 
-    fn existing(&mut self, name: &str) -> io::Result<u32> {
+    /// The index of link `name`, which must exist.
+    pub fn existing(&mut self, name: &str) -> io::Result<u32> {
         self.index(name)?
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no device {name:?}")))
     }
@@ -123,10 +124,9 @@ impl Rtnl {
         self.create(RouteNetlinkMessage::NewLink(message))
     }
 
-    /// Put link `name` on bridge `bridge` with hairpin mode on (a pod reaches itself through
+    /// Put link `index` on bridge `bridge` with hairpin mode on (a pod reaches itself through
     /// a service), and bring it up.
-    pub fn enslave_hairpin(&mut self, name: &str, bridge: &str) -> io::Result<()> {
-        let index = self.existing(name)?;
+    pub fn enslave_hairpin(&mut self, index: u32, bridge: &str) -> io::Result<()> {
         let bridge = self.existing(bridge)?;
         let mut message = LinkMessage::default();
         message.header.index = index;
@@ -147,26 +147,26 @@ impl Rtnl {
             .map(drop)
     }
 
-    /// Bring link `name` up.
-    pub fn up(&mut self, name: &str) -> io::Result<()> {
+    /// Bring link `index` up.
+    pub fn up(&mut self, index: u32) -> io::Result<()> {
         let mut message = LinkMessage::default();
-        message.header.index = self.existing(name)?;
+        message.header.index = index;
         message.header.flags = LinkFlags::Up;
         message.header.change_mask = LinkFlags::Up;
         self.request(RouteNetlinkMessage::NewLink(message), 0)
             .map(drop)
     }
 
-    /// Give link `name` the address `ip/prefix`: `add` fails if it has it already
-    /// (EEXIST), `replace` does not.
-    pub fn address(&mut self, name: &str, ip: IpAddr, prefix: u8, replace: bool) -> io::Result<()> {
+    /// Give link `index` the address `ip/prefix`: with `replace` false this fails if it has
+    /// it already (EEXIST).
+    pub fn address(&mut self, index: u32, ip: IpAddr, prefix: u8, replace: bool) -> io::Result<()> {
         let mut message = AddressMessage::default();
         message.header.family = match ip {
             IpAddr::V4(_) => AddressFamily::Inet,
             IpAddr::V6(_) => AddressFamily::Inet6,
         };
         message.header.prefix_len = prefix;
-        message.header.index = self.existing(name)?;
+        message.header.index = index;
         if ip.is_ipv4() {
             message.attributes.push(AddressAttribute::Local(ip));
         }
@@ -176,8 +176,8 @@ impl Rtnl {
             .map(drop)
     }
 
-    /// A default IPv4 route through `gateway` on link `name`.
-    pub fn default_route(&mut self, name: &str, gateway: Ipv4Addr) -> io::Result<()> {
+    /// A default IPv4 route through `gateway` on link `index`.
+    pub fn default_route(&mut self, index: u32, gateway: Ipv4Addr) -> io::Result<()> {
         let mut message = RouteMessage::default();
         message.header.address_family = AddressFamily::Inet;
         message.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -186,7 +186,7 @@ impl Rtnl {
         message.header.kind = RouteType::Unicast;
         message.attributes = vec![
             RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
-            RouteAttribute::Oif(self.existing(name)?),
+            RouteAttribute::Oif(index),
         ];
         self.create(RouteNetlinkMessage::NewRoute(message))
     }
