@@ -207,6 +207,15 @@ impl Registry {
         Ok(self.caches.get(&self.store, info).await?.last_change())
     }
 
+    /// Give the resource's watch cache (a moment behind the store) up to
+    /// `CONSISTENT_WAIT` to catch up with the store's current revision: that revision, and
+    /// whether the cache has reached it.
+    pub(crate) async fn cache_caught_up(&self, info: &ResourceInfo) -> Result<(i64, bool)> {
+        let current = self.store.current_revision().await?;
+        let cacher = self.caches.get(&self.store, info).await?;
+        Ok((current, cacher.wait_for(current, CONSISTENT_WAIT).await))
+    }
+
     async fn list_from_cache(
         &self,
         info: &ResourceInfo,
@@ -217,17 +226,20 @@ impl Registry {
             params.resource_version.as_deref(),
             params.resource_version_match,
         ) {
-            (Some("0"), ResourceVersionMatch::Unset | ResourceVersionMatch::NotOlderThan) => 0,
+            // Any state will do, but the cache may catch up first with what was committed
+            // before the request (so that a client sees its own writes).
+            (Some("0"), ResourceVersionMatch::Unset | ResourceVersionMatch::NotOlderThan) => {
+                self.cache_caught_up(info).await?;
+                0
+            }
             (Some(rv), ResourceVersionMatch::NotOlderThan) if !rv.is_empty() => parse_rv(rv)?,
             // A consistent read (the newest data) of a whole list: from the cache once it
             // has caught up with the store's current revision, as kube-apiserver does.
             (None | Some(""), ResourceVersionMatch::Unset) if params.limit == 0 => {
-                let current = self.store.current_revision().await?;
-                let cacher = self.caches.get(&self.store, info).await?;
-                if !cacher.wait_for(current, CONSISTENT_WAIT).await {
-                    return Ok(None);
+                match self.cache_caught_up(info).await? {
+                    (current, true) => current,
+                    (_, false) => return Ok(None),
                 }
-                current
             }
             _ => return Ok(None),
         };

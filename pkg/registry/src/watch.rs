@@ -196,17 +196,23 @@ impl Registry {
         let (start, sub) = if initial {
             // The initial state is at least as new as asked: the store's current revision
             // when no revision is given (a consistent read, as kube-apiserver serves it),
-            // else the one named (resourceVersionMatch=NotOlderThan).
-            let wanted = match rv {
-                "" => Some(self.store.current_revision().await?),
-                "0" => None,
-                n => Some(n.parse::<i64>().map_err(|_| {
-                    ApiError::BadRequest(format!("invalid resource version: {n:?}"))
-                })?),
+            // else the one named (resourceVersionMatch=NotOlderThan). With
+            // resourceVersion=0 any state will do, but the cache (a moment behind the
+            // store) may first catch up with what was committed before the request, so
+            // that a client sees its own writes.
+            let (wanted, reached) = match rv {
+                "" | "0" => {
+                    let (current, reached) = self.cache_caught_up(info).await?;
+                    (current, reached || rv == "0")
+                }
+                n => {
+                    let n = n.parse::<i64>().map_err(|_| {
+                        ApiError::BadRequest(format!("invalid resource version: {n:?}"))
+                    })?;
+                    (n, cacher.wait_for(n, crate::list::CONSISTENT_WAIT).await)
+                }
             };
-            if let Some(wanted) = wanted
-                && !cacher.wait_for(wanted, crate::list::CONSISTENT_WAIT).await
-            {
+            if !reached {
                 return Err(ApiError::Timeout(format!(
                     "the watch cache did not reach resource version {wanted} in time"
                 )));

@@ -1,9 +1,10 @@
 //! Watches served from the watch cache: one that asks for the initial state gets
-//! everything written before it started, even when the cache is a moment behind the store;
+//! everything written before it started, even when the cache is a moment behind the store
+//! (at resourceVersion=0 too);
 //! one that falls far behind the cache's broadcast still gets every change, in order; one
 //! from before the cache's start reads the store's history and then moves to the cache.
 
-use minik_registry::{Registry, WatchParams, WriteParams};
+use minik_registry::{ListParams, Registry, WatchParams, WriteParams};
 use serde_json::json;
 
 async fn registry() -> Registry {
@@ -56,6 +57,45 @@ async fn initial_events_include_every_write_before_the_watch() {
             names.contains(&format!("c{i}")),
             "after c{i} at {rv}: {names:?}"
         );
+    }
+}
+
+/// resourceVersion=0 (kube-rs's streaming list, an informer's first list): any state will
+/// do, but the cache catches up first, so a client sees its own writes, even right after a
+/// burst that the cache's task is still decoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_at_revision_0_see_the_clients_own_writes() {
+    let reg = registry().await;
+    let info = minik_api::builtin("", "v1", "configmaps");
+    initial_names(&reg, streaming("")).await;
+    let at_0 = ListParams {
+        resource_version: Some("0".into()),
+        ..Default::default()
+    };
+    let mut burst = 0;
+    for round in 0..4 {
+        let creates = (0..400).map(|i| {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("c{round}-{i}"), "namespace": "default"},
+                "data": {"payload": "x".repeat(2000)}});
+            let reg = reg.clone();
+            tokio::spawn(async move {
+                reg.create(info, Some("default"), cm, &WriteParams::default())
+                    .await
+                    .unwrap();
+            })
+        });
+        for task in creates.collect::<Vec<_>>() {
+            task.await.unwrap();
+        }
+        burst += 400;
+        if round % 2 == 0 {
+            let names = initial_names(&reg, streaming("0")).await;
+            assert_eq!(names.len(), burst, "watch after round {round}");
+        } else {
+            let list = reg.list(info, Some("default"), &at_0).await.unwrap();
+            assert_eq!(list.items.len(), burst, "list after round {round}");
+        }
     }
 }
 
