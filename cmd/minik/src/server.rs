@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use minik_api::quantity::parse_go_duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{NodeArgs, ServerArgs};
@@ -22,7 +23,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         .service_cidr
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--service-cidr: {e}"))?;
-    let event_ttl = parse_duration(&args.event_ttl).with_context(|| {
+    let event_ttl = parse_go_duration(&args.event_ttl).with_context(|| {
         format!(
             "--event-ttl {:?} is not a duration like 1h, 30m or 1h30m0s",
             args.event_ttl
@@ -108,7 +109,7 @@ fn config(args: ServerArgs) -> anyhow::Result<minik_server::Config> {
         authorization_mode: args.authorization_mode,
         authorization_webhook_config_file: args.authorization_webhook_config_file,
         authentication_token_webhook_config_file: args.authentication_token_webhook_config_file,
-        authentication_token_webhook_cache_ttl: parse_duration(
+        authentication_token_webhook_cache_ttl: parse_go_duration(
             &args.authentication_token_webhook_cache_ttl,
         )
         .with_context(|| {
@@ -168,7 +169,7 @@ fn signing_duration(args: &[String]) -> anyhow::Result<std::time::Duration> {
                  cluster-signing-duration)"
             );
         }
-        duration = parse_duration(value)
+        duration = parse_go_duration(value)
             .filter(|d| !d.is_zero())
             .with_context(|| {
                 format!("--kube-controller-manager-arg {arg:?}: not a duration like 8760h or 30m")
@@ -180,35 +181,6 @@ fn signing_duration(args: &[String]) -> anyhow::Result<std::time::Duration> {
 /// Whether `--disable` names one of `names`.
 fn disabled(disable: &[String], names: &[&str]) -> bool {
     disable.iter().any(|d| names.contains(&d.as_str()))
-}
-
-/// A Go-style duration: a sequence of numbers with h, m, s or ms units ("1h30m", "90s").
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        total += value
-            * match &rest[..unit] {
-                "h" => 3600.0,
-                "m" => 60.0,
-                "s" => 1.0,
-                "ms" => 0.001,
-                _ => return None,
-            };
-        rest = &rest[unit..];
-    }
-    Some(std::time::Duration::from_secs_f64(total))
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -256,7 +228,7 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_duration, signing_duration};
+    use super::signing_duration;
     use std::time::Duration;
 
     #[test]
@@ -276,16 +248,5 @@ mod tests {
             let e = signing_duration(&args(&[bad])).unwrap_err().to_string();
             assert!(e.contains("--kube-controller-manager-arg"), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1h30m0s"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("1d"), None);
-        assert_eq!(parse_duration(""), None);
     }
 }

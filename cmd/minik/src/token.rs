@@ -56,7 +56,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
             groups,
             ..
         } => {
-            let ttl = crate::server::parse_duration(&ttl)
+            let ttl = minik_api::quantity::parse_go_duration(&ttl)
                 .with_context(|| format!("--ttl {ttl:?} is not a duration like 24h or 30m"))?;
             if let Some(g) = groups
                 .iter()

@@ -115,34 +115,44 @@ pub fn go_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// A duration Go's time.Duration printed (`10.5s`, `1m0s`, `250ms`, `1h2m`).
+/// A duration as Go's time.ParseDuration reads it (`10.5s`, `1m0s`, `250ms`, `1h2m`, `+5s`,
+/// `0`): the one parser of every duration minik takes (flags, kubelet settings, CronJob
+/// schedules, HPA windows). None when it is not one (no unit, an unknown unit, empty) or
+/// is negative.
 pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
-    let mut rest = s.trim();
-    if rest == "0" {
+    let s = s.trim();
+    if s == "0" {
         return Some(std::time::Duration::ZERO);
     }
-    let mut total = 0f64;
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut nanos = 0f64;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (num, after) = rest.split_at(num_end);
-        let value: f64 = num.parse().ok()?;
-        let unit_end = after
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_end);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
             _ => return None,
         };
-        total += value * scale;
-        rest = next;
+        nanos += value * scale;
+        rest = &rest[unit_len..];
     }
-    std::time::Duration::try_from_secs_f64(total).ok()
+    let nanos = nanos.round();
+    (nanos.is_finite() && nanos < u64::MAX as f64)
+        .then(|| std::time::Duration::from_nanos(nanos as u64))
 }
 
 #[cfg(test)]
@@ -190,8 +200,19 @@ mod tests {
             assert_eq!(go_duration(d), s);
             assert_eq!(parse_go_duration(s), Some(d));
         }
-        assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_go_duration("x"), None);
-        assert_eq!(parse_go_duration("5d"), None);
+        for (s, d) in [
+            ("1h", Duration::from_secs(3600)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("300ms", Duration::from_millis(300)),
+            ("+5s", Duration::from_secs(5)),
+            ("2us", Duration::from_micros(2)),
+            ("0", Duration::ZERO),
+        ] {
+            assert_eq!(parse_go_duration(s), Some(d), "{s}");
+        }
+        for bad in ["", "x", "5", "5d", "1d", "m", "-1s", "1h-5m"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
     }
 }

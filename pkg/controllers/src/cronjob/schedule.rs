@@ -200,35 +200,9 @@ fn number(text: &str) -> Result<u32, String> {
 
 /// A Go duration ("1h30m", "90s", "1.5h").
 fn go_duration(text: &str) -> Result<Duration, String> {
-    let mut rest = text;
-    let mut nanos = 0f64;
-    if rest.is_empty() {
-        return Err(format!("time: invalid duration \"{text}\""));
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("time: missing unit in duration \"{text}\""))?;
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("time: invalid duration \"{text}\""))?;
-        let tail = &rest[digits..];
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let scale = match &tail[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            u => return Err(format!("time: unknown unit \"{u}\" in duration \"{text}\"")),
-        };
-        nanos += value * scale;
-        rest = &tail[unit_len..];
-    }
-    Ok(Duration::nanoseconds(nanos as i64))
+    minik_api::quantity::parse_go_duration(text)
+        .and_then(|d| Duration::from_std(d).ok())
+        .ok_or_else(|| format!("time: invalid duration \"{text}\""))
 }
 
 impl Schedule {

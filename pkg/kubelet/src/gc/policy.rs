@@ -79,9 +79,12 @@ impl Policy {
             "image-gc-high-threshold" => self.images.high = percent(key, value)?,
             "image-gc-low-threshold" => self.images.low = percent(key, value)?,
             "minimum-image-ttl-duration" => {
-                self.images.min_age = go_duration(value).ok_or_else(|| {
-                    format!("--kubelet-arg {key}={value:?} is not a duration (e.g. 2m, 90s, 0s)")
-                })?
+                self.images.min_age =
+                    minik_api::quantity::parse_go_duration(value).ok_or_else(|| {
+                        format!(
+                            "--kubelet-arg {key}={value:?} is not a duration (e.g. 2m, 90s, 0s)"
+                        )
+                    })?
             }
             "container-log-max-size" => {
                 self.logs.max_size = minik_api::quantity::parse(value)
@@ -125,42 +128,6 @@ impl Policy {
         }
         Ok(())
     }
-}
-
-/// A Go duration ("1h30m", "90s", "1.5m", "300ms", "0"); None when it is not one or is
-/// negative.
-pub fn go_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * nanos;
-    }
-    (total.is_finite() && total < u64::MAX as f64).then(|| Duration::from_nanos(total as u64))
 }
 
 #[cfg(test)]
@@ -222,18 +189,5 @@ mod tests {
             crate::kubelet_args::parse(&[]).unwrap().gc,
             Policy::default()
         );
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(go_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(go_duration("300ms"), Some(Duration::from_millis(300)));
-        assert_eq!(go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(go_duration("0s"), Some(Duration::ZERO));
-        for bad in ["", "5", "1d", "m", "-1s"] {
-            assert_eq!(go_duration(bad), None, "{bad}");
-        }
     }
 }

@@ -66,7 +66,7 @@ pub async fn check(
         Err(_) => {
             return Err(format!(
                 "timeout: failed to connect service {addr:?} within {}: context deadline exceeded",
-                go_duration(timeout)
+                minik_api::quantity::go_duration(timeout)
             ));
         }
     };
@@ -94,7 +94,7 @@ pub async fn check(
         _ => {
             return Err(format!(
                 "timeout: health rpc did not complete within {}",
-                go_duration(timeout)
+                minik_api::quantity::go_duration(timeout)
             ));
         }
     };
@@ -148,7 +148,7 @@ fn rpc_failure(status: &tonic::Status, timeout: Duration) -> String {
         ),
         Code::DeadlineExceeded => format!(
             "timeout: health rpc did not complete within {}",
-            go_duration(timeout)
+            minik_api::quantity::go_duration(timeout)
         ),
         code => format!(
             "error: health rpc probe failed: rpc error: code = {} desc = {}",
@@ -202,33 +202,10 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// A duration as Go prints one ("1s", "1m30s", "500ms").
-fn go_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs < 60 {
-        return if d.is_zero() {
-            "0s".into()
-        } else {
-            format!("{d:?}")
-        };
-    }
-    let rest = Duration::new(secs % 60, d.subsec_nanos());
-    let rest = if rest.is_zero() {
-        "0s".into()
-    } else {
-        format!("{rest:?}")
-    };
-    let (hours, minutes) = (secs / 3600, secs / 60 % 60);
-    if hours > 0 {
-        format!("{hours}h{minutes}m{rest}")
-    } else {
-        format!("{minutes}m{rest}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use minik_api::quantity::go_duration;
 
     #[test]
     fn words_are_grpc_go_s() {
