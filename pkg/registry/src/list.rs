@@ -9,6 +9,7 @@ use minik_api::ResourceInfo;
 use minik_store::ListOptions;
 use serde_json::{Value, json};
 
+use crate::cache::Cacher;
 use crate::error::{ApiError, Result};
 use crate::list_prefix;
 use crate::rest::{Registry, decode};
@@ -207,12 +208,10 @@ impl Registry {
         Ok(self.caches.get(&self.store, info).await?.last_change())
     }
 
-    /// Give the resource's watch cache (a moment behind the store) up to
-    /// `CONSISTENT_WAIT` to catch up with the store's current revision: that revision, and
-    /// whether the cache has reached it.
-    pub(crate) async fn cache_caught_up(&self, info: &ResourceInfo) -> Result<(i64, bool)> {
+    /// Give a watch cache (a moment behind the store) up to `CONSISTENT_WAIT` to catch up
+    /// with the store's current revision: that revision, and whether the cache reached it.
+    pub(crate) async fn catch_up(&self, cacher: &Cacher) -> Result<(i64, bool)> {
         let current = self.store.current_revision().await?;
-        let cacher = self.caches.get(&self.store, info).await?;
         Ok((current, cacher.wait_for(current, CONSISTENT_WAIT).await))
     }
 
@@ -222,28 +221,32 @@ impl Registry {
         namespace: Option<&str>,
         params: &ListParams,
     ) -> Result<Option<ObjectList>> {
-        let wanted = match (
-            params.resource_version.as_deref(),
-            params.resource_version_match,
-        ) {
+        let rv = params.resource_version.as_deref();
+        let from_cache = match (rv, params.resource_version_match) {
+            (Some("0"), ResourceVersionMatch::Unset | ResourceVersionMatch::NotOlderThan) => true,
+            (Some(rv), ResourceVersionMatch::NotOlderThan) => !rv.is_empty(),
+            (None | Some(""), ResourceVersionMatch::Unset) => params.limit == 0,
+            _ => false,
+        };
+        if !from_cache {
+            return Ok(None);
+        }
+        let cacher = self.caches.get(&self.store, info).await?;
+        let wanted = match rv {
             // Any state will do, but the cache may catch up first with what was committed
             // before the request (so that a client sees its own writes).
-            (Some("0"), ResourceVersionMatch::Unset | ResourceVersionMatch::NotOlderThan) => {
-                self.cache_caught_up(info).await?;
+            Some("0") => {
+                self.catch_up(&cacher).await?;
                 0
             }
-            (Some(rv), ResourceVersionMatch::NotOlderThan) if !rv.is_empty() => parse_rv(rv)?,
+            Some(rv) if !rv.is_empty() => parse_rv(rv)?,
             // A consistent read (the newest data) of a whole list: from the cache once it
             // has caught up with the store's current revision, as kube-apiserver does.
-            (None | Some(""), ResourceVersionMatch::Unset) if params.limit == 0 => {
-                match self.cache_caught_up(info).await? {
-                    (current, true) => current,
-                    (_, false) => return Ok(None),
-                }
-            }
-            _ => return Ok(None),
+            _ => match self.catch_up(&cacher).await? {
+                (current, true) => current,
+                (_, false) => return Ok(None),
+            },
         };
-        let cacher = self.caches.get(&self.store, info).await?;
         let Some((rv, objects, _)) = cacher.snapshot(&list_prefix(info, namespace)) else {
             return Ok(None);
         };

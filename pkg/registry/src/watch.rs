@@ -202,7 +202,7 @@ impl Registry {
             // that a client sees its own writes.
             let (wanted, reached) = match rv {
                 "" | "0" => {
-                    let (current, reached) = self.cache_caught_up(info).await?;
+                    let (current, reached) = self.catch_up(&cacher).await?;
                     (current, reached || rv == "0")
                 }
                 n => {

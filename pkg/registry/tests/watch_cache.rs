@@ -20,6 +20,14 @@ async fn registry() -> Registry {
     reg
 }
 
+/// A registry whose ConfigMap watch cache is started, so later writes reach it through its
+/// own watch.
+async fn with_cache() -> Registry {
+    let reg = registry().await;
+    initial_names(&reg, streaming("")).await;
+    reg
+}
+
 /// Names in the initial ADDED events, up to the bookmark that ends them.
 async fn initial_names(reg: &Registry, params: WatchParams) -> Vec<String> {
     let info = minik_api::builtin("", "v1", "configmaps");
@@ -37,10 +45,8 @@ async fn initial_names(reg: &Registry, params: WatchParams) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initial_events_include_every_write_before_the_watch() {
-    let reg = registry().await;
+    let reg = with_cache().await;
     let info = minik_api::builtin("", "v1", "configmaps");
-    // Start the watch cache, so later writes reach it through its own watch.
-    initial_names(&reg, streaming("")).await;
     for i in 0..30 {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("c{i}"), "namespace": "default"}});
@@ -65,9 +71,8 @@ async fn initial_events_include_every_write_before_the_watch() {
 /// burst that the cache's task is still decoding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_at_revision_0_see_the_clients_own_writes() {
-    let reg = registry().await;
+    let reg = with_cache().await;
     let info = minik_api::builtin("", "v1", "configmaps");
-    initial_names(&reg, streaming("")).await;
     let at_0 = ListParams {
         resource_version: Some("0".into()),
         ..Default::default()
@@ -120,9 +125,8 @@ fn streaming(rv: &str) -> WatchParams {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_far_behind_gets_every_change_in_order() {
-    let reg = registry().await;
+    let reg = with_cache().await;
     let info = minik_api::builtin("", "v1", "configmaps");
-    initial_names(&reg, streaming("")).await;
     let params = WatchParams {
         resource_version: Some("0".into()),
         ..Default::default()
