@@ -105,11 +105,6 @@ fn start(options: &Options, dir: &ContainerDir, record: &Record) -> Result<Start
     let log = LogFile::open(&config.log_path)
         .map_err(|e| format!("opening the log file {}: {e}", config.log_path.display()))?;
     let stdio = Stdio::prepare(dir, config)?;
-    // Read the cgroup v1 mounts once here: the processes libcontainer forks to set the
-    // container up inherit them instead of each reading the whole mount table again.
-    if let Err(e) = libcgroups::v1::util::preload_mounts() {
-        tracing::debug!(error = %e, "reading the cgroup v1 mounts");
-    }
     let builder = ContainerBuilder::new(config.id.clone(), SyscallType::default())
         .validate_id()
         .and_then(|b| b.with_root_path(&options.root))

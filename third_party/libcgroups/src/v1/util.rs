@@ -30,7 +30,7 @@ pub enum V1MountPointError {
 /// controller, the whole file for each controller this host does not mount). The table
 /// grows with every pod's mounts, so starting a container cost more the more pods ran.
 /// Cgroup hierarchies are not mounted or moved while a container is being set up, and
-/// the processes a runtime forks inherit the table already read.
+/// the processes libcontainer forks after the cgroup manager is made inherit the table.
 fn cgroup_mounts() -> Result<&'static [MountInfo], V1MountPointError> {
     static MOUNTS: OnceLock<Vec<MountInfo>> = OnceLock::new();
     if let Some(mounts) = MOUNTS.get() {
@@ -54,11 +54,6 @@ fn cgroup_mounts() -> Result<&'static [MountInfo], V1MountPointError> {
         }
     }
     Ok(MOUNTS.get_or_init(|| found))
-}
-
-/// Read (and keep) the cgroup v1 mount table now, so processes forked later need not.
-pub fn preload_mounts() -> Result<(), V1MountPointError> {
-    cgroup_mounts().map(|_| ())
 }
 
 /// List all cgroup v1 subsystem mount points on the system. This can include unsupported
