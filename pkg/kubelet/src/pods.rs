@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -50,6 +50,9 @@ pub struct Workers<R> {
     pub known: Mutex<HashMap<String, String>>,
     /// Whether node pressure refuses new pods (the eviction manager's admission).
     pub admission: crate::eviction::Admission,
+    /// The status last written for each pod (by uid), with the pod's resourceVersion it
+    /// was computed from (kubelet's status manager keeps the same).
+    pub written: Mutex<HashMap<String, (String, PodStatus)>>,
 }
 
 fn code(e: &kube::Error) -> Option<u16> {
@@ -64,6 +67,17 @@ impl<R: ContainerRuntime> Workers<R> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, PodStatus)>> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pod `key` is no longer this node's: forget it.
+    fn forget(&self, key: &str) -> Option<String> {
+        let uid = self.known().remove(key)?;
+        self.written().remove(&uid);
+        Some(uid)
+    }
+
     /// Bring one pod ("namespace/name") in line; when to look again.
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, kube::Error> {
         let Some((ns, name)) = key.split_once('/') else {
@@ -71,8 +85,7 @@ impl<R: ContainerRuntime> Workers<R> {
         };
         let Some(pod) = self.pods.get(&ObjectRef::new(name).within(ns)) else {
             // Gone from the API (deleted at once): nothing of it may keep running.
-            let gone = self.known().remove(key);
-            if let Some(uid) = gone {
+            if let Some(uid) = self.forget(key) {
                 let _ = self.runtime.stop_pod(&uid, Duration::ZERO).await;
             }
             return Ok(None);
@@ -114,7 +127,7 @@ impl<R: ContainerRuntime> Workers<R> {
                 }),
                 ..Default::default()
             };
-            self.known().remove(key);
+            self.forget(key);
             return match api.delete(name, &params).await {
                 Ok(_) => Ok(None),
                 Err(e) if matches!(code(&e), Some(404 | 409)) => Ok(None),
@@ -178,18 +191,29 @@ impl<R: ContainerRuntime> Workers<R> {
     }
 
     /// Write the pod's status when the kubelet's fields changed; false when the pod is gone.
+    /// The pod may be read from a cache that has not seen this node's last write yet: a pod
+    /// unchanged since that write, whose status would be written the same again, is left.
     async fn write_status(
         &self,
         api: &Api<Pod>,
         name: &str,
         pod: &Pod,
-        status: &k8s_openapi::api::core::v1::PodStatus,
+        status: &PodStatus,
     ) -> Result<bool, kube::Error> {
         if pod
             .status
             .as_ref()
             .is_some_and(|old| status::same(old, status))
         {
+            return Ok(true);
+        }
+        let uid = pod.uid().unwrap_or_default();
+        let version = pod.resource_version().unwrap_or_default();
+        let pending = self
+            .written()
+            .get(&uid)
+            .is_some_and(|(seen, last)| *seen == version && status::same(last, status));
+        if pending {
             return Ok(true);
         }
         // Strategic: conditions merge by type, keeping other writers' (PodScheduled,
@@ -199,7 +223,10 @@ impl<R: ContainerRuntime> Workers<R> {
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.written().insert(uid, (version, status.clone()));
+                Ok(true)
+            }
             Err(e) if code(&e) == Some(404) => Ok(false),
             Err(e) => Err(e),
         }
@@ -301,6 +328,103 @@ impl<R: ContainerRuntime> Workers<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use kube::client::Body;
+
+    /// Workers over a client whose every request is a status patch answered with `pod`;
+    /// the number of patches sent.
+    fn workers(
+        pod: &Pod,
+    ) -> (
+        Workers<crate::fake::FakeRuntime>,
+        Api<Pod>,
+        Arc<AtomicUsize>,
+    ) {
+        let patches = Arc::new(AtomicUsize::new(0));
+        let (count, body) = (patches.clone(), serde_json::to_vec(pod).unwrap());
+        let service = tower::service_fn(move |req: http::Request<Body>| {
+            assert_eq!(req.method(), http::Method::PATCH);
+            assert!(req.uri().path().ends_with("/pods/p/status"));
+            count.fetch_add(1, Ordering::SeqCst);
+            let response = http::Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap();
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let client = kube::Client::new(service, "default");
+        let workers = Workers {
+            runtime: Arc::default(),
+            nodes: HashMap::new(),
+            pods: kube::runtime::reflector::store().0,
+            backoff: Mutex::default(),
+            known: Mutex::default(),
+            admission: Default::default(),
+            written: Mutex::default(),
+        };
+        (workers, Api::namespaced(client, "default"), patches)
+    }
+
+    fn pod(version: &str, phase: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1",
+                "resourceVersion": version},
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_status_is_not_written_twice_while_the_cache_lags() {
+        let pending = pod("5", "Pending");
+        let (workers, api, patches) = workers(&pending);
+        let running = PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        };
+        assert!(
+            workers
+                .write_status(&api, "p", &pending, &running)
+                .await
+                .unwrap()
+        );
+        assert_eq!(patches.load(Ordering::SeqCst), 1);
+        // The cache still has the pod as it was before the write: nothing to write again.
+        assert!(
+            workers
+                .write_status(&api, "p", &pending, &running)
+                .await
+                .unwrap()
+        );
+        assert_eq!(patches.load(Ordering::SeqCst), 1);
+        // A different status is written.
+        let failed = PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        };
+        assert!(
+            workers
+                .write_status(&api, "p", &pending, &failed)
+                .await
+                .unwrap()
+        );
+        assert_eq!(patches.load(Ordering::SeqCst), 2);
+        // The pod changed since (another writer set it back): the status is written again.
+        let reset = pod("7", "Pending");
+        assert!(
+            workers
+                .write_status(&api, "p", &reset, &failed)
+                .await
+                .unwrap()
+        );
+        assert_eq!(patches.load(Ordering::SeqCst), 3);
+        // Once the pod is no longer the node's, what was written is forgotten.
+        workers.known().insert("default/p".into(), "u1".into());
+        assert_eq!(workers.forget("default/p").as_deref(), Some("u1"));
+        assert!(workers.written().is_empty());
+    }
 
     #[test]
     fn crash_loop_backoff_doubles_to_five_minutes() {

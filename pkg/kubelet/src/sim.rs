@@ -169,6 +169,7 @@ pub async fn run(
         backoff: Mutex::default(),
         known: Mutex::default(),
         admission: Default::default(),
+        written: Default::default(),
     });
     tokio::spawn(pods.clone().run(stop.clone()));
     tokio::spawn(nodes.clone().run(stop.clone()));

@@ -207,6 +207,7 @@ pub async fn run(
         backoff: Mutex::default(),
         known: Mutex::default(),
         admission: admission.clone(),
+        written: Default::default(),
     });
     let manifests = (kubelet_args.pod_manifest_path.clone())
         .unwrap_or_else(|| options.data_dir.join("agent").join("pod-manifests"));

@@ -103,6 +103,7 @@ pub fn spawn<R: ContainerRuntime>(
             known: Mutex::default(),
             // Static pods are critical: node pressure does not refuse them.
             admission: Default::default(),
+            written: Default::default(),
         },
         node,
     });
