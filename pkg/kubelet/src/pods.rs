@@ -191,8 +191,9 @@ impl<R: ContainerRuntime> Workers<R> {
     }
 
     /// Write the pod's status when the kubelet's fields changed; false when the pod is gone.
-    /// The pod may be read from a cache that has not seen this node's last write yet: a pod
-    /// unchanged since that write, whose status would be written the same again, is left.
+    /// The pod may be read from a cache that has not seen this node's last write yet: an
+    /// API pod unchanged since that write, whose status would be written the same again,
+    /// is left.
     async fn write_status(
         &self,
         api: &Api<Pod>,
@@ -209,10 +210,12 @@ impl<R: ContainerRuntime> Workers<R> {
         }
         let uid = pod.uid().unwrap_or_default();
         let version = pod.resource_version().unwrap_or_default();
-        let pending = self
-            .written()
-            .get(&uid)
-            .is_some_and(|(seen, last)| *seen == version && status::same(last, status));
+        // A static pod (from its manifest, with no version) is written each time.
+        let pending = !version.is_empty()
+            && self
+                .written()
+                .get(&uid)
+                .is_some_and(|(seen, last)| *seen == version && status::same(last, status));
         if pending {
             return Ok(true);
         }
@@ -224,7 +227,9 @@ impl<R: ContainerRuntime> Workers<R> {
             .await
         {
             Ok(_) => {
-                self.written().insert(uid, (version, status.clone()));
+                if !version.is_empty() {
+                    self.written().insert(uid, (version, status.clone()));
+                }
                 Ok(true)
             }
             Err(e) if code(&e) == Some(404) => Ok(false),
@@ -380,46 +385,32 @@ mod tests {
     async fn a_status_is_not_written_twice_while_the_cache_lags() {
         let pending = pod("5", "Pending");
         let (workers, api, patches) = workers(&pending);
-        let running = PodStatus {
-            phase: Some("Running".into()),
+        let status = |phase: &str| PodStatus {
+            phase: Some(phase.into()),
             ..Default::default()
         };
-        assert!(
-            workers
-                .write_status(&api, "p", &pending, &running)
-                .await
-                .unwrap()
-        );
-        assert_eq!(patches.load(Ordering::SeqCst), 1);
-        // The cache still has the pod as it was before the write: nothing to write again.
-        assert!(
-            workers
-                .write_status(&api, "p", &pending, &running)
-                .await
-                .unwrap()
-        );
-        assert_eq!(patches.load(Ordering::SeqCst), 1);
-        // A different status is written.
-        let failed = PodStatus {
-            phase: Some("Failed".into()),
-            ..Default::default()
-        };
-        assert!(
-            workers
-                .write_status(&api, "p", &pending, &failed)
-                .await
-                .unwrap()
-        );
-        assert_eq!(patches.load(Ordering::SeqCst), 2);
-        // The pod changed since (another writer set it back): the status is written again.
-        let reset = pod("7", "Pending");
-        assert!(
-            workers
-                .write_status(&api, "p", &reset, &failed)
-                .await
-                .unwrap()
-        );
-        assert_eq!(patches.load(Ordering::SeqCst), 3);
+        let steps = [
+            // Written.
+            (pending.clone(), status("Running"), 1),
+            // The cache still has the pod as it was before the write: nothing to write.
+            (pending.clone(), status("Running"), 1),
+            // A different status is written.
+            (pending, status("Failed"), 2),
+            // The pod changed since (another writer set it back): written again.
+            (pod("7", "Pending"), status("Failed"), 3),
+            // A static pod (no version; its mirror pod may be new) is written every time.
+            (pod("", "Pending"), status("Failed"), 4),
+            (pod("", "Pending"), status("Failed"), 5),
+        ];
+        for (i, (seen, status, sent)) in steps.into_iter().enumerate() {
+            assert!(
+                workers
+                    .write_status(&api, "p", &seen, &status)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(patches.load(Ordering::SeqCst), sent, "step {i}");
+        }
         // Once the pod is no longer the node's, what was written is forgotten.
         workers.known().insert("default/p".into(), "u1".into());
         assert_eq!(workers.forget("default/p").as_deref(), Some("u1"));
