@@ -27,14 +27,20 @@ fn is(list: &[&str], verb: &str) -> bool {
     list.contains(&verb)
 }
 
-/// What the pods bound to `node` use: (kind, namespace, name).
-async fn referenced(reg: &Registry, node: &str) -> HashSet<(String, String, String)> {
+/// What the pods bound to `node` use: (kind, namespace, name); only the pods of
+/// `namespace` when given (a pod refers to secrets, config maps, claims and service
+/// accounts of its own namespace only).
+async fn referenced(
+    reg: &Registry,
+    node: &str,
+    namespace: Option<&str>,
+) -> HashSet<(String, String, String)> {
     let params = ListParams {
         resource_version: Some("0".into()),
         ..Default::default()
     };
     let pods = reg
-        .list(minik_api::builtin("", "v1", "pods"), None, &params)
+        .list(minik_api::builtin("", "v1", "pods"), namespace, &params)
         .await
         .map(|l| l.items)
         .unwrap_or_default();
@@ -161,11 +167,12 @@ pub async fn decide(reg: &Registry, user: &UserInfo, a: &Attributes) -> Decision
             if !fits || a.name.is_empty() {
                 return Decision::NoOpinion;
             }
-            let used = referenced(reg, node).await;
+            let namespace = Some(a.namespace.as_str()).filter(|n| !n.is_empty());
+            let used = referenced(reg, node, namespace).await;
             allow(used.contains(&(kind.to_string(), a.namespace.clone(), a.name.clone())))
         }
         ("", "persistentvolumes") if verb == "get" && !a.name.is_empty() => {
-            let used = referenced(reg, node).await;
+            let used = referenced(reg, node, None).await;
             allow(volume_used(reg, &used, &a.name).await)
         }
         _ => Decision::NoOpinion,
