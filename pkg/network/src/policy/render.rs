@@ -7,6 +7,7 @@
 //! between two isolated pods of the node must pass the sender's egress chain, then the
 //! receiver's ingress chain. Each rule's peers are a named interval set per family.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -41,17 +42,19 @@ struct Compiled {
 }
 
 /// The whole table as one script that (re)creates it atomically.
+/// Objects come owned or shared (`Arc`s from the informers' stores, not copied).
 pub fn render(
-    pods: &[Pod],
-    namespaces: &[Namespace],
-    policies: &[NetworkPolicy],
+    pods: &[impl Borrow<Pod>],
+    namespaces: &[impl Borrow<Namespace>],
+    policies: &[impl Borrow<NetworkPolicy>],
     options: &PolicyOptions,
 ) -> String {
     let cluster = Cluster::new(pods, namespaces);
-    let mut policies: Vec<&NetworkPolicy> = policies.iter().collect();
+    let mut policies: Vec<&NetworkPolicy> = policies.iter().map(Borrow::borrow).collect();
     policies.sort_by_key(|p| (p.namespace(), p.name_any()));
     let mut local: Vec<&Pod> = pods
         .iter()
+        .map(Borrow::borrow)
         .filter(|p| is_local(p, &options.node_name))
         .collect();
     local.sort_by_key(|p| (p.namespace(), p.name_any()));

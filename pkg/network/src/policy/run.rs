@@ -95,7 +95,8 @@ pub async fn run(
     Ok(())
 }
 
-fn snapshot<K>(informer: &Informer<K>) -> Vec<K>
+/// The informer's objects, shared rather than copied.
+fn snapshot<K>(informer: &Informer<K>) -> Vec<Arc<K>>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -105,12 +106,7 @@ where
         + Sync
         + 'static,
 {
-    informer
-        .store()
-        .state()
-        .iter()
-        .map(|o| o.as_ref().clone())
-        .collect()
+    informer.store().state()
 }
 
 /// Run nft off the async threads (it spawns a process and waits).

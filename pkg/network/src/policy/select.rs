@@ -2,6 +2,7 @@
 //! rule's peers stand for, and which ports its `ports` name (named ports resolved against a
 //! pod's container ports).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -159,10 +160,11 @@ pub struct Cluster<'a> {
 }
 
 impl<'a> Cluster<'a> {
-    pub fn new(pods: &'a [Pod], namespaces: &[Namespace]) -> Self {
+    pub fn new(pods: &'a [impl Borrow<Pod>], namespaces: &[impl Borrow<Namespace>]) -> Self {
         let namespaces = namespaces
             .iter()
-            .filter_map(|ns| {
+            .map(Borrow::borrow)
+            .filter_map(|ns: &Namespace| {
                 let name = ns.metadata.name.clone()?;
                 let mut l = labels(ns);
                 l.insert("kubernetes.io/metadata.name".into(), name.clone());
@@ -170,7 +172,11 @@ impl<'a> Cluster<'a> {
             })
             .collect();
         Cluster {
-            peers: pods.iter().filter(|p| is_peer(p)).collect(),
+            peers: pods
+                .iter()
+                .map(Borrow::borrow)
+                .filter(|p| is_peer(p))
+                .collect(),
             namespaces,
         }
     }

@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 use super::PolicyOptions;
 
 pub const NODE: &str = "node-a";
+/// No namespaces (their labels are not needed).
+pub const NO_NAMESPACES: &[Namespace] = &[];
+/// No policies.
+pub const NO_POLICIES: &[NetworkPolicy] = &[];
 
 pub fn options() -> PolicyOptions {
     PolicyOptions {

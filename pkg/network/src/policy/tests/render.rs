@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::netns::assert_loads;
-use super::{chain, namespace, options, pod, pod_on, policy, set};
+use super::{NO_NAMESPACES, chain, namespace, options, pod, pod_on, policy, set};
 use crate::policy::render;
 
 const REJECT: &str = "reject with icmpx admin-prohibited";
@@ -71,7 +71,7 @@ fn allow_from_pods_of_the_policy_namespace() {
     });
     let script = render(
         &pods,
-        &[],
+        NO_NAMESPACES,
         &[policy("shop", "db-from-api", spec)],
         &options(),
     );
@@ -139,7 +139,12 @@ fn ip_blocks_leave_out_their_exceptions() {
             {"ipBlock": {"cidr": "fd00::/64", "except": ["fd00::1/128"]}},
         ]}],
     });
-    let script = render(&pods, &[], &[policy("n", "blocks", spec)], &options());
+    let script = render(
+        &pods,
+        NO_NAMESPACES,
+        &[policy("n", "blocks", spec)],
+        &options(),
+    );
     assert_eq!(
         set(&script, "in/n/blocks/0/v4")[2],
         "elements = { 10.0.0.0/24, 10.0.2.0-10.0.255.255 }"
@@ -180,7 +185,12 @@ fn named_ports_resolve_against_each_destination_pod() {
         ),
     ];
     let spec = json!({"podSelector": {}, "ingress": [{"ports": [{"port": "http"}]}]});
-    let script = render(&pods, &[], &[policy("n", "http", spec)], &options());
+    let script = render(
+        &pods,
+        NO_NAMESPACES,
+        &[policy("n", "http", spec)],
+        &options(),
+    );
     assert_eq!(
         chain(&script, "in/n/web")[2..],
         ["tcp dport 8080 return", REJECT]
@@ -198,7 +208,12 @@ fn end_ports_make_ranges_and_protocols_are_kept() {
         {"protocol": "SCTP", "port": 9000},
         {"protocol": "TCP"},
     ]}]});
-    let script = render(&pods, &[], &[policy("n", "ranges", spec)], &options());
+    let script = render(
+        &pods,
+        NO_NAMESPACES,
+        &[policy("n", "ranges", spec)],
+        &options(),
+    );
     assert_eq!(
         chain(&script, "in/n/a")[2..],
         [
@@ -294,7 +309,7 @@ fn pods_not_selected_or_not_isolatable_are_left_alone() {
     ];
     let spec =
         json!({"podSelector": {"matchLabels": {"app": "x"}}, "policyTypes": ["Ingress", "Egress"]});
-    let script = render(&pods, &[], &[policy("n", "p", spec)], &options());
+    let script = render(&pods, NO_NAMESPACES, &[policy("n", "p", spec)], &options());
     for map in ["in-pods-v4", "eg-pods-v4", "in-pods-v6", "eg-pods-v6"] {
         assert_eq!(set(&script, map).len(), 1, "{map} has elements:\n{script}");
     }
@@ -314,7 +329,7 @@ fn an_empty_rule_allows_everything_and_policies_add_up() {
             json!({"podSelector": {"matchLabels": {"app": "a"}}, "ingress": [{}]}),
         ),
     ];
-    let script = render(&pods, &[], &policies, &options());
+    let script = render(&pods, NO_NAMESPACES, &policies, &options());
     assert_eq!(chain(&script, "in/n/a")[2..], ["return", REJECT]);
     assert_loads(&script);
 }
@@ -328,7 +343,7 @@ fn dual_stack_pods_and_names_too_long_for_the_kernel() {
         Some(serde_json::from_value(json!([{"ip": "10.42.0.7"}, {"ip": "fd00::7"}])).unwrap());
     let script = render(
         &[dual],
-        &[],
+        NO_NAMESPACES,
         &[policy("n", "deny", json!({"podSelector": {}}))],
         &options(),
     );
@@ -362,7 +377,7 @@ fn an_address_claimed_twice_goes_to_the_first_pod_only() {
     ];
     let script = render(
         &pods,
-        &[],
+        NO_NAMESPACES,
         &[policy("n", "deny", json!({"podSelector": {}}))],
         &options(),
     );

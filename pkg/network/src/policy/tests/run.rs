@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{namespace, options, pod, policy};
+use super::{NO_POLICIES, namespace, options, pod, policy};
 use crate::nft::FakeNft;
 use crate::policy::{render, run};
 use crate::testing::{
@@ -30,7 +30,7 @@ async fn the_table_follows_the_api_and_stays_on_stop() {
     let open = render(
         std::slice::from_ref(&web),
         std::slice::from_ref(&ns),
-        &[],
+        NO_POLICIES,
         &options(),
     );
     eventually("the first table", || {
