@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cargo build -p minik
-cargo nextest run -p minik-tests -E 'binary(/^e2e_/) | binary(store_crash) | binary(store_sqlite)' "$@"
+cargo nextest run -p minik-tests -E 'test(/^e2e_/) | test(/^store_crash::/) | test(/^store_sqlite::/)' "$@"

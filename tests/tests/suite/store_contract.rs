@@ -21,5 +21,5 @@ async fn sqlite() -> Subject {
     }
 }
 
-contract_tests!(memory_backend, crate::memory);
-contract_tests!(sqlite_backend, crate::sqlite);
+contract_tests!(memory_backend, crate::store_contract::memory);
+contract_tests!(sqlite_backend, crate::store_contract::sqlite);

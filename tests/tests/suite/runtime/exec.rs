@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use minik_runtime::{ContainerConfig, Error, Security};
 
-use crate::env::Env;
+use super::env::Env;
 
 fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()

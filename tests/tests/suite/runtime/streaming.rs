@@ -9,7 +9,7 @@ use minik_kubelet::backend::{Backend, Embedded};
 use minik_runtime::{ContainerConfig, Error, ImageStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::env::Env;
+use super::env::Env;
 
 fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
@@ -213,7 +213,7 @@ async fn a_containers_terminal_is_resized_through_its_shim() {
     env.run(config).await;
     env.wait_for_output(&id, "ready").await;
     // A runtime opened afresh (as after a minik restart) talks to the same shim.
-    let fresh = crate::env::open(env.dir.path());
+    let fresh = super::env::open(env.dir.path());
     fresh.resize_console(&id, 120, 40).unwrap();
     env.wait_for_output(&id, "40 120").await;
 }

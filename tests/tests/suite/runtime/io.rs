@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use minik_runtime::Mount;
 
-use crate::env::Env;
+use super::env::Env;
 
 #[tokio::test]
 async fn a_terminal_container_logs_its_output_as_stdout() {
