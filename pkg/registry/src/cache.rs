@@ -219,6 +219,11 @@ impl Cacher {
         self.lock().last_change
     }
 
+    /// The object at `key`, as the cache has it.
+    pub fn object(&self, key: &str) -> Option<Arc<Value>> {
+        self.lock().objects.get(key).cloned()
+    }
+
     /// The objects under `prefix` now.
     pub fn objects(&self, prefix: &str) -> Vec<Arc<Value>> {
         under(&self.lock().objects, prefix)

@@ -227,12 +227,21 @@ impl Registry {
             return Ok(());
         };
         let ns_info = minik_api::builtin("", "v1", "namespaces");
-        let (_, kv) = self.store.get(&object_key(ns_info, None, ns), None).await?;
+        let key = object_key(ns_info, None, ns);
+        let terminating = |obj: &Value| obj.pointer("/metadata/deletionTimestamp").is_some();
+        // As kube-apiserver's NamespaceLifecycle reads its informer: a live namespace in the
+        // watch cache is enough. One missing or terminating there is checked in the store
+        // (it may be newer than the cache).
+        let cached = self.caches.get(&self.store, ns_info).await?.object(&key);
+        if cached.is_some_and(|obj| !terminating(&obj)) {
+            return Ok(());
+        }
+        let (_, kv) = self.store.get(&key, None).await?;
         let Some(kv) = kv else {
             return Err(ApiError::not_found(ns_info, ns));
         };
         let obj = decode(&kv)?;
-        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        if terminating(&obj) {
             return Err(ApiError::forbidden(
                 info,
                 name,

@@ -34,37 +34,45 @@ impl Set {
         Set(self.0.intersection(&other.0).cloned().collect())
     }
 
-    /// The paths not under (or at) any path of `prefixes`.
-    pub fn without_prefixes(&self, prefixes: &[Path]) -> Set {
-        Set(self
-            .0
-            .iter()
-            .filter(|p| !prefixes.iter().any(|x| p.starts_with(x)))
-            .cloned()
-            .collect())
+    /// The paths not under (or at) any path of `prefixes` (in place: no path is copied).
+    pub fn without_prefixes(mut self, prefixes: &[Path]) -> Set {
+        self.0
+            .retain(|p| !prefixes.iter().any(|x| p.starts_with(x)));
+        self
     }
 
-    /// Only the paths under (or at) one of `prefixes`.
-    pub fn with_prefixes(&self, prefixes: &[Path]) -> Set {
-        Set(self
-            .0
-            .iter()
-            .filter(|p| prefixes.iter().any(|x| p.starts_with(x)))
-            .cloned()
-            .collect())
+    /// Only the paths under (or at) one of `prefixes` (in place).
+    pub fn with_prefixes(mut self, prefixes: &[Path]) -> Set {
+        self.0.retain(|p| prefixes.iter().any(|x| p.starts_with(x)));
+        self
+    }
+
+    /// The paths of both (moved from `other`, not copied).
+    pub fn absorb(&mut self, other: Set) {
+        self.0.extend(other.0);
+    }
+
+    /// Drop the paths of `other`.
+    pub fn remove_all(&mut self, other: &Set) {
+        if !other.is_empty() {
+            self.0.retain(|p| !other.0.contains(p));
+        }
     }
 
     /// The FieldsV1 object of this set.
     pub fn to_fields_v1(&self) -> Value {
         let mut root = Map::new();
-        for path in &self.0 {
+        'paths: for path in &self.0 {
             let mut node = &mut root;
             for el in path {
-                node = node
-                    .entry(el.clone())
-                    .or_insert_with(|| Value::Object(Map::new()))
-                    .as_object_mut()
-                    .expect("fieldsV1 nodes are objects");
+                // Paths share their prefixes: a key is copied only the first time.
+                if !node.contains_key(el.as_str()) {
+                    node.insert(el.clone(), Value::Object(Map::new()));
+                }
+                match node.get_mut(el.as_str()).and_then(Value::as_object_mut) {
+                    Some(child) => node = child,
+                    None => continue 'paths,
+                }
             }
             node.insert(".".into(), Value::Object(Map::new()));
         }

@@ -96,7 +96,7 @@ const IGNORED: &[&[&str]] = &[
 /// Keep only the fields a write through this endpoint may own: never the server's
 /// metadata; on the main resource not status (when it has a status subresource), through
 /// status only status.
-fn scope(info: &ResourceInfo, sub: &str, set: &Set) -> Set {
+fn scope(info: &ResourceInfo, sub: &str, set: Set) -> Set {
     static IGNORED_PATHS: std::sync::LazyLock<Vec<Path>> =
         std::sync::LazyLock::new(|| IGNORED.iter().map(|p| path(p)).collect());
     let mut set = set.without_prefixes(&IGNORED_PATHS);
@@ -136,9 +136,9 @@ fn take_from_others<'e>(
         let lost = e.set.intersection(changed);
         if !lost.is_empty() {
             conflicts.push((e.clone(), lost.clone()));
-            e.set = e.set.difference(&lost);
+            e.set.remove_all(&lost);
         }
-        e.set = e.set.difference(removed);
+        e.set.remove_all(removed);
     }
     conflicts
 }
@@ -202,10 +202,12 @@ impl Slot {
 
     /// A stored entry, opened when it is `me`'s, has no fields, or owns a path of
     /// `touched` (so it may lose fields).
-    fn of(stored: &Value, me: &Entry, touched: &Set) -> Result<Slot> {
+    fn of(stored: &Value, me: &Entry, touched: [&Set; 2]) -> Result<Slot> {
         let fields = stored.get("fieldsV1").filter(|f| {
             f.as_object().is_some_and(|m| !m.is_empty())
-                && !touched.0.iter().any(|p| fieldset::member(f, p))
+                && !touched
+                    .iter()
+                    .any(|t| t.0.iter().any(|p| fieldset::member(f, p)))
         });
         if fields.is_some() && !head(stored).same_owner(me) {
             return Ok(Slot::Kept(stored.clone()));
@@ -233,11 +235,9 @@ pub fn record_update(
     }
     // compare() passes over metadata.managedFields.
     let c = typed::compare(old, new, schema);
-    let (added, modified, removed) = (
-        scope(info, sub, &c.added),
-        scope(info, sub, &c.modified),
-        scope(info, sub, &c.removed),
-    );
+    let mut changed = scope(info, sub, c.added);
+    changed.absorb(scope(info, sub, c.modified));
+    let removed = scope(info, sub, c.removed);
     let mut me = Entry {
         manager: manager.to_string(),
         operation: "Update".into(),
@@ -246,18 +246,15 @@ pub fn record_update(
         subresource: sub.to_string(),
         set: Set::default(),
     };
-    let changed = added.union(&modified);
     let mut slots: Vec<Slot> = match base {
         Baseline::Requested(list) => list
             .iter()
             .map(|e| decode_entry(e).map(Slot::Open))
             .collect::<Result<_>>()?,
-        Baseline::Stored(list) => {
-            let touched = changed.union(&removed);
-            list.iter()
-                .map(|e| Slot::of(e, &me, &touched))
-                .collect::<Result<_>>()?
-        }
+        Baseline::Stored(list) => list
+            .iter()
+            .map(|e| Slot::of(e, &me, [&changed, &removed]))
+            .collect::<Result<_>>()?,
         Baseline::Cleared => Vec::new(),
     };
     take_from_others(
@@ -270,11 +267,13 @@ pub fn record_update(
     let mine = slots
         .iter()
         .position(|s| s.open().is_some_and(|e| e.same_owner(&me)));
-    let before = mine
+    let mut set = mine
         .and_then(|i| slots[i].open())
         .map(|e| e.set.clone())
         .unwrap_or_default();
-    me.set = before.difference(&removed).union(&modified).union(&added);
+    set.remove_all(&removed);
+    set.absorb(changed);
+    me.set = set;
     match mine {
         Some(i) if me.set.is_empty() => {
             slots.remove(i);
@@ -422,7 +421,7 @@ fn try_apply(
         api_version: info.api_version(),
         time: now(),
         subresource: sub.to_string(),
-        set: scope(info, sub, &typed::field_set(&config_plain, schema)),
+        set: scope(info, sub, typed::field_set(&config_plain, schema)),
     };
     // What the manager applied before and no longer does goes, unless someone else owns it.
     if let Some(last) = entries.iter().find(|e| e.same_owner(&me)) {
@@ -435,8 +434,9 @@ fn try_apply(
         typed::remove(&mut merged, &dropped, &kept);
     }
     let c = typed::compare(&live_plain, &merged, schema);
-    let changed = scope(info, sub, &c.added.union(&c.modified));
-    let removed = scope(info, sub, &c.removed);
+    let mut changed = scope(info, sub, c.added);
+    changed.absorb(scope(info, sub, c.modified));
+    let removed = scope(info, sub, c.removed);
     let conflicts = take_from_others(entries.iter_mut(), &me, &changed, &removed);
     entries.retain(|e| kept(e, &me));
     if !conflicts.is_empty() && !force {

@@ -175,11 +175,9 @@ fn required(sh: Shape<'_>, key: &str) -> bool {
     }
 }
 
+/// The items of a list-map or set, by their path elements.
 fn entries<'v>(sh: Shape<'_>, v: Option<&'v Value>) -> Vec<(String, &'v Value)> {
     match (sh, v) {
-        (Shape::Struct(_) | Shape::Map(_), Some(Value::Object(m))) => {
-            m.iter().map(|(k, v)| (format!("f:{k}"), v)).collect()
-        }
         (Shape::ListMap(..) | Shape::Set, Some(Value::Array(items))) => {
             items.iter().map(|i| (item_element(sh, i), i)).collect()
         }
@@ -210,6 +208,7 @@ fn walk_compare(
                 c.modified.insert(path);
             }
         }
+        Shape::Struct(_) | Shape::Map(_) => compare_fields(sh, old, new, path, c),
         _ => {
             let before = entries(sh, old);
             let after = entries(sh, new);
@@ -217,20 +216,10 @@ fn walk_compare(
             keys.sort();
             keys.dedup();
             for key in keys {
-                // Who manages what is not itself a managed field.
-                if key == "f:managedFields" && path.len() == 1 && path[0] == "f:metadata" {
-                    continue;
-                }
                 let o = before.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
                 let n = after.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
-                let (cs, req) = match sh {
-                    Shape::Struct(_) | Shape::Map(_) => {
-                        (child(sh, &key[2..]), required(sh, &key[2..]))
-                    }
-                    _ => (item_schema(sh), false),
-                };
                 path.push(key.clone());
-                walk_compare(o, n, cs, req, path, c);
+                walk_compare(o, n, item_schema(sh), false, path, c);
                 path.pop();
             }
         }
@@ -252,6 +241,39 @@ fn walk_compare(
         (None, Some(_)) => c.added.insert(path),
         (Some(_), None) => c.removed.insert(path),
         _ => {}
+    }
+}
+
+/// The fields of a struct or map compared one by one: no key is copied but into the path
+/// of a field that differs.
+fn compare_fields(
+    sh: Shape<'_>,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    path: &mut Path,
+    c: &mut Comparison,
+) {
+    let empty = Map::new();
+    let before = old.and_then(Value::as_object).unwrap_or(&empty);
+    let after = new.and_then(Value::as_object).unwrap_or(&empty);
+    // Who manages what is not itself a managed field.
+    let top_metadata = path.len() == 1 && path[0] == "f:metadata";
+    let changed = after
+        .iter()
+        .map(|(k, n)| (k, before.get(k), Some(n)))
+        .chain(
+            before
+                .iter()
+                .filter(|(k, _)| !after.contains_key(*k))
+                .map(|(k, o)| (k, Some(o), None)),
+        );
+    for (key, o, n) in changed {
+        if o.is_some() && o == n || top_metadata && key == "managedFields" {
+            continue;
+        }
+        path.push(format!("f:{key}"));
+        walk_compare(o, n, child(sh, key), required(sh, key), path, c);
+        path.pop();
     }
 }
 
