@@ -81,6 +81,11 @@ impl Api {
     /// The first `n` lines of a watch response.
     pub async fn watch_lines(&self, uri: &str, n: usize) -> Vec<Value> {
         let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        self.watch_request(req, n).await
+    }
+
+    /// The first `n` lines of the watch response to `req`.
+    pub async fn watch_request(&self, req: Request<Body>, n: usize) -> Vec<Value> {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let mut body = resp.into_body().into_data_stream();

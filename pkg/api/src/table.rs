@@ -1,6 +1,7 @@
 //! The table itself, built from k8s-openapi's `Resource` constants plus what only discovery
 //! knows (short names, categories, subresources).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use k8s_openapi::{ClusterResourceScope, ListableResource, NamespaceResourceScope};
@@ -262,11 +263,30 @@ pub fn all() -> &'static [ResourceInfo] {
     &TABLE
 }
 
+type Names = (&'static str, &'static str, &'static str);
+
+/// The table by (group, version, plural) and by (group, version, kind): every request looks
+/// its resource up, often more than once.
+static INDEX: LazyLock<(HashMap<Names, usize>, HashMap<Names, usize>)> = LazyLock::new(|| {
+    let (mut by_plural, mut by_kind) = (HashMap::new(), HashMap::new());
+    // The first entry wins, as a scan of the table would find it.
+    for (i, r) in TABLE.iter().enumerate() {
+        by_plural.entry((r.group, r.version, r.plural)).or_insert(i);
+        by_kind.entry((r.group, r.version, r.kind)).or_insert(i);
+    }
+    (by_plural, by_kind)
+});
+
+fn lookup(
+    index: &HashMap<(&str, &str, &str), usize>,
+    names: (&str, &str, &str),
+) -> Option<&'static ResourceInfo> {
+    index.get(&names).and_then(|i| TABLE.get(*i))
+}
+
 /// The resource with this group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    TABLE
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    lookup(&INDEX.0, (group, version, plural))
 }
 
 /// A built-in resource this server always serves (the table is fixed at build time, so a
@@ -278,9 +298,7 @@ pub fn builtin(group: &str, version: &str, plural: &str) -> &'static ResourceInf
 
 /// The resource of this group, version and kind.
 pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    TABLE
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+    lookup(&INDEX.1, (group, version, kind))
 }
 
 #[cfg(test)]

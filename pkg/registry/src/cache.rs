@@ -32,6 +32,8 @@ pub(crate) struct Change {
     pub prev: Option<Arc<Value>>,
     /// `{"type": ..., "object": ...}\n` for watchers that see this change as it is.
     pub line: OnceLock<Bytes>,
+    /// The same without the object's managedFields, for the server's own components.
+    pub lean_line: OnceLock<Bytes>,
 }
 
 impl Change {
@@ -73,6 +75,7 @@ impl Change {
             object,
             prev: if deleted { None } else { prev },
             line: OnceLock::new(),
+            lean_line: OnceLock::new(),
         })
     }
 }

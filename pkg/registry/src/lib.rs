@@ -39,7 +39,7 @@ pub use list::{ListParams, ObjectList, ResourceVersionMatch};
 pub use meta::now_rfc3339;
 pub use rest::{Registry, WriteParams};
 pub use selector::Selector;
-pub use watch::{WatchEvent, WatchParams, WatchStream};
+pub use watch::{Lean, WatchEvent, WatchParams, WatchStream};
 
 use minik_api::ResourceInfo;
 

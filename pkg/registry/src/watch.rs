@@ -66,21 +66,32 @@ impl WatchEvent {
 
     /// The event as one line of a watch response, serialized once per change.
     pub fn json_line(&self) -> Bytes {
-        let make = || self.line_with(&self.object);
+        let make = || self.line_with(&*self.object);
         match &self.shared {
             Some(c) => c.line.get_or_init(make).clone(),
             None => make(),
         }
     }
 
+    /// The event as a line without the object's metadata.managedFields, for the server's
+    /// own components (their informers have no use for them; kube-scheduler and
+    /// kube-controller-manager drop them from theirs too): also serialized once per change.
+    pub fn lean_json_line(&self) -> Bytes {
+        let make = || self.line_with(&Lean(&self.object));
+        match &self.shared {
+            Some(c) => c.lean_line.get_or_init(make).clone(),
+            None => make(),
+        }
+    }
+
     /// A line of this event's type carrying `object` (the event's object as a watcher
     /// wants it shown), serialized straight from the borrowed values.
-    pub fn line_with(&self, object: &Value) -> Bytes {
+    pub fn line_with(&self, object: &impl serde::Serialize) -> Bytes {
         #[derive(serde::Serialize)]
-        struct Line<'a> {
+        struct Line<'a, T> {
             #[serde(rename = "type")]
             kind: &'a str,
-            object: &'a Value,
+            object: &'a T,
         }
         let line = Line {
             kind: self.kind,
@@ -89,6 +100,38 @@ impl WatchEvent {
         let mut out = serde_json::to_vec(&line).unwrap_or_default();
         out.push(b'\n');
         Bytes::from(out)
+    }
+}
+
+/// An object serialized without its metadata.managedFields (nothing is copied).
+pub struct Lean<'a>(pub &'a Value);
+
+impl serde::Serialize for Lean<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Metadata<'a>(&'a serde_json::Map<String, Value>);
+        impl serde::Serialize for Metadata<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let fields = self.0.iter().filter(|(k, _)| *k != "managedFields");
+                s.collect_map(fields)
+            }
+        }
+        let Value::Object(top) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    map.serialize_entry(k, &Metadata(meta))?
+                }
+                v => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
     }
 }
 
@@ -107,6 +150,7 @@ async fn webhook_converted(reg: &Registry, info: &ResourceInfo, c: &Change) -> R
         object: Arc::new(shown.next().unwrap_or(Value::Null)),
         prev: shown.next().map(Arc::new),
         line: Default::default(),
+        lean_line: Default::default(),
     }))
 }
 
@@ -404,6 +448,7 @@ impl WatchStream {
                 object: converted(self.info, &c.object),
                 prev: c.prev.as_ref().map(|p| converted(self.info, p)),
                 line: Default::default(),
+                lean_line: Default::default(),
             };
             let mut e = self.translate_plain(Arc::new(converted))?;
             e.shared = None;

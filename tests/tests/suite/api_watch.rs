@@ -187,3 +187,50 @@ async fn watch_over_websocket() {
         assert_eq!(event["object"]["metadata"]["name"], "ws1");
     }
 }
+
+/// The server's own components (requests of the in-process client, which carry its
+/// identity) get watch events without managedFields, as plain objects and as metadata;
+/// every other watcher gets them, and otherwise the same events.
+#[tokio::test]
+async fn in_process_watchers_get_events_without_managed_fields() {
+    use minik_apiserver::authn::{LocalIdentity, UserInfo};
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a", "labels": {"tier": "fe"}}, "data": {"k": "v"}});
+    let (code, _) = api
+        .call(
+            Method::POST,
+            &format!("{cms}?fieldManager=tester"),
+            Some(cm),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let uri = format!("{cms}?watch=true&resourceVersion=0");
+    let metadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+    let request = |accept: &str, local: bool| {
+        let mut req = axum::http::Request::builder()
+            .uri(&uri)
+            .header("accept", accept)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        if local {
+            req.extensions_mut().insert(LocalIdentity(UserInfo {
+                name: "system:kube-controller-manager".into(),
+                uid: String::new(),
+                groups: vec!["system:authenticated".into()],
+            }));
+        }
+        req
+    };
+    for accept in ["application/json", metadata] {
+        let plain = api.watch_request(request(accept, false), 1).await;
+        let lean = api.watch_request(request(accept, true), 1).await;
+        let fields = &plain[0]["object"]["metadata"]["managedFields"];
+        assert_eq!(fields[0]["manager"], "tester", "{accept}: {plain:?}");
+        let mut expected = plain[0].clone();
+        let meta = expected["object"]["metadata"].as_object_mut().unwrap();
+        meta.remove("managedFields");
+        assert_eq!(lean[0], expected, "{accept}");
+    }
+}

@@ -35,6 +35,8 @@ struct Request {
     ws: Option<WebSocketUpgrade>,
     /// Who asks (set by authentication).
     user: Option<crate::authn::UserInfo>,
+    /// Whether the server's own components ask (through the in-process client).
+    in_process: bool,
 }
 
 type Ws = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
@@ -66,6 +68,7 @@ pub struct Parts {
     headers: HeaderMap,
     ws: Option<WebSocketUpgrade>,
     user: Option<crate::authn::UserInfo>,
+    in_process: bool,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parts {
@@ -86,6 +89,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parts {
             headers: parts.headers.clone(),
             ws: ws.ok(),
             user: parts.extensions.get::<crate::authn::UserInfo>().cloned(),
+            in_process: parts
+                .extensions
+                .get::<crate::authn::LocalIdentity>()
+                .is_some(),
         })
     }
 }
@@ -98,6 +105,7 @@ fn request(p: Parts, body: Result<Bytes, axum::extract::rejection::BytesRejectio
         body,
         ws: p.ws,
         user: p.user,
+        in_process: p.in_process,
     }
 }
 

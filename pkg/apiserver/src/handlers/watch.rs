@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::{FutureExt, StreamExt};
-use minik_registry::{ApiError, WatchParams};
+use minik_registry::{ApiError, Lean, WatchParams};
 
 use super::{Request, selectors, view};
 use crate::AppState;
@@ -54,11 +54,15 @@ pub(super) async fn watch(
             kind: info.kind.into(),
         },
     );
+    // The server's own components get their events without managedFields.
+    let lean = req.in_process;
     let line_of = move |event: &minik_registry::WatchEvent| -> Bytes {
-        if view == View::Object {
-            return event.json_line();
+        match (&view, lean) {
+            (View::Object, false) => event.json_line(),
+            (View::Object, true) => event.lean_json_line(),
+            (view, false) => event.line_with(&view.event(info, event.kind, &event.object)),
+            (view, true) => event.line_with(&Lean(&view.event(info, event.kind, &event.object))),
         }
-        event.line_with(&view.event(info, event.kind, &event.object))
     };
     if let Some(ws) = req_ws {
         return Ok(websocket(ws, stream, guard, line_of));
