@@ -53,20 +53,26 @@ impl Change {
             .as_ref()
             .and_then(|p| decode(p).ok())
             .map(Arc::new);
-        Self::from_store(event, prev)
+        Self::from_store(event, prev, None)
     }
 
     /// Decode a store event; `prev` is the object as the cache had it before (the store's
-    /// copy of it is not decoded again). None: the event cannot be decoded.
-    fn from_store(event: &minik_store::Event, prev: Option<Arc<Value>>) -> Option<Change> {
+    /// copy of it is not decoded again), `written` the object put, already decoded (from a
+    /// [`Hint`]). None: the event cannot be decoded.
+    fn from_store(
+        event: &minik_store::Event,
+        prev: Option<Arc<Value>>,
+        written: Option<Value>,
+    ) -> Option<Change> {
         let rv = event.kv.mod_revision;
-        let (deleted, object) = match event.kind {
-            EventKind::Delete => {
+        let (deleted, object) = match (event.kind, written) {
+            (EventKind::Delete, _) => {
                 let mut obj = decode(event.prev.as_ref()?).ok()?;
                 obj["metadata"]["resourceVersion"] = json!(rv.to_string());
                 (true, Arc::new(obj))
             }
-            EventKind::Put => (false, Arc::new(decode(&event.kv).ok()?)),
+            (EventKind::Put, Some(obj)) => (false, Arc::new(obj)),
+            (EventKind::Put, None) => (false, Arc::new(decode(&event.kv).ok()?)),
         };
         Some(Change {
             rv,
@@ -97,6 +103,46 @@ pub(crate) struct Cacher {
     state: Mutex<State>,
     /// The revision the cache is current to, for reads that must be consistent.
     current: tokio::sync::watch::Sender<i64>,
+    /// Objects being written, by key (at most one per key: the newest).
+    hints: Mutex<HashMap<String, Hint>>,
+}
+
+/// An object a write is about to put, with the bytes it is stored as: when the store's
+/// event for the key carries exactly these bytes, the cache takes the object instead of
+/// decoding them (the two are the same object; the writer had it decoded already).
+struct Hint {
+    id: u64,
+    bytes: Vec<u8>,
+    object: Value,
+}
+
+/// A hint given to a cache; dropped before [`Hinted::keep`] (the write failed), it is taken
+/// back.
+pub(crate) struct Hinted {
+    /// None: the resource has no cache running.
+    cacher: Option<Arc<Cacher>>,
+    key: String,
+    id: u64,
+    kept: bool,
+}
+
+impl Hinted {
+    /// The write succeeded: the hint stays until the cache sees the write.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Hinted {
+    fn drop(&mut self) {
+        let Some(cacher) = self.cacher.as_ref().filter(|_| !self.kept) else {
+            return;
+        };
+        let mut hints = cacher.hints();
+        if hints.get(&self.key).is_some_and(|h| h.id == self.id) {
+            hints.remove(&self.key);
+        }
+    }
 }
 
 /// What a new watcher starts from.
@@ -112,6 +158,24 @@ impl Cacher {
 
     fn alive(&self) -> bool {
         self.lock().tx.is_some()
+    }
+
+    fn hints(&self) -> std::sync::MutexGuard<'_, HashMap<String, Hint>> {
+        self.hints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The object the write of `kv` put, if a hint for it is waiting (with the write's
+    /// resourceVersion, as decoding gives it).
+    fn written(&self, kv: &minik_store::KeyValue) -> Option<Value> {
+        let hint = self.hints().remove(&*kv.key)?;
+        if hint.bytes != kv.value {
+            return None;
+        }
+        let mut object = hint.object;
+        crate::meta::meta_mut(&mut object)
+            .ok()?
+            .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        Some(object)
     }
 
     /// List the resource and start following the store.
@@ -144,6 +208,7 @@ impl Cacher {
         let mut watch = store.watch(&prefix, rv + 1).await?;
         let cacher = Arc::new(Cacher {
             current: tokio::sync::watch::channel(rv).0,
+            hints: Mutex::default(),
             state: Mutex::new(State {
                 objects,
                 rv,
@@ -180,11 +245,14 @@ impl Cacher {
     /// Apply one store event. Only this task changes `objects`, so the previous object read
     /// before decoding is still the one the event replaces.
     fn apply(&self, event: &minik_store::Event) {
-        let prev = match event.kind {
-            EventKind::Put => self.lock().objects.get(&event.kv.key).cloned(),
-            EventKind::Delete => None,
+        let (prev, written) = match event.kind {
+            EventKind::Put => (
+                self.lock().objects.get(&event.kv.key).cloned(),
+                self.written(&event.kv),
+            ),
+            EventKind::Delete => (None, None),
         };
-        let Some(change) = Change::from_store(event, prev) else {
+        let Some(change) = Change::from_store(event, prev, written) else {
             return;
         };
         let change = Arc::new(change);
@@ -293,6 +361,41 @@ impl Caches {
         map.get(prefix).filter(|c| c.alive()).cloned()
     }
 
+    /// Hand the cache of `info`, if it runs, the object about to be stored at `key` as
+    /// `bytes`; keep the result until the write is done.
+    pub fn hint(&self, info: &ResourceInfo, key: &str, bytes: &[u8], object: Value) -> Hinted {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cacher = self.live(&resource_prefix(info));
+        if let Some(cacher) = &cacher {
+            let hint = Hint {
+                id,
+                bytes: bytes.to_vec(),
+                object,
+            };
+            cacher.hints().insert(key.to_string(), hint);
+        }
+        Hinted {
+            cacher,
+            key: key.to_string(),
+            id,
+            kept: false,
+        }
+    }
+
+    /// The object at `key` as the running cache of `info` has it, and its revision: where
+    /// a compare-and-swap update may start without reading the store (the swap fails if
+    /// the copy is stale). None when no cache runs or it lacks the object.
+    pub fn cached(&self, info: &ResourceInfo, key: &str) -> Option<(i64, Arc<Value>)> {
+        let obj = self.live(&resource_prefix(info))?.object(key)?;
+        let revision = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)?
+            .parse()
+            .ok()?;
+        Some((revision, obj))
+    }
+
     pub async fn get(&self, store: &Arc<dyn Backend>, info: &ResourceInfo) -> Result<Arc<Cacher>> {
         let prefix = resource_prefix(info);
         if let Some(c) = self.live(&prefix) {
@@ -310,3 +413,7 @@ impl Caches {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

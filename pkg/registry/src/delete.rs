@@ -143,16 +143,10 @@ impl Registry {
                         m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                     }
                     m.remove("resourceVersion");
-                    match self
-                        .store
-                        .update(
-                            &key,
-                            self.encode(info, &self.stored(info, &obj).await?)?,
-                            current.mod_revision,
-                        )
-                        .await
-                    {
+                    let (stored, hinted) = self.to_put(info, &key, &obj).await?;
+                    match self.store.update(&key, stored, current.mod_revision).await {
                         Ok(kv) => {
+                            hinted.keep();
                             meta_mut(&mut obj)?.insert(
                                 "resourceVersion".into(),
                                 json!(kv.mod_revision.to_string()),

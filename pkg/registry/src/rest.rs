@@ -139,6 +139,20 @@ impl Registry {
         }
     }
 
+    /// `obj` as the store keeps it (in its storage version, encoded, sealed), and the hint
+    /// that hands the object to the resource's cache: keep it once the write is done.
+    pub(crate) async fn to_put(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        obj: &Value,
+    ) -> Result<(Vec<u8>, crate::cache::Hinted)> {
+        let stored = self.stored(info, obj).await?;
+        let bytes = self.encode(info, &stored)?;
+        let hinted = self.caches.hint(info, key, &bytes, stored);
+        Ok((bytes, hinted))
+    }
+
     /// Whether `stored` is sealed as a write of `info` would seal it now (with the same key,
     /// or plain): if not, writing the object back unchanged still changes what is stored.
     fn sealed_as_now(&self, info: &ResourceInfo, stored: &[u8]) -> bool {
@@ -303,9 +317,10 @@ impl Registry {
                 None => Ok((typed, warnings)),
             };
         }
-        let stored = self.stored(info, &typed).await?;
-        match self.store.create(&key, self.encode(info, &stored)?).await {
+        let (stored, hinted) = self.to_put(info, &key, &typed).await?;
+        match self.store.create(&key, stored).await {
             Ok(kv) => {
+                hinted.keep();
                 meta_mut(&mut typed)?
                     .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 Ok((typed, warnings))
@@ -360,12 +375,39 @@ impl Registry {
         info: &ResourceInfo,
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<(KeyValue, Value)> {
+    ) -> Result<(KeyValue, Arc<Value>)> {
         let key = object_key(info, namespace, name);
         let (_, current) = self.store.get(&key, None).await?;
         let current = current.ok_or_else(|| ApiError::not_found(info, name))?;
         let old = self.shown(info, decode(&current)?).await?;
-        Ok((current, old))
+        Ok((current, Arc::new(old)))
+    }
+
+    /// Where an update may start without reading the store: the object as the watch cache
+    /// has it, with a [`KeyValue`] of its revision and no stored bytes (see
+    /// [`read_from_cache`]). The update's compare-and-swap fails if the copy is stale.
+    pub(crate) async fn read_cached(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<(KeyValue, Arc<Value>)>> {
+        let key = object_key(info, namespace, name);
+        let Some((revision, obj)) = self.caches.cached(info, &key) else {
+            return Ok(None);
+        };
+        let kv = KeyValue {
+            key: key.into(),
+            value: Default::default(),
+            create_revision: 0,
+            mod_revision: revision,
+        };
+        // Built-ins stored as they are shown are shared, not copied.
+        if info.custom || crate::convert::converts(info) {
+            let shown = self.shown(info, Arc::unwrap_or_clone(obj)).await?;
+            return Ok(Some((kv, Arc::new(shown))));
+        }
+        Ok(Some((kv, obj)))
     }
 
     /// An update from `read` (what [`Self::read_current`] gave the caller), else from what
@@ -376,7 +418,7 @@ impl Registry {
         mut obj: Value,
         status: bool,
         params: &WriteParams,
-        read: Option<(KeyValue, Value)>,
+        read: Option<(KeyValue, Arc<Value>)>,
     ) -> Result<Written> {
         meta::check_type_and_namespace(info, &mut obj, namespace)?;
         match meta_str(&obj, "name") {
@@ -450,8 +492,12 @@ impl Registry {
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 .is_none_or(|g| g == 0);
-        let noop =
-            !gone && meta::unchanged(&old, &typed) && self.sealed_as_now(info, &current.value);
+        let noop = !gone && meta::unchanged(&old, &typed);
+        if noop && read_from_cache(&current) {
+            // Nothing to write is only known against the stored object: no swap checks it.
+            return Err(ApiError::conflict(info, name));
+        }
+        let noop = noop && self.sealed_as_now(info, &current.value);
         if params.dry_run || noop {
             // A dry run, or nothing to write: the object as it is, at its revision.
             if noop {
@@ -483,9 +529,10 @@ impl Registry {
             }
             false => Vec::new(),
         };
-        let stored = self.encode(info, &self.stored(info, &typed).await?)?;
+        let (stored, hinted) = self.to_put(info, &key, &typed).await?;
         match self.store.update(&key, stored, current.mod_revision).await {
             Ok(kv) => {
+                hinted.keep();
                 if service {
                     // Node ports the service no longer has go back to the pool.
                     let now = crate::ipalloc::node_ports(&typed);
@@ -509,6 +556,12 @@ impl Registry {
             }
         }
     }
+}
+
+/// Whether `read` came from the watch cache ([`Registry::read_cached`]): it has no stored
+/// bytes (a stored object has at least `{}`).
+fn read_from_cache(read: &KeyValue) -> bool {
+    read.value.is_empty()
 }
 
 /// ComponentStatus is computed, not stored.

@@ -2,6 +2,8 @@
 //! pods/ephemeralcontainers, namespaces/finalize. Each writes the stored object with a
 //! compare-and-swap on its revision, retrying when another writer got there first.
 
+use std::sync::Arc;
+
 use minik_api::ResourceInfo;
 use serde_json::{Value, json};
 
@@ -121,55 +123,73 @@ impl Registry {
     ) -> Result<Value> {
         let expected_rv = how.expected_rv;
         let key = object_key(info, ns, name);
-        for _ in 0..RETRIES {
-            let (_, kv) = self.store.get(&key, None).await?;
-            let kv = kv.ok_or_else(|| ApiError::not_found(info, name))?;
-            if expected_rv.is_some_and(|rv| !rv.is_empty() && rv != kv.mod_revision.to_string()) {
-                return Err(ApiError::conflict(info, name));
-            }
-            let mut obj = decode(&kv)?;
-            let old = obj.clone();
-            f(&mut obj)?;
-            if let Some((manager, sub)) = how.owner {
-                let schema = self.schema_for(info);
-                crate::managed::record_update(
-                    info,
-                    schema.as_deref(),
-                    sub,
-                    &old,
-                    &mut obj,
-                    None,
-                    manager,
-                )?;
-            }
-            let attrs = how
-                .admitted
-                .map(|(user, sub)| crate::admission::Attributes {
-                    operation: crate::admission::Operation::Update,
-                    info,
-                    subresource: Some(sub),
-                    namespace: ns.filter(|_| info.namespaced),
-                    name,
-                    user,
-                    dry_run: how.dry_run,
-                    old: Some(&old),
-                });
-            let _hold = self.admit(attrs.as_ref(), &obj, &mut Vec::new()).await?;
-            if how.dry_run {
-                return Ok(obj);
-            }
-            meta_mut(&mut obj)?.remove("resourceVersion");
-            let bytes = self.encode(info, &obj)?;
-            match self.store.update(&key, bytes, kv.mod_revision).await {
-                Ok(stored) => {
-                    obj["metadata"]["resourceVersion"] = json!(stored.mod_revision.to_string());
-                    return Ok(obj);
-                }
-                Err(minik_store::Error::Conflict { .. }) if expected_rv.is_none() => continue,
-                Err(minik_store::Error::Conflict { .. }) => {
+        // One more try than RETRIES: the first starts from the watch cache's copy, and if it
+        // fails for any reason (a stale copy too), the next ones read the store.
+        for attempt in 0..=RETRIES {
+            let cached = match attempt == 0 && !how.dry_run {
+                true => self.caches.cached(info, &key),
+                false => None,
+            };
+            let from_cache = cached.is_some();
+            let tried = async {
+                let (revision, old) = match cached {
+                    Some(c) => c,
+                    None => {
+                        let (_, kv) = self.store.get(&key, None).await?;
+                        let kv = kv.ok_or_else(|| ApiError::not_found(info, name))?;
+                        (kv.mod_revision, Arc::new(decode(&kv)?))
+                    }
+                };
+                if expected_rv.is_some_and(|rv| !rv.is_empty() && rv != revision.to_string()) {
                     return Err(ApiError::conflict(info, name));
                 }
-                Err(e) => return Err(e.into()),
+                let mut obj = (*old).clone();
+                f(&mut obj)?;
+                if let Some((manager, sub)) = how.owner {
+                    let schema = self.schema_for(info);
+                    crate::managed::record_update(
+                        info,
+                        schema.as_deref(),
+                        sub,
+                        &old,
+                        &mut obj,
+                        None,
+                        manager,
+                    )?;
+                }
+                let attrs = how
+                    .admitted
+                    .map(|(user, sub)| crate::admission::Attributes {
+                        operation: crate::admission::Operation::Update,
+                        info,
+                        subresource: Some(sub),
+                        namespace: ns.filter(|_| info.namespaced),
+                        name,
+                        user,
+                        dry_run: how.dry_run,
+                        old: Some(&*old),
+                    });
+                let _hold = self.admit(attrs.as_ref(), &obj, &mut Vec::new()).await?;
+                if how.dry_run {
+                    return Ok(Some(obj));
+                }
+                meta_mut(&mut obj)?.remove("resourceVersion");
+                let bytes = self.encode(info, &obj)?;
+                match self.store.update(&key, bytes, revision).await {
+                    Ok(stored) => {
+                        obj["metadata"]["resourceVersion"] = json!(stored.mod_revision.to_string());
+                        Ok(Some(obj))
+                    }
+                    Err(minik_store::Error::Conflict { .. }) if expected_rv.is_none() => Ok(None),
+                    Err(minik_store::Error::Conflict { .. }) => Err(ApiError::conflict(info, name)),
+                    Err(e) => Err(e.into()),
+                }
+            };
+            match tried.await {
+                Ok(Some(obj)) => return Ok(obj),
+                Ok(None) => continue,
+                Err(_) if from_cache => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(ApiError::conflict(info, name))

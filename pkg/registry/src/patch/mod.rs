@@ -3,6 +3,8 @@
 
 mod strategic;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::error::{ApiError, Result};
@@ -142,24 +144,38 @@ impl crate::Registry {
         }
         let pinned = pins_version(kind, body);
         let mut last = None;
-        for _ in 0..TRIES {
+        // One more try than TRIES: the first starts from the watch cache's copy, and if it
+        // fails for any reason (a stale copy too), the next ones read the store.
+        for attempt in 0..=TRIES {
             // The object itself or its status: read once, for the patch and the update.
             let mut stored = None;
+            let mut from_cache = false;
             let (current, schema) = match sub {
                 Some("scale") => (
-                    self.get_scale(info, ns, name).await?,
+                    Arc::new(self.get_scale(info, ns, name).await?),
                     minik_api::schema::DEFINITIONS.get("io.k8s.api.autoscaling.v1.Scale"),
                 ),
                 None | Some("status") => {
-                    let (kv, obj) = self.read_current(info, ns, name).await?;
+                    let cached = match attempt == 0 && !params.dry_run {
+                        true => self.read_cached(info, ns, name).await?,
+                        false => None,
+                    };
+                    from_cache = cached.is_some();
+                    let (kv, obj) = match cached {
+                        Some(read) => read,
+                        None => self.read_current(info, ns, name).await?,
+                    };
                     stored = Some(kv);
                     (obj, None)
                 }
-                _ => (self.get(info, ns, name).await?, None),
+                _ => (Arc::new(self.get(info, ns, name).await?), None),
             };
             let own = self.schema_for(info);
             let schema = schema.or(own.as_deref());
-            let mut patched = apply(kind, &current, body, schema)?;
+            let mut patched = match apply(kind, &current, body, schema) {
+                Err(_) if from_cache => continue,
+                patched => patched?,
+            };
             if !pinned {
                 read_at(&mut patched, &current);
             }
@@ -185,6 +201,7 @@ impl crate::Registry {
                 }
             };
             match written {
+                Err(_) if from_cache => {}
                 Err(e @ ApiError::Conflict { .. }) if !pinned => last = Some(e),
                 other => return other,
             }
