@@ -1,6 +1,8 @@
 //! How a response presents objects, from the Accept header: the objects themselves, a
 //! Table (`as=Table`), or metadata only (`as=PartialObjectMetadata[List]`).
 
+use std::borrow::Cow;
+
 use minik_api::ResourceInfo;
 use minik_registry::ObjectList;
 use serde_json::{Value, json};
@@ -63,9 +65,9 @@ impl View {
     }
 
     /// One object as this view shows it.
-    pub fn object(&self, info: &ResourceInfo, obj: &Value) -> Value {
-        match self {
-            View::Object => obj.clone(),
+    pub fn object<'a>(&self, info: &ResourceInfo, obj: &'a Value) -> Cow<'a, Value> {
+        Cow::Owned(match self {
+            View::Object => return Cow::Borrowed(obj),
             View::Table(include, printer) => table::table(
                 info,
                 printer,
@@ -74,7 +76,7 @@ impl View {
                 include,
             ),
             View::Metadata => partial(obj),
-        }
+        })
     }
 
     /// A list as this view shows it.
@@ -97,9 +99,9 @@ impl View {
     }
 
     /// The object of a watch event (bookmarks and errors pass through).
-    pub fn event(&self, info: &ResourceInfo, kind: &str, obj: &Value) -> Value {
+    pub fn event<'a>(&self, info: &ResourceInfo, kind: &str, obj: &'a Value) -> Cow<'a, Value> {
         match kind {
-            "ERROR" | "BOOKMARK" => obj.clone(),
+            "ERROR" | "BOOKMARK" => Cow::Borrowed(obj),
             _ => self.object(info, obj),
         }
     }

@@ -113,3 +113,51 @@ async fn a_created_deployment_is_recorded_as_kube_apiserver_records_it() {
         d["metadata"]["managedFields"]
     );
 }
+
+#[tokio::test]
+async fn components_get_objects_without_managed_fields_and_are_still_recorded() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use minik_tests::api::from_component;
+    let api = api().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": {"a": "1"}});
+    let create = Request::post(format!("{cms}?fieldManager=controller"))
+        .header("content-type", "application/json")
+        .body(Body::from(cm.to_string()))
+        .unwrap();
+    let (code, created) = api.request(from_component(create)).await;
+    assert_eq!(code, 201, "{created}");
+    assert!(
+        created["metadata"].get("managedFields").is_none(),
+        "{created}"
+    );
+    assert_eq!(created["data"]["a"], "1");
+    let patch = Request::patch(format!("{cms}/m?fieldManager=other"))
+        .header("content-type", "application/merge-patch+json")
+        .body(Body::from(r#"{"data":{"b":"2"}}"#))
+        .unwrap();
+    let (code, patched) = api.request(from_component(patch)).await;
+    assert_eq!(code, 200, "{patched}");
+    assert!(
+        patched["metadata"].get("managedFields").is_none(),
+        "{patched}"
+    );
+    let get = Request::get(format!("{cms}/m"))
+        .body(Body::empty())
+        .unwrap();
+    let (_, lean) = api.request(from_component(get)).await;
+    assert!(lean["metadata"].get("managedFields").is_none(), "{lean}");
+    // Everyone else sees both writes recorded, and otherwise the same object.
+    let (_, mut full) = api.call(Method::GET, &format!("{cms}/m"), None).await;
+    let meta = full["metadata"].as_object_mut().unwrap();
+    let managers: Vec<_> = meta["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].clone())
+        .collect();
+    assert_eq!(managers, [json!("controller"), json!("other")]);
+    meta.remove("managedFields");
+    assert_eq!(full, lean);
+}

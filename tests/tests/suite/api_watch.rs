@@ -193,7 +193,6 @@ async fn watch_over_websocket() {
 /// every other watcher gets them, and otherwise the same events.
 #[tokio::test]
 async fn in_process_watchers_get_events_without_managed_fields() {
-    use minik_apiserver::authn::{LocalIdentity, UserInfo};
     let api = api().await;
     let cms = "/api/v1/namespaces/default/configmaps";
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -209,19 +208,15 @@ async fn in_process_watchers_get_events_without_managed_fields() {
     let uri = format!("{cms}?watch=true&resourceVersion=0");
     let metadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
     let request = |accept: &str, local: bool| {
-        let mut req = axum::http::Request::builder()
+        let req = axum::http::Request::builder()
             .uri(&uri)
             .header("accept", accept)
             .body(axum::body::Body::empty())
             .unwrap();
-        if local {
-            req.extensions_mut().insert(LocalIdentity(UserInfo {
-                name: "system:kube-controller-manager".into(),
-                uid: String::new(),
-                groups: vec!["system:authenticated".into()],
-            }));
+        match local {
+            true => minik_tests::api::from_component(req),
+            false => req,
         }
-        req
     };
     for accept in ["application/json", metadata] {
         let plain = api.watch_request(request(accept, false), 1).await;

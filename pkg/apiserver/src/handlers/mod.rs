@@ -492,7 +492,12 @@ fn respond_object(
     obj: Value,
     warnings: &[String],
 ) -> Response {
-    json_response(code, &view(t, req).object(t.info, &obj), warnings)
+    let shown = view(t, req).object(t.info, &obj);
+    // The server's own components get objects without managedFields, as their watches do.
+    match req.in_process {
+        true => json_response(code, &minik_registry::Lean(&shown), warnings),
+        false => json_response(code, &*shown, warnings),
+    }
 }
 
 fn respond_list(t: &Target, req: &Request, list: minik_registry::ObjectList) -> Response {
