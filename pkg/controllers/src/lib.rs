@@ -47,7 +47,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 
-pub use informer::{Change, Informer};
+pub use informer::{Change, Informer, Store};
 pub use metrics::Metrics;
 pub use queue::Queue;
 

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
+use minik_controllers::Store;
 use serde_json::json;
 
 use crate::runtime::{ContainerRuntime, State};
@@ -363,7 +364,7 @@ mod tests {
         let workers = Workers {
             runtime: Arc::default(),
             nodes: HashMap::new(),
-            pods: kube::runtime::reflector::store().0,
+            pods: Store::default(),
             backoff: Mutex::default(),
             known: Mutex::default(),
             admission: Default::default(),

@@ -13,8 +13,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use minik_api::usage::UsageStore;
+use minik_controllers::Store;
 use minik_controllers::{Informer, Metrics, Queue, Reconcile};
 use tokio_util::sync::CancellationToken;
 

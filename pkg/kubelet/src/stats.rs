@@ -12,8 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
 use minik_api::usage::{NodeUsage, PodUsage, Usage, UsageStore, Window};
+use minik_controllers::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{ContainerRuntime, ContainerStats};

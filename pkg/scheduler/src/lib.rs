@@ -259,14 +259,14 @@ impl Scheduler {
     }
 
     /// Keep the cache and the queue in step with pods.
-    fn pod_changed(&self, pod: &Pod, change: Change) {
-        let key = minik_controllers::util::key(pod);
+    fn pod_changed(&self, pod: &Arc<Pod>, change: Change) {
+        let key = minik_controllers::util::key(&**pod);
         let uid = pod.uid().unwrap_or_default();
         let gone = change == Change::Deleted;
         match bound(pod) {
             Some(node) if !gone && !finished(pod) => {
                 self.nominations().remove(&uid);
-                self.cache().add_pod(Arc::new(pod.clone()), node);
+                self.cache().add_pod(pod.clone(), node);
                 self.queue.remove(&key);
             }
             Some(_) => {
@@ -314,15 +314,15 @@ async fn lead(client: kube::Client, metrics: Metrics, stop: CancellationToken) {
         metrics,
     });
     let me = this.clone();
-    nodes.on(move |node, change| {
+    nodes.on_shared(move |node, change| {
         match change {
-            Change::Applied => me.cache().set_node(Arc::new(node.clone())),
+            Change::Applied => me.cache().set_node(node.clone()),
             Change::Deleted => me.cache().remove_node(&node.name_any()),
         }
         me.queue.move_all();
     });
     let me = this.clone();
-    pods.on(move |pod, change| me.pod_changed(pod, change));
+    pods.on_shared(move |pod, change| me.pod_changed(pod, change));
     tokio::spawn(nodes.clone().run(stop.clone()));
     tokio::spawn(pods.clone().run(stop.clone()));
     nodes.synced().await;

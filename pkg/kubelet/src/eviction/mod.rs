@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
+use minik_controllers::Store;
 use minik_controllers::events::Recorder;
 use tokio_util::sync::CancellationToken;
 

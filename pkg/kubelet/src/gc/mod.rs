@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
+use minik_controllers::Store;
 use minik_controllers::events::{Kind, Recorder};
 use minik_runtime::ContainerState;
 use tokio_util::sync::CancellationToken;

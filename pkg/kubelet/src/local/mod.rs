@@ -28,9 +28,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use minik_api::usage::UsageStore;
+use minik_controllers::Store;
 use minik_controllers::{Informer, Metrics, Queue, Reconcile};
 use tokio_util::sync::CancellationToken;
 

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
+use minik_controllers::Store;
 use minik_controllers::{Informer, Metrics, Queue, Reconcile};
 use tokio_util::sync::CancellationToken;
 
@@ -57,8 +57,6 @@ pub struct StaticPods<R> {
     api_pods: Store<Pod>,
     /// The static pods the files describe now, by key.
     desired: Mutex<BTreeMap<String, Pod>>,
-    /// Fills `workers.pods`: the static pods being run, with their mirror's status.
-    writer: Mutex<Writer<Pod>>,
     workers: Workers<R>,
 }
 
@@ -82,7 +80,8 @@ pub fn spawn<R: ContainerRuntime>(
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> Store<Pod> {
-    let (store, writer) = reflector::store();
+    // The static pods being run, with their mirror's status (`workers.pods`).
+    let store = Store::default();
     let queue = Queue::new("kubelet-static-pods", metrics.clone());
     let q = queue.clone();
     informer.on(move |pod: &Pod, _| {
@@ -94,7 +93,6 @@ pub fn spawn<R: ContainerRuntime>(
         dir,
         api_pods: informer.store().clone(),
         desired: Mutex::default(),
-        writer: Mutex::new(writer),
         workers: Workers {
             runtime,
             nodes: [(node.name.clone(), node.clone())].into_iter().collect(),
@@ -211,7 +209,7 @@ impl<R: ContainerRuntime> StaticPods<R> {
                 tracing::warn!(pod = key, uid, error = %e, "stopping a static pod");
             }
             lock(&self.workers.known).remove(key);
-            lock(&self.writer).apply_watcher_event(&watcher::Event::Delete((*old).clone()));
+            self.workers.pods.remove(&old);
         }
         let client = &self.node.client;
         let api_pod = self.api_pods.get(&oref);
@@ -243,7 +241,7 @@ impl<R: ContainerRuntime> StaticPods<R> {
             }
         }
         pod.status = status;
-        lock(&self.writer).apply_watcher_event(&watcher::Event::Apply(pod));
+        self.workers.pods.insert(Arc::new(pod));
         let next = self.workers.sync(key).await?;
         Ok(match (next, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
