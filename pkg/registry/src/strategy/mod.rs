@@ -191,15 +191,20 @@ pub fn prepare_for_update(info: &ResourceInfo, old: &Value, new: &mut Value) {
 
 /// On a status update, keep everything but status and the metadata a controller may set.
 pub fn prepare_for_status_update(old: &Value, new: &mut Value) {
-    let status = new.get("status").cloned();
-    let mut merged = old.clone();
-    match status {
-        Some(s) => merged["status"] = s,
-        None => {
-            if let Some(m) = merged.as_object_mut() {
-                m.remove("status");
-            }
-        }
+    let status = new.as_object_mut().and_then(|m| m.remove("status"));
+    // Everything but the status from the old object (its status is not copied only to be
+    // replaced).
+    let mut merged = match old {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != "status")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    if let (Some(s), Some(m)) = (status, merged.as_object_mut()) {
+        m.insert("status".into(), s);
     }
     *new = merged;
 }
