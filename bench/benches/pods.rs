@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use minik_bench::cluster::{
-    Timings, create_namespace, latencies, node_ready, rss_mib, wait_for, watch_pods,
+    PodLite, Timings, create_namespace, latencies, node_ready, rss_mib, wait_for, watch_pods,
 };
 use minik_bench::report::{Table, p50_p99_ms};
 use minik_tests::server::Server;
@@ -32,18 +32,13 @@ fn pod(name: &str) -> Pod {
 }
 
 /// Phase Running and the container started.
-fn running(p: &Pod) -> bool {
-    let Some(status) = p.status.as_ref() else {
-        return false;
-    };
-    status.phase.as_deref() == Some("Running")
-        && status.container_statuses.as_ref().is_some_and(|cs| {
-            !cs.is_empty()
-                && cs.iter().all(|c| {
-                    c.started == Some(true)
-                        && c.state.as_ref().and_then(|s| s.running.as_ref()).is_some()
-                })
-        })
+fn running(p: &PodLite) -> bool {
+    let cs = &p.status.container_statuses;
+    p.status.phase.as_deref() == Some("Running")
+        && !cs.is_empty()
+        && cs
+            .iter()
+            .all(|c| c.started == Some(true) && c.state.running.is_some())
 }
 
 /// The shims of the server whose data lives under `dir`: processes whose command line is
@@ -93,7 +88,7 @@ async fn main() {
     let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let times = Timings::default();
     // Watch before creating, to see every pod start as it happens.
-    let watch = watch_pods(api.clone(), times.clone(), total, running);
+    let watch = watch_pods(client.clone(), NAMESPACE, times.clone(), total, running);
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(server.kube_client().await);

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use tokio::task::JoinHandle;
 
 /// Poll `f` every 200 ms until it gives a value; panics naming `what` after `secs` seconds.
@@ -84,32 +83,87 @@ pub struct PodTimes {
 /// The times of the pods, by name.
 pub type Timings = Arc<Mutex<HashMap<String, PodTimes>>>;
 
-/// Watch the pods of `api`, noting in `times` when each is first seen bound and first seen
-/// running (as `running` tells); the task ends once `total` pods have been seen running.
-/// Start it before creating the pods, to see each change as it happens.
+/// The fields of a pod the benchmarks read. Events are decoded into this, the rest of each
+/// pod skipped: the harness shares the machine with the server it measures.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct PodLite {
+    pub metadata: LiteMeta,
+    pub spec: LiteSpec,
+    pub status: LiteStatus,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LiteMeta {
+    pub name: String,
+    pub resource_version: String,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LiteSpec {
+    pub node_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LiteStatus {
+    pub phase: Option<String>,
+    pub container_statuses: Vec<LiteContainer>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LiteContainer {
+    pub started: Option<bool>,
+    pub state: LiteState,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LiteState {
+    pub running: Option<serde::de::IgnoredAny>,
+}
+
+/// Watch the pods of `namespace`, noting in `times` when each is first seen bound and
+/// first seen running (as `running` tells); the task ends once `total` pods have been seen
+/// running. Start it before creating the pods, to see each change as it happens.
 pub fn watch_pods(
-    api: Api<Pod>,
+    client: kube::Client,
+    namespace: &str,
     times: Timings,
     total: usize,
-    running: fn(&Pod) -> bool,
+    running: fn(&PodLite) -> bool,
 ) -> JoinHandle<()> {
+    let pods = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"));
     tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default()).applied_objects();
-        let mut stream = std::pin::pin!(stream);
         let mut seen = 0;
-        while let Some(Ok(p)) = stream.next().await {
-            let now = Instant::now();
-            let name = p.metadata.name.clone().unwrap_or_default();
-            let mut t = times.lock().unwrap_or_else(|e| e.into_inner());
-            let e = t.entry(name).or_default();
-            if e.bound.is_none() && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
-                e.bound = Some(now);
-            }
-            if e.running.is_none() && running(&p) {
-                e.running = Some(now);
-                seen += 1;
-                if seen == total {
-                    return;
+        // From the start ("0"); again from the last version seen if the server ends it.
+        let mut from = "0".to_string();
+        loop {
+            let req = pods
+                .watch(&WatchParams::default(), &from)
+                .expect("watch request");
+            let stream = client.request_events::<PodLite>(req).await.expect("watch");
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(event)) = stream.next().await {
+                let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = event else {
+                    continue;
+                };
+                let now = Instant::now();
+                from.clone_from(&p.metadata.resource_version);
+                let mut t = times.lock().unwrap_or_else(|e| e.into_inner());
+                let e = t.entry(p.metadata.name.clone()).or_default();
+                if e.bound.is_none() && p.spec.node_name.is_some() {
+                    e.bound = Some(now);
+                }
+                if e.running.is_none() && running(&p) {
+                    e.running = Some(now);
+                    seen += 1;
+                    if seen == total {
+                        return;
+                    }
                 }
             }
         }
