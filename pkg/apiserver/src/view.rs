@@ -66,17 +66,17 @@ impl View {
 
     /// One object as this view shows it.
     pub fn object<'a>(&self, info: &ResourceInfo, obj: &'a Value) -> Cow<'a, Value> {
-        Cow::Owned(match self {
-            View::Object => return Cow::Borrowed(obj),
-            View::Table(include, printer) => table::table(
+        match self {
+            View::Object => Cow::Borrowed(obj),
+            View::Table(include, printer) => Cow::Owned(table::table(
                 info,
                 printer,
                 std::slice::from_ref(obj),
                 rv_of(obj),
                 include,
-            ),
-            View::Metadata => partial(obj),
-        })
+            )),
+            View::Metadata => Cow::Owned(partial(obj)),
+        }
     }
 
     /// A list as this view shows it.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
@@ -87,8 +88,8 @@ where
     api: Api<K>,
     config: watcher::Config,
     store: Store<K>,
-    /// Taken by the one `run`.
-    running: Mutex<bool>,
+    /// Set by the one `run`.
+    running: AtomicBool,
     handlers: Mutex<Vec<Handler<K>>>,
     /// True once the first list is in the cache.
     ready: tokio::sync::watch::Sender<bool>,
@@ -108,7 +109,7 @@ where
             api,
             config,
             store: Store::default(),
-            running: Mutex::new(false),
+            running: AtomicBool::new(false),
             handlers: Mutex::default(),
             ready: tokio::sync::watch::Sender::new(false),
         })
@@ -164,10 +165,7 @@ where
 
     /// Watch until `stop` (once; later calls return at once).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        if std::mem::replace(
-            &mut *self.running.lock().unwrap_or_else(|p| p.into_inner()),
-            true,
-        ) {
+        if self.running.swap(true, Ordering::SeqCst) {
             return;
         }
         let stream = watcher(self.api.clone(), self.config.clone()).default_backoff();

@@ -366,17 +366,23 @@ impl Caches {
     pub fn hint(&self, info: &ResourceInfo, key: &str, bytes: &[u8], object: Value) -> Hinted {
         static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let cacher = self.live(&resource_prefix(info));
-        if let Some(cacher) = &cacher {
-            let hint = Hint {
+        let Some(cacher) = self.live(&resource_prefix(info)) else {
+            // No cache runs: nothing to hand over, nothing to take back.
+            return Hinted {
+                cacher: None,
+                key: String::new(),
                 id,
-                bytes: bytes.to_vec(),
-                object,
+                kept: true,
             };
-            cacher.hints().insert(key.to_string(), hint);
-        }
+        };
+        let hint = Hint {
+            id,
+            bytes: bytes.to_vec(),
+            object,
+        };
+        cacher.hints().insert(key.to_string(), hint);
         Hinted {
-            cacher,
+            cacher: Some(cacher),
             key: key.to_string(),
             id,
             kept: false,
